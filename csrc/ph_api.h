@@ -1,0 +1,290 @@
+/*
+ * ph_api.h -- the C API of pyharness's core.
+ *
+ * This file is both the C declaration of the API and, verbatim minus its
+ * preprocessor lines, cffi's cdef (see csrc/build_ffi.py).  It therefore
+ * holds only plain declarations: no attributes, no conditionals.  Layout
+ * rules the compiler cannot see from here (cache-line sizes) are enforced by
+ * static assertions in ph_internal.h.
+ *
+ * Every function that can fail returns 0 or -errno (or a negative PH_E_*
+ * code below) and never prints.  Python maps the codes to exceptions in
+ * exactly one place (pyharness/errors.py).
+ */
+
+#define PH_ABI_VERSION 3
+
+enum {
+    PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
+    PH_MAX_BATCH = 1024,        /* sites per poke_sync round */
+    PH_MAX_VIOLATIONS = 256,    /* recorded in full; more are only counted */
+    PH_SAMPLES = 65536,         /* per-site and per-state sample rings */
+    PH_BP_SAMPLES = 4096,       /* per-thread breakpoint handler samples */
+    PH_SITE_MAX_LEN = 16,       /* longest patchable region */
+    PH_EXIT_RECURSION = 97      /* worker exit code after a recursive breakpoint */
+};
+
+/* Patch states, in protocol order (the RFC's PATCH_SYNC_0 .. PATCH_DONE). */
+enum ph_state {
+    PH_SYNC_0 = 0,      /* INT3 written over byte 0 */
+    PH_SYNC_1 = 1,      /* tail (bytes 1..len-1) written */
+    PH_SYNC_2 = 2,      /* new byte 0 written */
+    PH_SYNC_DONE = 3,   /* site finished; acked only in thread context */
+    PH_DONE = 4         /* all sites finished */
+};
+
+enum ph_kind {
+    PH_KIND_MOVRET = 0,  /* mov eax, imm32 ; ret            (5 patched bytes) */
+    PH_KIND_CALL = 1,    /* call rel32 ; ret  -> fn_a / fn_b (the paravirt case) */
+    PH_KIND_JMPNOP = 2,  /* nopl 0(%rax,%rax) <-> jmp rel32  (static key) */
+    PH_KIND_BLOCK = 3,   /* 14-byte multi-instruction block (native only) */
+    PH_NKINDS = 4
+};
+
+enum ph_poke { PH_POKE_MPROTECT = 0, PH_POKE_ALIAS = 1, PH_POKE_RWX = 2 };
+enum ph_sync { PH_SYNC_CPUID = 0, PH_SYNC_IRET = 1, PH_SYNC_SERIALIZE = 2 };
+enum ph_bp { PH_BP_NATIVE = 0, PH_BP_EMULATE = 1 };
+
+/* How secondaries are made to serialize after each poke. */
+enum ph_secsync {
+    PH_SECSYNC_ACK = 0,         /* the RFC: publish a state, wait for acks */
+    PH_SECSYNC_MEMBARRIER = 1   /* upstream: membarrier(PRIVATE_EXPEDITED_SYNC_CORE) */
+};
+
+/* What non-primary threads do while the primary patches. */
+enum ph_role {
+    PH_ROLE_PRIMARY = 0,
+    PH_ROLE_SECONDARY = 1,  /* parked in the finish loop (stop_machine) */
+    PH_ROLE_EXECUTOR = 2    /* keeps executing sites at full speed */
+};
+
+/* Deliberately broken protocols, to prove the checker catches them. */
+enum ph_mutant {
+    PH_MUT_NONE = 0,
+    PH_MUT_NO_INT3 = 1,            /* tail written in place, no INT3 first */
+    PH_MUT_FIRST_BYTE_FIRST = 2,   /* new byte 0 written before the tail */
+    PH_MUT_SKIP_ACK_WAIT = 3,      /* primary publishes without waiting for acks */
+    PH_MUT_SKIP_SYNC_ONE = 4,      /* secondaries ack without serializing */
+    PH_MUT_DOUBLE_ACK = 5,         /* secondaries ack each state twice */
+    PH_MUT_EARLY_RETRACT = 6,      /* descriptor retired without waiting for refs */
+    PH_MUT_PATCH_SYNC_LOOP = 7,    /* the sync loop itself runs the patched site */
+    PH_NMUTANTS = 8
+};
+
+/* Invariants, named as in the report (pyharness/checker.py). */
+enum ph_invariant {
+    PH_INV_KNOWN_VARIANT = 0,      /* (a) every execution returned a known variant */
+    PH_INV_NO_FAULT = 1,           /* (b) no SIGILL/SIGSEGV/SIGBUS on site text */
+    PH_INV_NEW_AFTER_DONE = 2,     /* (c) after DONE every thread runs the new variant */
+    PH_INV_ACK_ONCE = 3,           /* (d) each state acked once, after a sync */
+    PH_INV_ACKED_BEFORE_PUBLISH = 4, /* (e) no state published with an ack missing */
+    PH_INV_INT3_RESOLVED = 5,      /* (f) every INT3 hit resolved by our handler */
+    PH_INV_BYTES_INTENDED = 6,     /* (g) site bytes equal the intended bytes */
+    PH_INV_BP_DEPTH = 7,           /* (h) breakpoint re-entry within bound */
+    PH_INV_DEADLINE = 8,           /* (i) no wait exceeded its deadline */
+    PH_INV_INT3_GUARD = 9,         /* (j) tail/first byte changed only behind INT3 */
+    PH_NINVARIANTS = 10
+};
+
+enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 3 };
+
+enum ph_event_type {
+    PH_EV_STATE_SEEN = 1, PH_EV_ACK = 2, PH_EV_SYNC = 3, PH_EV_BP_ENTER = 4,
+    PH_EV_BP_EXIT = 5, PH_EV_NMI_ENTER = 6, PH_EV_NMI_EXIT = 7, PH_EV_POKE = 8,
+    PH_EV_PUBLISH = 9, PH_EV_RETRACT = 10, PH_EV_VIOLATION = 11, PH_EV_EXEC = 12
+};
+
+/* Where a thread is, for naming stuck threads. */
+enum ph_where {
+    PH_WHERE_NONE = 0, PH_WHERE_REGISTERED = 1, PH_WHERE_FINISH_LOOP = 2,
+    PH_WHERE_SYNC_LOOP = 3, PH_WHERE_BP = 4, PH_WHERE_NMI = 5, PH_WHERE_POKE = 6,
+    PH_WHERE_WAIT_ACKS = 7, PH_WHERE_WAIT_REFS = 8, PH_WHERE_EXECUTING = 9,
+    PH_WHERE_VERIFY = 10, PH_WHERE_EXITED = 11
+};
+
+/* Sample rings kept by the primary. */
+enum ph_series {
+    PH_SERIES_SITE_NS = 0,       /* per patched site (batch time / batch size) */
+    PH_SERIES_ACK_NS_0 = 1,      /* primary's ack wait, SYNC_0 .. SYNC_DONE */
+    PH_SERIES_ACK_NS_1 = 2,
+    PH_SERIES_ACK_NS_2 = 3,
+    PH_SERIES_ACK_NS_DONE = 4,
+    PH_SERIES_BATCH_NS = 5,      /* per poke_sync batch (whole) */
+    PH_NSERIES = 6
+};
+
+struct ph_config {
+    int nthreads;          /* participants, primary included */
+    int primary;           /* index of the primary thread */
+    int nsites;            /* sites laid out */
+    int kinds_mask;        /* bit (1 << ph_kind) per kind used */
+    int poke;              /* enum ph_poke */
+    int sync;              /* enum ph_sync */
+    int bp;                /* enum ph_bp */
+    int secsync;           /* enum ph_secsync */
+    int batch;             /* sites per poke_sync round, 1..PH_MAX_BATCH */
+    int mutant;            /* enum ph_mutant */
+    int trace_len;         /* events per thread ring: 0 or a power of two */
+    int nmi_signal;        /* 0: SIGRTMIN+3 */
+    int force_nmi;         /* 1: primary NMIs itself after each INT3 poke;
+                              2: secondaries NMI themselves on seeing SYNC_0 */
+    uint64_t seed;
+    uint64_t deadline_ns;      /* every wait gives up after this */
+    uint64_t inject_delay_ns;  /* busy wait added to each poke_sync round */
+};
+
+/* One recorded violation. */
+struct ph_violation {
+    int32_t invariant;
+    int32_t thread;
+    int32_t site;
+    int32_t state;
+    int32_t ctx;
+    int32_t pad;
+    uint64_t round;
+    uint64_t ts;
+    uint64_t a;            /* invariant-specific values (see checker.py) */
+    uint64_t b;
+};
+
+/* A fault (SIGILL/SIGSEGV/SIGBUS) or recursion recorded before the worker dies. */
+struct ph_crash {
+    int32_t valid;
+    int32_t signo;
+    int32_t code;
+    int32_t thread;
+    int32_t site;          /* site containing rip, or -1 */
+    int32_t pad;
+    uint64_t addr;         /* si_addr */
+    uint64_t rip;
+    uint64_t round;
+    uint64_t ts;
+    uint8_t bytes[16];     /* text at rip, when rip is in site text */
+};
+
+struct ph_event {
+    uint64_t stamp;        /* index + 1, written last: a reader checks it */
+    uint64_t ts;
+    uint64_t round;
+    uint16_t type;
+    uint16_t ctx;
+    int32_t site;
+    uint32_t arg;
+    uint32_t pad;
+};
+
+/* Per-thread counters (one owner thread writes; others only read).  The
+ * first cache line holds the ack word, which the primary polls, apart from
+ * the counters the owner keeps bumping (no false sharing). */
+struct ph_counters {
+    uint64_t acked_round;      /* last round acked: the ack word */
+    int64_t role;
+    int64_t cpu;               /* CPU seen at registration */
+    int64_t tid;
+    uint64_t pad0[4];
+    uint64_t exec[2];          /* site executions returning variant 0 / 1 */
+    uint64_t exec_torn;        /* returned neither */
+    uint64_t bp_hits;          /* INT3 traps on our sites */
+    uint64_t bp_hits_nmi;      /* ... of which in NMI context */
+    uint64_t bp_native;        /* resolved by the native path */
+    uint64_t bp_emulated;      /* resolved by emulation */
+    uint64_t bp_late;          /* trap seen after the patch finished: re-executed */
+    uint64_t bp_foreign;       /* passed to the previous SIGTRAP disposition */
+    uint64_t bp_depth_max;
+    uint64_t acks[4];          /* per state SYNC_0..SYNC_DONE */
+    uint64_t acks_bp;          /* ... of which from breakpoint context */
+    uint64_t acks_done_in_sync_loop; /* must stay 0 (RFC: SYNC_DONE acked in finish loop) */
+    uint64_t acks_unsynced;    /* acks of SYNC_0..2 not preceded by sync_one */
+    uint64_t sync_calls;       /* sync_one() */
+    uint64_t wait_ns;          /* time spent spinning */
+    uint64_t nmis;
+    uint64_t nmi_execs;        /* site executions in NMI context */
+    uint64_t sites_patched;    /* primary */
+    uint64_t rounds;           /* primary: poke_sync rounds */
+    uint64_t verified;         /* sites checked after DONE */
+    uint64_t heartbeat;        /* bumped in every loop: liveness */
+    int64_t where;             /* enum ph_where */
+    int64_t bp_depth;          /* current breakpoint nesting */
+    int64_t nmi_active;
+    uint64_t pad1[4];          /* to a multiple of 64 bytes (asserted) */
+};
+
+/* Header of the shared region (a memfd both the worker and the parent map). */
+struct ph_shared {
+    uint64_t magic;
+    uint64_t abi;
+    uint64_t size;
+    int32_t nthreads;
+    int32_t nsites;
+    int32_t trace_len;
+    int32_t primary;
+    uint64_t pad_a[3];
+    uint64_t round;            /* (seq << 3) | state: the published state */
+    uint64_t pad0[7];          /* round has its own cache line */
+    uint64_t stop;             /* set by the parent: finish now */
+    uint64_t status;           /* 0 running, 1 done, 2 aborted */
+    uint64_t nviolations;      /* total recorded (may exceed the array) */
+    uint64_t cur_site;         /* site being patched (-1 none), for NMIs */
+    uint64_t t_start;
+    uint64_t t_end;
+    uint64_t desc_gen;
+    uint64_t pad1[1];
+    struct ph_crash crash;
+    struct ph_violation violations[256];
+    uint64_t series_count[6];
+    uint64_t off_threads;      /* offset of struct ph_counters[nthreads] */
+    uint64_t off_trace;        /* offset of per-thread trace rings */
+    uint64_t off_series;       /* offset of uint32_t[PH_NSERIES][PH_SAMPLES] */
+    uint64_t off_bp_samples;   /* offset of uint32_t[nthreads][PH_BP_SAMPLES] */
+    uint64_t off_final;        /* offset of uint8_t[nsites]: final variant */
+};
+
+struct ph_engine;
+
+/* Shared region ------------------------------------------------------- */
+uint64_t ph_shared_size(const struct ph_config *cfg);
+int ph_shared_check(const void *base, uint64_t len);
+struct ph_counters *ph_shared_counters(void *base, int thread);
+int ph_trace_read(const void *base, int thread, struct ph_event *out, int max);
+uint64_t ph_series_read(const void *base, int series, uint32_t *out, uint64_t max);
+uint64_t ph_bp_samples_read(const void *base, int thread, uint32_t *out, uint64_t max);
+uint64_t ph_shared_stop(void *base);
+
+/* Machine ------------------------------------------------------------- */
+int ph_cpu_has_serialize(void);
+int ph_membarrier_sync_core_supported(void);
+int ph_sync_method_available(int sync);
+void ph_sync_one(int sync);
+int ph_set_mdwe(void);
+uint64_t ph_now_ns(void);
+
+/* Encodings (pure; for tests) ------------------------------------------ */
+int ph_encode(int kind, int variant, uint64_t site_addr, uint64_t target_addr,
+              uint32_t value, uint8_t *out);
+int ph_site_len(int kind);
+
+/* Engine -------------------------------------------------------------- */
+int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine **out);
+void ph_engine_destroy(struct ph_engine *e);
+void *ph_engine_shared(struct ph_engine *e);
+int ph_site_kind(struct ph_engine *e, int site);
+uint64_t ph_site_addr(struct ph_engine *e, int site);
+int ph_site_straddles(struct ph_engine *e, int site);
+int ph_site_variant(struct ph_engine *e, int site);
+uint32_t ph_site_value(struct ph_engine *e, int site, int variant);
+int ph_site_exec(struct ph_engine *e, int site, uint32_t *value);
+
+/* Threads: each participant registers itself, pinned, then runs its role. */
+int ph_thread_register(struct ph_engine *e, int thread, int role);
+void ph_thread_unregister(struct ph_engine *e, int thread);
+int ph_wait_registered(struct ph_engine *e);
+int ph_nmi_arm(struct ph_engine *e, int thread, uint64_t period_ns, uint64_t first_ns);
+int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns);
+int ph_secondary_run(struct ph_engine *e);
+int ph_executor_run(struct ph_engine *e);
+int ph_verify_run(struct ph_engine *e);
+int ph_stuck_threads(struct ph_engine *e, int *out, int max);
+
+/* Test hooks ---------------------------------------------------------- */
+int ph_test_foreign_int3(void);
+int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value);

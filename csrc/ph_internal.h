@@ -1,0 +1,160 @@
+/*
+ * ph_internal.h -- what the C files of the core share and Python never sees.
+ */
+#ifndef PH_INTERNAL_H
+#define PH_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <time.h>
+#include "ph_api.h"
+
+#define PH_MAGIC 0x70796861726e6573ULL   /* "pyharnes" */
+#define PH_CACHELINE 64
+#define PH_INT3 0xCC
+#define PH_SLOT 128                       /* bytes of text per site */
+#define PH_STRADDLE_OFF 62                /* straddling sites start 2 bytes before a line */
+
+_Static_assert(sizeof(struct ph_counters) % PH_CACHELINE == 0,
+               "per-thread counters must fill whole cache lines");
+_Static_assert(offsetof(struct ph_counters, exec) == PH_CACHELINE,
+               "the ack word's cache line holds nothing the owner keeps writing");
+_Static_assert(offsetof(struct ph_shared, round) % PH_CACHELINE == 0 &&
+               offsetof(struct ph_shared, stop) - offsetof(struct ph_shared, round)
+                   >= PH_CACHELINE,
+               "the published state has a cache line of its own");
+_Static_assert(sizeof(((struct ph_shared *)0)->violations) / sizeof(struct ph_violation)
+                   == PH_MAX_VIOLATIONS, "violation array size");
+_Static_assert(sizeof(((struct ph_shared *)0)->series_count) / sizeof(uint64_t)
+                   == PH_NSERIES, "series count size");
+
+/*
+ * Atomics, named by intent (ck style).  Every call site names its order;
+ * every acquire/release comment names the access it pairs with.
+ */
+#define ph_load_relaxed(p)       __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ph_load_acquire(p)       __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ph_store_relaxed(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ph_store_release(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* Counters have one writer (the owner thread, or its own signal handlers,
+ * which cannot run concurrently with it); relaxed RMW keeps a handler's
+ * increment from being lost when it interrupts the thread's own. */
+#define ph_count(p, n)           ((void)__atomic_fetch_add((p), (n), __ATOMIC_RELAXED))
+
+static inline void ph_cpu_relax(void) { __builtin_ia32_pause(); }
+
+/* round = (site sequence << 3) | state; rounds only grow. */
+#define PH_ROUND(seq, st)   (((uint64_t)(seq) << 3) | (uint64_t)(st))
+#define PH_ROUND_STATE(r)   ((int)((r) & 7))
+#define PH_ROUND_SEQ(r)     ((r) >> 3)
+
+/* One site to patch in the current round (upstream's text_poke_loc). */
+struct ph_patch {
+    uint64_t addr;                 /* run address (RX view) */
+    int32_t site;
+    int32_t len;
+    int32_t new_variant;
+    uint32_t new_value;            /* value the new variant returns */
+    uint8_t text[PH_SITE_MAX_LEN]; /* the new bytes */
+};
+
+/* The breakpoint descriptor (upstream's bp_patching_desc). */
+struct ph_bp_desc {
+    struct ph_patch *vec;          /* sorted by addr */
+    int32_t nr;
+    int32_t native;
+    int32_t refs;                  /* handlers take a ref only while non-zero */
+    int32_t retired;               /* set once the primary moved on */
+    uint64_t gen;
+};
+
+struct ph_site {
+    uint64_t addr;                 /* start of the patchable bytes (RX view) */
+    uint64_t off;                  /* offset in the text region */
+    int32_t kind;
+    int32_t len;
+    int32_t variant;               /* current variant (primary's view) */
+    int32_t straddles;
+    uint32_t value[2];
+    uint8_t text[2][PH_SITE_MAX_LEN];
+};
+
+struct ph_engine {
+    struct ph_config cfg;
+    struct ph_shared *sh;          /* shared region */
+    size_t sh_len;
+    int sh_owned;                  /* anonymous mapping we created */
+    struct ph_counters *thr;       /* sh + off_threads */
+    struct ph_event *trace;        /* sh + off_trace */
+    uint8_t *final_variant;        /* sh + off_final */
+
+    uint8_t *text_x;               /* the view that runs */
+    uint8_t *text_w;               /* the view that is written (== text_x unless alias) */
+    size_t text_len;
+    int memfd;
+    struct ph_site *sites;
+    uint64_t fn_a, fn_b;           /* call targets */
+
+    struct ph_bp_desc desc[2];     /* alternated per round */
+    struct ph_bp_desc *bp_desc;    /* published descriptor or NULL */
+    struct ph_patch *patches;      /* PH_MAX_BATCH */
+    int32_t *cur_ids;              /* sites in the current round (for NMIs) */
+    int32_t cur_n;
+    uint64_t seq;
+    int registered;
+    int ndone;
+    timer_t timers[PH_MAX_THREADS];
+    uint8_t timer_made[PH_MAX_THREADS];
+    void *altstacks[PH_MAX_THREADS];
+    int nmi_signal;
+    uint64_t rng;                  /* primary's schedule */
+};
+
+/* The one live engine, read by the signal handlers. */
+extern struct ph_engine *ph_engine_live;
+
+/* Per-thread identity for handlers: initial-exec TLS is safe in handlers. */
+struct ph_self {
+    struct ph_engine *e;
+    struct ph_counters *c;
+    int idx;
+    uint64_t rng;
+};
+extern __thread struct ph_self ph_self __attribute__((tls_model("initial-exec")));
+
+/* shared.c */
+void ph_trace(struct ph_engine *e, int type, int ctx, int site, uint64_t round, uint32_t arg);
+void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
+                  uint64_t round, uint64_t a, uint64_t b);
+void ph_series_add(struct ph_engine *e, int series, uint64_t ns);
+void ph_bp_sample(struct ph_engine *e, int thread, uint64_t ns);
+uint64_t ph_splitmix(uint64_t *state);
+
+/* text.c */
+int ph_text_create(struct ph_engine *e);
+void ph_text_destroy(struct ph_engine *e);
+int ph_text_open(struct ph_engine *e, uint64_t lo, uint64_t hi);
+int ph_text_close(struct ph_engine *e, uint64_t lo, uint64_t hi);
+void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len);
+int ph_site_find(struct ph_engine *e, uint64_t addr);
+int ph_site_containing(struct ph_engine *e, uint64_t addr);
+int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);
+
+/* sync.c */
+void ph_sync_core(struct ph_engine *e);
+
+/* trap.c */
+int ph_signals_install(struct ph_engine *e);
+void ph_signals_restore(struct ph_engine *e);
+void ph_nmi_self(struct ph_engine *e);
+
+/* protocol.c */
+void ph_sync_site(struct ph_engine *e, int ctx);
+int ph_spin_wait_until(struct ph_engine *e, uint64_t deadline, uint64_t *spins);
+int ph_current_ctx(void);
+
+#endif

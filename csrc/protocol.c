@@ -1,0 +1,887 @@
+/*
+ * protocol.c -- the RFC's patching state machine in user space.
+ *
+ * Primary, for each round of sites (text_poke_site / text_poke_bp_batch):
+ *   1. make the text writable, publish the breakpoint descriptor;
+ *   2. first step:  write INT3 over byte 0,      poke_sync(SYNC_0);
+ *   3. second step: write the tail (bytes 1..),  poke_sync(SYNC_1);
+ *   4. third step:  write the new byte 0,        poke_sync(SYNC_2);
+ *   5. poke_sync(SYNC_DONE) with nothing written: every secondary has left
+ *      both thread and breakpoint context;
+ *   6. retract the descriptor, wait for its references to drop to zero,
+ *      restore the text's protection, check the bytes.
+ * After the last round: publish DONE.
+ *
+ * poke_sync(): write, publish the state with release, serialize ourselves,
+ * wait until every secondary acked it.
+ *
+ * Secondary (text_poke_sync_site), in thread or breakpoint context: on each
+ * new state below SYNC_DONE not yet acked: sync_one(), ack.  Return on
+ * SYNC_DONE without acking it; the finish loop acks SYNC_DONE in thread
+ * context.
+ *
+ * Acks.  The RFC keeps one bit per CPU in a shared map that the primary
+ * clears before each state.  With a re-entrant sync loop that map has a
+ * window: an NMI between the thread-context test and set of the bit lets the
+ * breakpoint path ack that state and later ones, after which the resumed
+ * thread context sets its bit into a *later* round's cleared map -- a false
+ * ack.  Here each participant owns one ack word (on its own cache line,
+ * PH_MAX_THREADS of them: the "map") holding the last round it acked;
+ * rounds encode (site sequence, state) and only grow, so an ack is a single
+ * forward-only compare-and-swap that a handler cannot tear.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+#include <unistd.h>
+#include "ph_internal.h"
+
+struct ph_engine *ph_engine_live;
+__thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))) = {NULL, NULL, -1, 0};
+
+void ph_shared_layout(struct ph_shared *sh, const struct ph_config *cfg, uint64_t size);
+
+enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
+#define ROUND_NONE UINT64_MAX
+#define STATUS_RUNNING 0
+#define STATUS_DONE 1
+#define STATUS_ABORTED 2
+
+int ph_current_ctx(void)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c)
+        return PH_CTX_THREAD;
+    return (c->nmi_active ? PH_CTX_NMI : 0) | (c->bp_depth ? PH_CTX_BP : 0);
+}
+
+static int aborted(struct ph_engine *e)
+{
+    return ph_load_relaxed(&e->sh->status) == STATUS_ABORTED;
+}
+
+static void abort_run(struct ph_engine *e)
+{
+    ph_store_relaxed(&e->sh->status, STATUS_ABORTED);
+}
+
+/*
+ * One step of a bounded spin: pause first, then sched_yield() so that more
+ * threads than CPUs still make progress.  Returns -ETIMEDOUT past deadline.
+ */
+static int spin_step(uint64_t *spins, uint64_t deadline)
+{
+    uint64_t n = ++*spins;
+    if ((n & 63) == 0 && ph_now_ns() > deadline)
+        return -ETIMEDOUT;
+    if (n < 1024)
+        ph_cpu_relax();
+    else
+        sched_yield();
+    return 0;
+}
+
+static void account_wait(struct ph_counters *c, uint64_t t0)
+{
+    if (c && t0)
+        ph_count(&c->wait_ns, ph_now_ns() - t0);
+}
+
+/* Wait for the published round to differ from prev. */
+static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t spins = 0, t0 = 0, deadline = 0;
+    for (;;) {
+        /* Pairs with the release store of the round in publish(). */
+        uint64_t r = ph_load_acquire(&e->sh->round);
+        if (r != prev) {
+            account_wait(c, t0);
+            return r;
+        }
+        if (aborted(e)) {
+            *err = -ECANCELED;
+            return r;
+        }
+        if (!t0) {
+            t0 = ph_now_ns();
+            deadline = t0 + e->cfg.deadline_ns;
+        }
+        ph_count(&c->heartbeat, 1);
+        if (spin_step(&spins, deadline) < 0) {
+            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
+            abort_run(e);
+            *err = -ETIMEDOUT;
+            return r;
+        }
+    }
+}
+
+/*
+ * Give the ack for round r.  synced: sync_one() ran since r was observed;
+ * in_sync_loop: called from the sync loop (which must never ack SYNC_DONE).
+ */
+static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+                     int synced, int in_sync_loop)
+{
+    int st = PH_ROUND_STATE(r);
+    uint64_t old = ph_load_relaxed(&c->acked_round);
+    while (old < r) {
+        /* release: pairs with the acquire load of the ack word in
+         * wait_for_acks(): the primary sees our sync_one() as done. */
+        if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            ph_count(&c->acks[st], 1);
+            if (ctx & PH_CTX_BP)
+                ph_count(&c->acks_bp, 1);
+            if (!synced && st < PH_SYNC_DONE)
+                ph_count(&c->acks_unsynced, 1);
+            if (in_sync_loop && st == PH_SYNC_DONE)
+                ph_count(&c->acks_done_in_sync_loop, 1);
+            ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st);
+            return;
+        }
+    }
+}
+
+/* The secondary's handling of one observed state below SYNC_DONE. */
+static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+{
+    if (ph_load_relaxed(&c->acked_round) >= r)
+        return;                     /* a state already acked is not acked again */
+    int synced = 0;
+    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
+        ph_sync_core(e);
+        ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+        synced = 1;
+    }
+    give_ack(e, c, r, ctx, synced, 1);
+    if (e->cfg.mutant == PH_MUT_DOUBLE_ACK)
+        give_ack(e, c, r + 1, ctx, 0, 1);   /* the second ack lands on the next state */
+}
+
+/*
+ * text_poke_sync_site(): called in thread context with the state below
+ * SYNC_DONE, or re-entrantly from breakpoint context with any state below
+ * SYNC_DONE.  Returns having observed SYNC_DONE (or later), without acking it.
+ */
+void ph_sync_site(struct ph_engine *e, int ctx)
+{
+    struct ph_counters *c = ph_self.c;
+    int64_t where = c->where;
+    if (ctx == PH_CTX_THREAD)
+        c->where = PH_WHERE_SYNC_LOOP;
+    /* Pairs with the release store of the round in publish(). */
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    for (;;) {
+        int st = PH_ROUND_STATE(r), err = 0;
+        ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
+        if (e->cfg.mutant == PH_MUT_PATCH_SYNC_LOOP && st < PH_SYNC_DONE) {
+            /* The sync loop itself runs a site being patched (as if
+             * sync_one() were a paravirt call): the RFC's unhandled case. */
+            int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: patch_batch() */
+            if (n > 0)
+                ph_exec_check(e, e->cur_ids[0], ctx, NULL);
+        }
+        if (st >= PH_SYNC_DONE)
+            break;
+        if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
+            ph_load_relaxed(&c->acked_round) < r)
+            ph_nmi_self(e);         /* take the breakpoint in NMI context */
+        sync_and_ack(e, c, r, ctx);
+        r = wait_round_change(e, r, ctx, &err);
+        if (err)
+            break;
+    }
+    c->where = where;
+}
+
+/* Participants whose acks the primary waits for. */
+static int acks_from(struct ph_engine *e, int i)
+{
+    return i != e->cfg.primary && e->cfg.secsync == PH_SECSYNC_ACK &&
+           e->thr[i].role != PH_ROLE_PRIMARY;
+}
+
+static int wait_for_acks(struct ph_engine *e, uint64_t r)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t t0 = ph_now_ns(), deadline = t0 + e->cfg.deadline_ns, spins = 0;
+    int64_t where = c->where;
+    c->where = PH_WHERE_WAIT_ACKS;
+    for (int i = 0; i < e->cfg.nthreads; i++) {
+        if (!acks_from(e, i))
+            continue;
+        /* Pairs with the release CAS of the ack word in give_ack(). */
+        while (ph_load_acquire(&e->thr[i].acked_round) < r) {
+            ph_count(&c->heartbeat, 1);
+            int timed_out = spin_step(&spins, deadline) < 0;
+            if (timed_out || aborted(e)) {
+                if (timed_out)   /* names the thread that never acked */
+                    ph_violation(e, PH_INV_DEADLINE, i, (int)ph_load_relaxed(&e->sh->cur_site),
+                                 PH_CTX_THREAD, r, e->cfg.deadline_ns,
+                                 ph_load_relaxed(&e->thr[i].acked_round));
+                abort_run(e);
+                c->where = where;
+                return timed_out ? -ETIMEDOUT : -ECANCELED;
+            }
+        }
+    }
+    uint64_t dt = ph_now_ns() - t0;
+    ph_count(&c->wait_ns, dt);
+    int st = PH_ROUND_STATE(r);
+    if (st <= PH_SYNC_DONE)
+        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+    c->where = where;
+    return 0;
+}
+
+/* (e): before publishing, the previous round must be fully acked. */
+static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
+{
+    if (PH_ROUND_SEQ(prev) == 0)
+        return;
+    for (int i = 0; i < e->cfg.nthreads; i++) {
+        if (!acks_from(e, i))
+            continue;
+        /* Pairs with the release CAS in give_ack(). */
+        uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
+        if (a < prev)
+            ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
+                         (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
+    }
+}
+
+static void publish(struct ph_engine *e, uint64_t r)
+{
+    check_prev_acked(e, ph_load_relaxed(&e->sh->round), r);
+    /* release: the pokes before it are visible to a secondary that sees r.
+     * Pairs with the acquire loads of the round in wait_round_change(),
+     * ph_sync_site(), the finish loop and the executors. */
+    ph_store_release(&e->sh->round, r);
+    ph_trace(e, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r, 0);
+}
+
+/* (j): a write that changes a site must happen behind INT3, except the
+ * final byte-0 write once the tail is complete. */
+static void guard(struct ph_engine *e, struct ph_patch *p, int step)
+{
+    const uint8_t *cur = (const uint8_t *)p->addr;
+    if (cur[0] == PH_INT3)
+        return;
+    if (memcmp(cur + 1, p->text + 1, (size_t)p->len - 1) == 0)
+        return;   /* tail already complete (e.g. the primary's breakpoint finished it) */
+    ph_violation(e, PH_INV_INT3_GUARD, ph_self.idx, p->site, PH_CTX_THREAD,
+                 ph_load_relaxed(&e->sh->round), (uint64_t)step, cur[0]);
+}
+
+static void busy_wait(uint64_t ns)
+{
+    uint64_t end = ph_now_ns() + ns;
+    while (ph_now_ns() < end)
+        ph_cpu_relax();
+}
+
+static long membarrier_sync_core(void)
+{
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+}
+
+static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    static const uint8_t int3 = PH_INT3;
+    if (step != STEP_NONE) {
+        /* Note: we may take a breakpoint (via an NMI) right after these
+         * writes, before the state changes below; the primary's breakpoint
+         * path finishes the site locally so we make progress. */
+        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {
+            struct ph_patch *p = &vec[i];
+            if (step == STEP_INT3) {
+                ph_text_poke(e, p->addr, &int3, 1);
+            } else if (step == STEP_TAIL) {
+                guard(e, p, step);
+                ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            } else {
+                guard(e, p, step);
+                ph_text_poke(e, p->addr, p->text, 1);
+            }
+        }
+        c->where = where;
+        ph_trace(e, PH_EV_POKE, PH_CTX_THREAD, vec[0].site, ph_load_relaxed(&e->sh->round),
+                 (uint32_t)step);
+    }
+    if (e->cfg.inject_delay_ns)
+        busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    publish(e, r);
+    ph_sync_core(e);
+    give_ack(e, c, r, PH_CTX_THREAD, 1, 0);       /* the primary acks itself */
+    ph_count(&c->rounds, 1);
+    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
+        if (st < PH_SYNC_DONE && membarrier_sync_core() < 0)
+            return -errno;
+        return 0;
+    }
+    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
+        return 0;
+    return wait_for_acks(e, r);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int patch_batch(struct ph_engine *e, int *ids, int n)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t t0 = ph_now_ns();
+    qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */
+    e->seq++;
+    struct ph_bp_desc *d = &e->desc[e->seq & 1];
+    struct ph_patch *vec = e->patches + (e->seq & 1) * PH_MAX_BATCH;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < n; i++) {
+        struct ph_site *s = &e->sites[ids[i]];
+        struct ph_patch *p = &vec[i];
+        p->addr = s->addr;
+        p->site = ids[i];
+        p->len = s->len;
+        p->new_variant = !s->variant;
+        p->new_value = s->value[p->new_variant];
+        memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+        if (p->addr < lo)
+            lo = p->addr;
+        if (p->addr + (uint64_t)p->len > hi)
+            hi = p->addr + (uint64_t)p->len;
+        e->cur_ids[i] = ids[i];
+    }
+    ph_store_relaxed(&e->sh->cur_site, (uint64_t)ids[0]);
+    /* Pairs with the acquire loads of cur_n in the NMI handler. */
+    ph_store_release(&e->cur_n, n);
+
+    int rc = ph_text_open(e, lo, hi);
+    if (rc < 0)
+        return rc;
+    d->vec = vec;
+    d->nr = n;
+    d->native = e->cfg.bp == PH_BP_NATIVE;
+    d->gen = ++e->sh->desc_gen;
+    ph_store_relaxed(&d->retired, 0);
+    /* Pairs with the acquire CAS in desc_try_get(). */
+    ph_store_release(&d->refs, 1);
+    /* Publish before the first INT3 exists: a CPU that traps must find it.
+     * Pairs with the acquire load in desc_try_get(). */
+    ph_store_release(&e->bp_desc, d);
+
+    switch (e->cfg.mutant) {
+    case PH_MUT_NO_INT3:
+        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_NONE)) ||
+            (rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)) ||
+            (rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
+            goto out;
+        break;
+    case PH_MUT_FIRST_BYTE_FIRST:
+        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)) ||
+            (rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_FIRST)) ||
+            (rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_TAIL)))
+            goto out;
+        break;
+    default:
+        /* first step: INT3 over byte 0 */
+        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)))
+            goto out;
+        if (e->cfg.force_nmi & 1)
+            ph_nmi_self(e);     /* hit our own INT3 in NMI context */
+        /* second step: the tail */
+        if ((rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)))
+            goto out;
+        /* third step: the new first byte */
+        if ((rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
+            goto out;
+        break;
+    }
+    /* Every secondary acks SYNC_DONE from thread context: no laggard can
+     * still be in a breakpoint handler for this round. */
+    if ((rc = poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
+        goto out;
+
+out:
+    /* Retract the descriptor.  Pairs with the acquire load in desc_try_get(). */
+    ph_store_release(&e->bp_desc, NULL);
+    ph_trace(e, PH_EV_RETRACT, PH_CTX_THREAD, ids[0], ph_load_relaxed(&e->sh->round), (uint32_t)d->gen);
+    if (__atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL) != 1 &&
+        e->cfg.mutant != PH_MUT_EARLY_RETRACT) {
+        uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
+        int64_t where = c->where;
+        c->where = PH_WHERE_WAIT_REFS;
+        /* Pairs with the release decrement in desc_put(). */
+        while (ph_load_acquire(&d->refs) != 0) {
+            if (spin_step(&spins, deadline) < 0) {
+                ph_violation(e, PH_INV_DEADLINE, ph_self.idx, ids[0], PH_CTX_THREAD,
+                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
+                             (uint64_t)ph_load_relaxed(&d->refs));
+                abort_run(e);
+                rc = rc ? rc : -ETIMEDOUT;
+                break;
+            }
+        }
+        c->where = where;
+    }
+    /* Pairs with the acquire load of retired in the breakpoint handler. */
+    ph_store_release(&d->retired, 1);
+    ph_store_release(&e->cur_n, 0);   /* pairs: the NMI handler's acquire */
+    ph_store_relaxed(&e->sh->cur_site, (uint64_t)-1);
+    int rc2 = ph_text_close(e, lo, hi);
+    if (rc)
+        return rc;
+    if (rc2)
+        return rc2;
+
+    /* (g): the bytes are the intended bytes. */
+    for (int i = 0; i < n; i++) {
+        struct ph_patch *p = &vec[i];
+        if (memcmp((const void *)p->addr, p->text, (size_t)p->len) != 0)
+            ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, p->site, PH_CTX_THREAD,
+                         ph_load_relaxed(&e->sh->round), ((const uint8_t *)p->addr)[0], p->text[0]);
+        e->sites[p->site].variant = p->new_variant;
+        e->final_variant[p->site] = (uint8_t)p->new_variant;
+    }
+    ph_count(&c->sites_patched, (uint64_t)n);
+    uint64_t dt = ph_now_ns() - t0;
+    ph_series_add(e, PH_SERIES_BATCH_NS, dt);
+    ph_series_add(e, PH_SERIES_SITE_NS, dt / (uint64_t)n);
+    return 0;
+}
+
+int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || ph_self.e != e || ph_self.idx != e->cfg.primary)
+        return -EPERM;
+    int ns = e->cfg.nsites, batch = e->cfg.batch, rc = 0;
+    int *perm = malloc(sizeof(int) * (size_t)ns);
+    int *ids = malloc(sizeof(int) * (size_t)batch);
+    if (!perm || !ids) {
+        free(perm);
+        free(ids);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < ns; i++)
+        perm[i] = i;
+    int cursor = ns;   /* reshuffle on first use */
+    int64_t done = 0;
+    c->where = PH_WHERE_POKE;
+    e->sh->t_start = ph_now_ns();
+    for (;;) {
+        if (nsites >= 0 && done >= nsites)
+            break;
+        if (until_ns && ph_now_ns() >= until_ns)
+            break;
+        /* Pairs with the release store of stop in ph_shared_stop(). */
+        if (ph_load_acquire(&e->sh->stop) || aborted(e))
+            break;
+        int n = batch;
+        if (nsites >= 0 && nsites - done < n)
+            n = (int)(nsites - done);
+        if (cursor + n > ns) {
+            /* a new pass: a seeded shuffle, so schedules replay */
+            for (int i = ns - 1; i > 0; i--) {
+                int j = (int)(ph_splitmix(&e->rng) % (uint64_t)(i + 1));
+                int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+            }
+            cursor = 0;
+        }
+        memcpy(ids, perm + cursor, sizeof(int) * (size_t)n);
+        cursor += n;
+        ph_count(&c->heartbeat, 1);
+        if ((rc = patch_batch(e, ids, n)) < 0)
+            break;
+        done += n;
+    }
+    /* After the last site: DONE, with release (pairs with every acquire
+     * load of the round; final_variant[] is visible to whoever sees DONE). */
+    publish(e, PH_ROUND(e->seq, PH_DONE));
+    e->sh->t_end = ph_now_ns();
+    c->where = PH_WHERE_VERIFY;
+    free(perm);
+    free(ids);
+    return rc;
+}
+
+/* text_poke_sync_finish(): the secondaries' loop until DONE. */
+int ph_secondary_run(struct ph_engine *e)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || ph_self.e != e)
+        return -EPERM;
+    c->where = PH_WHERE_FINISH_LOOP;
+    int err = 0;
+    /* Pairs with the release store in publish(). */
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    for (;;) {
+        int st = PH_ROUND_STATE(r);
+        if (st == PH_DONE)
+            break;
+        if (st < PH_SYNC_DONE) {
+            ph_sync_site(e, PH_CTX_THREAD);
+            r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+            if (aborted(e))
+                return -ECANCELED;
+            continue;
+        }
+        /* SYNC_DONE: acked here, in thread context, after the sync loop
+         * (and any breakpoint context) has been left. */
+        give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+        r = wait_round_change(e, r, PH_CTX_THREAD, &err);
+        if (err)
+            return err;
+    }
+    c->where = PH_WHERE_VERIFY;
+    return 0;
+}
+
+/* Executors run sites at full speed; with acks they also ack each state. */
+int ph_executor_run(struct ph_engine *e)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || ph_self.e != e)
+        return -EPERM;
+    c->where = PH_WHERE_EXECUTING;
+    for (uint64_t k = 0;; k++) {
+        /* Pairs with the release store in publish(). */
+        uint64_t r = ph_load_acquire(&e->sh->round);
+        int st = PH_ROUND_STATE(r);
+        if (st == PH_DONE)
+            break;
+        if (aborted(e))
+            return -ECANCELED;
+        if (e->cfg.secsync == PH_SECSYNC_ACK && ph_load_relaxed(&c->acked_round) < r) {
+            if (st < PH_SYNC_DONE) {
+                sync_and_ack(e, c, r, PH_CTX_THREAD);
+            } else {
+                give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+            }
+        }
+        uint64_t rnd = ph_splitmix(&ph_self.rng);
+        /* Half the time a site being patched. Pairs: patch_batch() cur_n. */
+        int32_t n = ph_load_acquire(&e->cur_n);
+        int site = (n > 0 && (rnd & 1)) ? e->cur_ids[(rnd >> 1) % (uint64_t)n]
+                                        : (int)((rnd >> 1) % (uint64_t)e->cfg.nsites);
+        ph_exec_check(e, site, PH_CTX_THREAD, NULL);
+        if ((k & 255) == 0)
+            ph_count(&c->heartbeat, 1);
+    }
+    c->where = PH_WHERE_VERIFY;
+    return 0;
+}
+
+/* (c): after DONE, this thread runs every site and must see its final variant. */
+int ph_verify_run(struct ph_engine *e)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || ph_self.e != e)
+        return -EPERM;
+    /* Pairs with the release store of DONE in ph_primary_run(). */
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    if (PH_ROUND_STATE(r) != PH_DONE)
+        return -EAGAIN;
+    c->where = PH_WHERE_VERIFY;
+    ph_sync_core(e);    /* like any CPU leaving stop_machine */
+    for (int s = 0; s < e->cfg.nsites; s++) {
+        int want = e->final_variant[s];
+        uint32_t v;
+        int got = ph_exec_check(e, s, PH_CTX_THREAD, &v);
+        if (got >= 0 && got != want)
+            ph_violation(e, PH_INV_NEW_AFTER_DONE, ph_self.idx, s, PH_CTX_THREAD, r, v,
+                         e->sites[s].value[want]);
+        ph_count(&c->verified, 1);
+    }
+    return 0;
+}
+
+int ph_stuck_threads(struct ph_engine *e, int *out, int max)
+{
+    uint64_t r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+    int n = 0;
+    for (int i = 0; i < e->cfg.nthreads && n < max; i++)
+        if (acks_from(e, i) && PH_ROUND_STATE(r) != PH_DONE &&
+            ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
+            out[n++] = i;
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads                                                            */
+
+#define ALTSTACK_SIZE (256 * 1024)
+
+int ph_thread_register(struct ph_engine *e, int thread, int role)
+{
+    if (thread < 0 || thread >= e->cfg.nthreads || role < 0 || role > PH_ROLE_EXECUTOR)
+        return -EINVAL;
+    if ((thread == e->cfg.primary) != (role == PH_ROLE_PRIMARY))
+        return -EINVAL;
+    if (ph_self.c)
+        return -EBUSY;
+    struct ph_counters *c = &e->thr[thread];
+    void *stk = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stk == MAP_FAILED)
+        return -errno;
+    stack_t ss = {.ss_sp = stk, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) < 0) {
+        int err = errno;
+        munmap(stk, ALTSTACK_SIZE);
+        return -err;
+    }
+    e->altstacks[thread] = stk;
+    c->tid = (int64_t)syscall(SYS_gettid);
+    c->cpu = sched_getcpu();
+    c->role = role;
+    ph_store_relaxed(&c->acked_round, PH_ROUND(0, PH_SYNC_DONE));
+    c->where = PH_WHERE_REGISTERED;
+    uint64_t seed = e->cfg.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(thread + 1));
+    ph_self.rng = seed;
+    ph_self.idx = thread;
+    ph_self.c = c;
+    ph_self.e = e;
+    /* Pairs with the acquire load in ph_wait_registered(). */
+    __atomic_fetch_add(&e->registered, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void ph_thread_unregister(struct ph_engine *e, int thread)
+{
+    if (thread < 0 || thread >= e->cfg.nthreads || ph_self.idx != thread)
+        return;
+    if (e->timer_made[thread]) {
+        timer_delete(e->timers[thread]);
+        e->timer_made[thread] = 0;
+    }
+    e->thr[thread].where = PH_WHERE_EXITED;
+    ph_self.c = NULL;
+    ph_self.e = NULL;
+    ph_self.idx = -1;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(e->altstacks[thread], ALTSTACK_SIZE);
+    e->altstacks[thread] = NULL;
+}
+
+int ph_wait_registered(struct ph_engine *e)
+{
+    uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
+    /* Pairs with the release increment in ph_thread_register(). */
+    while (__atomic_load_n(&e->registered, __ATOMIC_ACQUIRE) < e->cfg.nthreads) {
+        if (spin_step(&spins, deadline) < 0)
+            return -ETIMEDOUT;
+        if (aborted(e))
+            return -ECANCELED;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Engine                                                             */
+
+static int config_check(const struct ph_config *cfg)
+{
+    if (cfg->nthreads < 1 || cfg->nthreads > PH_MAX_THREADS)
+        return -EINVAL;
+    if (cfg->primary < 0 || cfg->primary >= cfg->nthreads)
+        return -EINVAL;
+    if (cfg->nsites < 1 || cfg->nsites > (1 << 22))
+        return -EINVAL;
+    if (cfg->kinds_mask <= 0 || cfg->kinds_mask >= (1 << PH_NKINDS))
+        return -EINVAL;
+    if (cfg->poke < 0 || cfg->poke > PH_POKE_RWX || cfg->bp < 0 || cfg->bp > PH_BP_EMULATE)
+        return -EINVAL;
+    if (cfg->secsync < 0 || cfg->secsync > PH_SECSYNC_MEMBARRIER)
+        return -EINVAL;
+    if (cfg->sync < 0 || cfg->sync > PH_SYNC_SERIALIZE)
+        return -EINVAL;
+    if (cfg->batch < 1 || cfg->batch > PH_MAX_BATCH || cfg->batch > cfg->nsites)
+        return -EINVAL;
+    if (cfg->mutant < 0 || cfg->mutant >= PH_NMUTANTS)
+        return -EINVAL;
+    if (cfg->trace_len < 0 || (cfg->trace_len & (cfg->trace_len - 1)) ||
+        cfg->trace_len == 1 || cfg->trace_len > (1 << 20))
+        return -EINVAL;
+    if (cfg->deadline_ns == 0)
+        return -EINVAL;
+    if (cfg->bp == PH_BP_EMULATE && (cfg->kinds_mask & (1 << PH_KIND_BLOCK)))
+        return -EINVAL;     /* a block is not one instruction: native only */
+    if (!ph_sync_method_available(cfg->sync))
+        return -EOPNOTSUPP;
+    if (cfg->secsync == PH_SECSYNC_MEMBARRIER && !ph_membarrier_sync_core_supported())
+        return -ENOSYS;
+    return 0;
+}
+
+int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine **out)
+{
+    int rc = config_check(cfg);
+    if (rc < 0)
+        return rc;
+    struct ph_engine *none = NULL, *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    /* One live engine per process: the handlers find it through one pointer. */
+    if (!__atomic_compare_exchange_n(&ph_engine_live, &none, (struct ph_engine *)1, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        free(e);
+        return -EBUSY;
+    }
+    e->cfg = *cfg;
+    e->memfd = -1;
+    e->nmi_signal = cfg->nmi_signal ? cfg->nmi_signal : SIGRTMIN + 3;
+    e->rng = cfg->seed;
+    uint64_t size = ph_shared_size(cfg);
+    if (shm_fd >= 0) {
+        struct stat st;
+        if (fstat(shm_fd, &st) < 0) { rc = -errno; goto fail; }
+        if ((uint64_t)st.st_size < size && ftruncate(shm_fd, (off_t)size) < 0) { rc = -errno; goto fail; }
+        e->sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
+    } else {
+        e->sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    }
+    if (e->sh == MAP_FAILED) { e->sh = NULL; rc = -errno; goto fail; }
+    e->sh_len = size;
+    ph_shared_layout(e->sh, cfg, size);
+    e->thr = (struct ph_counters *)((char *)e->sh + e->sh->off_threads);
+    e->trace = (struct ph_event *)((char *)e->sh + e->sh->off_trace);
+    e->final_variant = (uint8_t *)e->sh + e->sh->off_final;
+    for (int i = 0; i < cfg->nthreads; i++)
+        e->thr[i].role = i == cfg->primary ? PH_ROLE_PRIMARY : -1;
+
+    e->sites = calloc((size_t)cfg->nsites, sizeof(*e->sites));
+    e->patches = calloc(2 * PH_MAX_BATCH, sizeof(*e->patches));
+    e->cur_ids = calloc(PH_MAX_BATCH, sizeof(int32_t));
+    if (!e->sites || !e->patches || !e->cur_ids) { rc = -ENOMEM; goto fail; }
+    if ((rc = ph_text_create(e)) < 0)
+        goto fail;
+    if (cfg->secsync == PH_SECSYNC_MEMBARRIER &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = ph_signals_install(e)) < 0) {
+        ph_signals_restore(e);
+        goto fail;
+    }
+    /* Pairs with the acquire loads of ph_engine_live in the handlers. */
+    ph_store_release(&ph_engine_live, e);
+    *out = e;
+    return 0;
+fail:
+    ph_text_destroy(e);
+    if (e->sh)
+        munmap(e->sh, e->sh_len);
+    free(e->sites);
+    free(e->patches);
+    free(e->cur_ids);
+    free(e);
+    ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
+    return rc;
+}
+
+void ph_engine_destroy(struct ph_engine *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; i < e->cfg.nthreads; i++)
+        if (e->timer_made[i]) {
+            timer_delete(e->timers[i]);
+            e->timer_made[i] = 0;
+        }
+    ph_signals_restore(e);
+    ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
+    ph_text_destroy(e);
+    munmap(e->sh, e->sh_len);
+    free(e->sites);
+    free(e->patches);
+    free(e->cur_ids);
+    free(e);
+}
+
+void *ph_engine_shared(struct ph_engine *e) { return e->sh; }
+int ph_site_kind(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].kind : -EINVAL; }
+uint64_t ph_site_addr(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].addr : 0; }
+int ph_site_straddles(struct ph_engine *e, int s)
+{
+    if (s < 0 || s >= e->cfg.nsites)
+        return -EINVAL;
+    uint64_t a = e->sites[s].addr;
+    return (a / PH_CACHELINE) != ((a + (uint64_t)e->sites[s].len - 1) / PH_CACHELINE);
+}
+int ph_site_variant(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].variant : -EINVAL; }
+uint32_t ph_site_value(struct ph_engine *e, int s, int v)
+{
+    return s >= 0 && s < e->cfg.nsites && (v == 0 || v == 1) ? e->sites[s].value[v] : 0;
+}
+
+int ph_site_exec(struct ph_engine *e, int site, uint32_t *value)
+{
+    if (site < 0 || site >= e->cfg.nsites)
+        return -EINVAL;
+    int v = ph_exec_check(e, site, ph_current_ctx(), value);
+    return v < 0 ? -EPROTO : v;
+}
+
+/*
+ * Test hook: one breakpoint round trip through the real SIGTRAP handler.
+ * The caller is the registered primary; nothing else runs.  INT3 is written
+ * over the site, the descriptor published, and the site called: the
+ * handler finishes the site (native) or emulates the new instruction.
+ */
+int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
+{
+    if (site < 0 || site >= e->cfg.nsites)
+        return -EINVAL;
+    if (!ph_self.c || ph_self.idx != e->cfg.primary)
+        return -EPERM;
+    e->seq++;
+    struct ph_bp_desc *d = &e->desc[e->seq & 1];
+    struct ph_patch *p = e->patches + (e->seq & 1) * PH_MAX_BATCH;
+    struct ph_site *s = &e->sites[site];
+    static const uint8_t int3 = PH_INT3;
+    p->addr = s->addr;
+    p->site = site;
+    p->len = s->len;
+    p->new_variant = !s->variant;
+    p->new_value = s->value[p->new_variant];
+    memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+    int rc = ph_text_open(e, p->addr, p->addr + (uint64_t)p->len);
+    if (rc < 0)
+        return rc;
+    d->vec = p;
+    d->nr = 1;
+    d->native = e->cfg.bp == PH_BP_NATIVE;
+    ph_store_relaxed(&d->retired, 0);
+    ph_store_release(&d->refs, 1);      /* pairs: desc_try_get() */
+    ph_store_release(&e->bp_desc, d);   /* pairs: desc_try_get() */
+    ph_text_poke(e, p->addr, &int3, 1);
+    int got = ph_exec_check(e, site, PH_CTX_THREAD, value);
+    /* Emulation leaves the text alone: finish it here. */
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+    ph_text_poke(e, p->addr, p->text, 1);
+    ph_store_release(&e->bp_desc, NULL);            /* pairs: desc_try_get() */
+    __atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL);
+    ph_store_release(&d->retired, 1);               /* pairs: the handler */
+    rc = ph_text_close(e, p->addr, p->addr + (uint64_t)p->len);
+    s->variant = p->new_variant;
+    if (rc < 0)
+        return rc;
+    return got < 0 ? -EPROTO : got;
+}

@@ -1,0 +1,269 @@
+/*
+ * text.c -- executable text, site encodings and the three poke methods.
+ *
+ * Text layout: page 0 holds the two call targets (fn_a, fn_b); each site
+ * then gets a PH_SLOT-byte slot.  Every fourth site starts PH_STRADDLE_OFF
+ * bytes into its slot so that its patchable bytes straddle a 64-byte line.
+ *
+ * Every site is a function returning a 32-bit value that names the variant
+ * that ran; a value that is neither is a torn execution.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "ph_internal.h"
+
+static const uint8_t nop5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
+
+int ph_site_len(int kind)
+{
+    switch (kind) {
+    case PH_KIND_MOVRET: case PH_KIND_CALL: case PH_KIND_JMPNOP: return 5;
+    case PH_KIND_BLOCK: return 14;
+    default: return -EINVAL;
+    }
+}
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/*
+ * Encode the patchable bytes of one variant.  target_addr: for CALL, the
+ * function to call; for JMPNOP, the jump target; value: for MOVRET, the
+ * immediate; for BLOCK, the value the block computes.
+ */
+int ph_encode(int kind, int variant, uint64_t site_addr, uint64_t target_addr,
+              uint32_t value, uint8_t *out)
+{
+    int64_t rel = (int64_t)target_addr - (int64_t)(site_addr + 5);
+    if (variant != 0 && variant != 1)
+        return -EINVAL;
+    switch (kind) {
+    case PH_KIND_MOVRET:                      /* mov eax, imm32 */
+        out[0] = 0xb8;
+        put32(out + 1, value);
+        return 5;
+    case PH_KIND_CALL:                        /* call rel32 */
+    case PH_KIND_JMPNOP:                      /* jmp rel32 | nopl 0(%rax,%rax) */
+        if (kind == PH_KIND_JMPNOP && variant == 0) {
+            memcpy(out, nop5, 5);
+            return 5;
+        }
+        if (rel < INT32_MIN || rel > INT32_MAX)
+            return -ERANGE;
+        out[0] = kind == PH_KIND_CALL ? 0xe8 : 0xe9;
+        put32(out + 1, (uint32_t)(int32_t)rel);
+        return 5;
+    case PH_KIND_BLOCK: {
+        /* Two different instruction sequences of equal length computing
+         * `value`: a torn mix computes something else or faults. */
+        uint32_t x = (uint32_t)(value * 2654435761u) | 0x01010101u;
+        if (variant == 0) {              /* mov eax,x; add eax,value-x; nopl (%rax) */
+            out[0] = 0xb8; put32(out + 1, x);
+            out[5] = 0x05; put32(out + 6, value - x);
+            out[10] = 0x0f; out[11] = 0x1f; out[12] = 0x40; out[13] = 0x00;
+        } else {                         /* mov ecx,x; lea eax,[rcx+value-x]; nopl (%rax) */
+            out[0] = 0xb9; put32(out + 1, ~x);
+            out[5] = 0x8d; out[6] = 0x81; put32(out + 7, value - ~x);
+            out[11] = 0x0f; out[12] = 0x1f; out[13] = 0x00;
+        }
+        return 14;
+    }
+    default:
+        return -EINVAL;
+    }
+}
+
+static uint64_t page_size(void) { return (uint64_t)sysconf(_SC_PAGESIZE); }
+
+static int pick_kind(struct ph_engine *e, int i)
+{
+    int kinds[PH_NKINDS], n = 0;
+    for (int k = 0; k < PH_NKINDS; k++)
+        if (e->cfg.kinds_mask & (1 << k))
+            kinds[n++] = k;
+    return kinds[i % n];
+}
+
+/* Lay out every site's bytes into buf (the image of the text region). */
+static int text_layout(struct ph_engine *e, uint8_t *buf)
+{
+    uint64_t base = (uint64_t)e->text_x;
+    uint64_t rng = e->cfg.seed ^ 0x5eedULL;
+    memset(buf, 0xcc, e->text_len);      /* stray execution traps */
+
+    /* The two paravirt call targets. */
+    e->fn_a = base;
+    e->fn_b = base + 64;
+    buf[0] = 0xb8; put32(buf + 1, 0xca11a000u); buf[5] = 0xc3;
+    buf[64] = 0xb8; put32(buf + 65, 0xca11b000u); buf[69] = 0xc3;
+
+    uint64_t first = page_size();
+    for (int i = 0; i < e->cfg.nsites; i++) {
+        struct ph_site *s = &e->sites[i];
+        s->kind = pick_kind(e, i);
+        s->len = ph_site_len(s->kind);
+        s->straddles = (i % 4) == 3;
+        s->off = first + (uint64_t)i * PH_SLOT + (s->straddles ? PH_STRADDLE_OFF : 0);
+        s->addr = base + s->off;
+        s->variant = 0;
+        uint32_t v = (uint32_t)ph_splitmix(&rng);
+        if (v == 0 || v == 0xffffffffu)
+            v = 0x5a5a1234u;
+        s->value[0] = v;
+        s->value[1] = ~v;                /* every byte differs */
+        uint64_t tgt[2] = {0, 0};
+        if (s->kind == PH_KIND_CALL) {
+            s->value[0] = 0xca11a000u;
+            s->value[1] = 0xca11b000u;
+            tgt[0] = e->fn_a;
+            tgt[1] = e->fn_b;
+        } else if (s->kind == PH_KIND_JMPNOP) {
+            tgt[1] = s->addr + 11;       /* past "mov eax, value0; ret" */
+        }
+        for (int var = 0; var < 2; var++) {
+            int r = ph_encode(s->kind, var, s->addr, tgt[var], s->value[var], s->text[var]);
+            if (r < 0)
+                return r;
+        }
+        uint8_t *p = buf + s->off;
+        memcpy(p, s->text[0], (size_t)s->len);
+        if (s->kind == PH_KIND_JMPNOP) {
+            p[5] = 0xb8; put32(p + 6, s->value[0]); p[10] = 0xc3;
+            p[11] = 0xb8; put32(p + 12, s->value[1]); p[16] = 0xc3;
+        } else {
+            p[s->len] = 0xc3;            /* ret */
+        }
+    }
+    return 0;
+}
+
+int ph_text_create(struct ph_engine *e)
+{
+    uint64_t ps = page_size();
+    e->text_len = (size_t)((ps + (uint64_t)e->cfg.nsites * PH_SLOT + ps - 1) / ps * ps + ps);
+    e->memfd = -1;
+    if (e->cfg.poke == PH_POKE_ALIAS) {
+        /* One memfd, two views: RX runs, RW is written.  Never W and X in
+         * one mapping, so this works under MDWE. */
+        e->memfd = memfd_create("pyharness-text", MFD_CLOEXEC);
+        if (e->memfd < 0)
+            return -errno;
+        if (ftruncate(e->memfd, (off_t)e->text_len) < 0)
+            return -errno;
+        e->text_w = mmap(NULL, e->text_len, PROT_READ | PROT_WRITE, MAP_SHARED, e->memfd, 0);
+        if (e->text_w == MAP_FAILED) { e->text_w = NULL; return -errno; }
+        e->text_x = mmap(NULL, e->text_len, PROT_READ | PROT_EXEC, MAP_SHARED, e->memfd, 0);
+        if (e->text_x == MAP_FAILED) { e->text_x = NULL; return -errno; }
+        return text_layout(e, e->text_w);
+    }
+    int prot = e->cfg.poke == PH_POKE_RWX ? PROT_READ | PROT_WRITE | PROT_EXEC
+                                          : PROT_READ | PROT_WRITE;
+    e->text_x = mmap(NULL, e->text_len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (e->text_x == MAP_FAILED) { e->text_x = NULL; return -errno; }
+    e->text_w = e->text_x;
+    int r = text_layout(e, e->text_w);
+    if (r < 0)
+        return r;
+    if (e->cfg.poke == PH_POKE_MPROTECT &&
+        mprotect(e->text_x, e->text_len, PROT_READ | PROT_EXEC) < 0)
+        return -errno;       /* EACCES under MDWE: use the alias method */
+    return 0;
+}
+
+void ph_text_destroy(struct ph_engine *e)
+{
+    if (e->text_w && e->text_w != e->text_x)
+        munmap(e->text_w, e->text_len);
+    if (e->text_x)
+        munmap(e->text_x, e->text_len);
+    if (e->memfd >= 0)
+        close(e->memfd);
+    e->text_x = e->text_w = NULL;
+    e->memfd = -1;
+}
+
+/* Make [lo, hi) writable (the kernel's temporary poking_mm mapping).  Text
+ * stays executable: other threads may run it meanwhile. */
+int ph_text_open(struct ph_engine *e, uint64_t lo, uint64_t hi)
+{
+    if (e->cfg.poke != PH_POKE_MPROTECT)
+        return 0;
+    uint64_t ps = page_size(), a = lo & ~(ps - 1), b = (hi + ps - 1) & ~(ps - 1);
+    if (mprotect((void *)a, b - a, PROT_READ | PROT_WRITE | PROT_EXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+int ph_text_close(struct ph_engine *e, uint64_t lo, uint64_t hi)
+{
+    if (e->cfg.poke != PH_POKE_MPROTECT)
+        return 0;
+    uint64_t ps = page_size(), a = lo & ~(ps - 1), b = (hi + ps - 1) & ~(ps - 1);
+    if (mprotect((void *)a, b - a, PROT_READ | PROT_EXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+/* __text_do_poke: write through the writable view.  Byte stores are plain:
+ * visibility to other CPUs is ordered by the release that publishes the next
+ * state (poke_sync) and by their sync_one(). */
+void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len)
+{
+    volatile uint8_t *dst = e->text_w + (addr - (uint64_t)e->text_x);
+    for (size_t i = 0; i < len; i++)
+        dst[i] = src[i];
+}
+
+/* Exact site start -> index, or -1 (binary search: sites are in address order). */
+int ph_site_find(struct ph_engine *e, uint64_t addr)
+{
+    int lo = 0, hi = e->cfg.nsites - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        uint64_t a = e->sites[mid].addr;
+        if (a == addr)
+            return mid;
+        if (a < addr)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Site whose slot contains addr, or -1. */
+int ph_site_containing(struct ph_engine *e, uint64_t addr)
+{
+    uint64_t base = (uint64_t)e->text_x + page_size();
+    if (addr < base || addr >= base + (uint64_t)e->cfg.nsites * PH_SLOT)
+        return -1;
+    return (int)((addr - base) / PH_SLOT);
+}
+
+typedef uint32_t (*ph_site_fn)(void);
+
+/* Run a site once and check invariant (a): a known variant came back. */
+int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
+{
+    struct ph_site *s = &e->sites[site];
+    struct ph_counters *c = ph_self.c;
+    uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
+    if (value)
+        *value = v;
+    if (!c)
+        return v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
+    if (v == s->value[0]) {
+        ph_count(&c->exec[0], 1);
+        return 0;
+    }
+    if (v == s->value[1]) {
+        ph_count(&c->exec[1], 1);
+        return 1;
+    }
+    ph_count(&c->exec_torn, 1);
+    ph_violation(e, PH_INV_KNOWN_VARIANT, ph_self.idx, site, ctx,
+                 ph_load_relaxed(&e->sh->round), v, s->value[0]);
+    return -1;
+}
