@@ -1,0 +1,431 @@
+"""The engine: one C engine, its participant threads, and a view of its
+shared region.
+
+    from pyharness import Config, Engine
+    with Engine(Config(cpus=[0, 1], sites=1000)) as eng:
+        outcome = eng.run(sites=1000)
+    outcome.view.totals()
+
+Arguments are validated here, in Python, before C sees them; C errors
+become exceptions in :func:`pyharness.errors.check` only.
+"""
+import dataclasses
+import os
+import random
+import threading
+import time
+from typing import List, Optional
+
+from . import cpus as cpumod
+from ._ffi import ffi, lib
+from .errors import UsageError, check
+
+POKES = {"mprotect": lib.PH_POKE_MPROTECT, "alias": lib.PH_POKE_ALIAS, "rwx": lib.PH_POKE_RWX}
+SYNCS = {"cpuid": lib.PH_SYNC_CPUID, "iret": lib.PH_SYNC_IRET, "serialize": lib.PH_SYNC_SERIALIZE}
+BPS = {"native": lib.PH_BP_NATIVE, "emulate": lib.PH_BP_EMULATE}
+SECSYNCS = {"ack": lib.PH_SECSYNC_ACK, "membarrier": lib.PH_SECSYNC_MEMBARRIER}
+KINDS = {"movret": lib.PH_KIND_MOVRET, "call": lib.PH_KIND_CALL,
+         "jmpnop": lib.PH_KIND_JMPNOP, "block": lib.PH_KIND_BLOCK}
+SINGLE_INSN_KINDS = ("movret", "call", "jmpnop")
+MUTANTS = {
+    "none": lib.PH_MUT_NONE,
+    "no-int3": lib.PH_MUT_NO_INT3,
+    "first-byte-first": lib.PH_MUT_FIRST_BYTE_FIRST,
+    "skip-ack-wait": lib.PH_MUT_SKIP_ACK_WAIT,
+    "skip-sync-one": lib.PH_MUT_SKIP_SYNC_ONE,
+    "double-ack": lib.PH_MUT_DOUBLE_ACK,
+    "early-retract": lib.PH_MUT_EARLY_RETRACT,
+    "patch-sync-loop": lib.PH_MUT_PATCH_SYNC_LOOP,
+}
+ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary",
+              lib.PH_ROLE_EXECUTOR: "executor"}
+STATE_NAMES = {0: "SYNC_0", 1: "SYNC_1", 2: "SYNC_2", 3: "SYNC_DONE", 4: "DONE"}
+CTX_NAMES = {0: "thread", 1: "nmi", 2: "bp", 3: "nmi+bp"}
+EVENT_NAMES = {1: "state-seen", 2: "ack", 3: "sync", 4: "bp-enter", 5: "bp-exit",
+               6: "nmi-enter", 7: "nmi-exit", 8: "poke", 9: "publish", 10: "retract",
+               11: "violation", 12: "exec"}
+WHERE_NAMES = {0: "none", 1: "registered", 2: "finish-loop", 3: "sync-loop", 4: "bp-handler",
+               5: "nmi-handler", 6: "poke", 7: "wait-acks", 8: "wait-refs", 9: "executing",
+               10: "verify", 11: "exited"}
+POKE_STEP_NAMES = {1: "int3", 2: "tail", 3: "first-byte"}
+SERIES = {"site_ns": lib.PH_SERIES_SITE_NS, "ack_ns_SYNC_0": lib.PH_SERIES_ACK_NS_0,
+          "ack_ns_SYNC_1": lib.PH_SERIES_ACK_NS_1, "ack_ns_SYNC_2": lib.PH_SERIES_ACK_NS_2,
+          "ack_ns_SYNC_DONE": lib.PH_SERIES_ACK_NS_DONE, "batch_ns": lib.PH_SERIES_BATCH_NS}
+
+
+def sync_available(name):
+    """True if this CPU can run the sync method (probed through CPUID)."""
+    return bool(lib.ph_sync_method_available(SYNCS[name]))
+
+
+def available_syncs():
+    return [s for s in SYNCS if sync_available(s)]
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything an engine needs.  ``cpus`` has one entry per thread (a CPU
+    may repeat: oversubscription); thread 0 is the primary unless
+    ``primary`` names another index."""
+
+    cpus: List[int]
+    sites: int = 1000
+    kinds: tuple = ("movret", "call", "jmpnop", "block")
+    poke: str = "mprotect"
+    sync: str = "cpuid"
+    bp: str = "native"
+    secondary_sync: str = "ack"
+    executors: int = 0
+    primary: int = 0
+    batch: int = 1
+    mutant: str = "none"
+    seed: int = 1
+    deadline: float = 10.0
+    trace_len: int = 4096
+    inject_delay_ns: int = 0
+    force_nmi: int = 0
+
+    def validate(self):
+        """Raise UsageError / UnsupportedError naming the bad field."""
+        if not self.cpus:
+            raise UsageError("no CPUs to run on")
+        if len(self.cpus) > lib.PH_MAX_THREADS:
+            raise UsageError(f"at most {lib.PH_MAX_THREADS} threads")
+        cpumod.check_cpus(sorted(set(self.cpus)))
+        if not 0 <= self.primary < len(self.cpus):
+            raise UsageError(f"primary thread {self.primary} is not one of the {len(self.cpus)} threads")
+        for field, table in (("poke", POKES), ("sync", SYNCS), ("bp", BPS),
+                             ("secondary_sync", SECSYNCS), ("mutant", MUTANTS)):
+            if getattr(self, field) not in table:
+                raise UsageError(f"unknown {field.replace('_', '-')} '{getattr(self, field)}'; "
+                                 f"choose from {', '.join(table)}")
+        if not self.kinds:
+            raise UsageError("no site kinds selected")
+        for k in self.kinds:
+            if k not in KINDS:
+                raise UsageError(f"unknown site kind '{k}'; choose from {', '.join(KINDS)}")
+        if self.bp == "emulate" and "block" in self.kinds:
+            raise UsageError("site kind 'block' is several instructions: only --bp native can "
+                             "handle it; drop it from --site-kinds or use --bp native")
+        if self.executors and "block" in self.kinds:
+            raise UsageError("executors may be inside a multi-instruction block when its tail "
+                             "is written: use single-instruction --site-kinds with --executors")
+        if not 1 <= self.sites <= (1 << 22):
+            raise UsageError(f"--sites must be between 1 and {1 << 22}")
+        if not 1 <= self.batch <= min(lib.PH_MAX_BATCH, self.sites):
+            raise UsageError(f"--batch must be between 1 and {min(lib.PH_MAX_BATCH, self.sites)}")
+        if not 0 <= self.executors < len(self.cpus):
+            raise UsageError("--executors must leave the primary its own thread")
+        if not self.deadline > 0:
+            raise UsageError("the deadline must be positive")
+        if self.trace_len and (self.trace_len < 2 or self.trace_len & (self.trace_len - 1)):
+            raise UsageError("the trace length must be 0 or a power of two >= 2")
+        if self.inject_delay_ns < 0:
+            raise UsageError("--inject-delay-ns must not be negative")
+        return self
+
+    def roles(self):
+        """Role of each thread: primary, then executors, then secondaries."""
+        out, ex = [], self.executors
+        for i in range(len(self.cpus)):
+            if i == self.primary:
+                out.append(lib.PH_ROLE_PRIMARY)
+            elif ex > 0:
+                out.append(lib.PH_ROLE_EXECUTOR)
+                ex -= 1
+            else:
+                out.append(lib.PH_ROLE_SECONDARY)
+        return out
+
+    def to_c(self):
+        c = ffi.new("struct ph_config *")
+        c.nthreads = len(self.cpus)
+        c.primary = self.primary
+        c.nsites = self.sites
+        c.kinds_mask = sum(1 << KINDS[k] for k in set(self.kinds))
+        c.poke = POKES[self.poke]
+        c.sync = SYNCS[self.sync]
+        c.bp = BPS[self.bp]
+        c.secsync = SECSYNCS[self.secondary_sync]
+        c.batch = self.batch
+        c.mutant = MUTANTS[self.mutant]
+        c.trace_len = self.trace_len
+        c.seed = self.seed & 0xFFFFFFFFFFFFFFFF
+        c.deadline_ns = int(self.deadline * 1e9)
+        c.inject_delay_ns = self.inject_delay_ns
+        c.force_nmi = self.force_nmi
+        return c
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _struct_to_dict(ptr):
+    out = {}
+    for name, field in ffi.typeof(ptr).item.fields:
+        if name.startswith("pad"):
+            continue
+        val = getattr(ptr, name)
+        if field.type.kind == "array":
+            val = list(val)
+        out[name] = val
+    return out
+
+
+class SharedView:
+    """Reads the shared region: the live engine's, or a dead worker's."""
+
+    def __init__(self, base, keepalive=None):
+        self.base = ffi.cast("void *", base)
+        self.sh = ffi.cast("struct ph_shared *", base)
+        self._keepalive = keepalive
+
+    @property
+    def nthreads(self):
+        return self.sh.nthreads
+
+    def header(self):
+        sh = self.sh
+        return {"round": sh.round, "seq": sh.round >> 3, "state": STATE_NAMES.get(sh.round & 7),
+                "status": sh.status, "nviolations": sh.nviolations, "t_start": sh.t_start,
+                "t_end": sh.t_end, "cur_site": ffi.cast("int64_t", sh.cur_site)}
+
+    def counters(self, i):
+        return _struct_to_dict(lib.ph_shared_counters(self.base, i))
+
+    def all_counters(self):
+        return [self.counters(i) for i in range(self.nthreads)]
+
+    def violations(self):
+        out = []
+        n = min(self.sh.nviolations, lib.PH_MAX_VIOLATIONS)
+        for i in range(n):
+            v = self.sh.violations[i]
+            if v.invariant == 0:
+                continue  # slot still being written when the worker died
+            out.append({"invariant": v.invariant - 1, "thread": v.thread, "site": v.site,
+                        "state": STATE_NAMES.get(v.state, str(v.state)), "ctx": CTX_NAMES.get(v.ctx),
+                        "round": v.round, "seq": v.round >> 3, "ts": v.ts, "a": v.a, "b": v.b})
+        return out
+
+    def crash(self):
+        c = self.sh.crash
+        if c.valid != 1:
+            return None
+        return {"signo": c.signo, "code": c.code, "thread": c.thread, "site": c.site,
+                "addr": c.addr, "rip": c.rip, "round": c.round, "seq": c.round >> 3,
+                "state": STATE_NAMES.get(c.round & 7), "ts": c.ts, "bytes": bytes(c.bytes).hex(" ")}
+
+    def trace(self, thread, max_events=64):
+        buf = ffi.new("struct ph_event[]", max_events)
+        n = lib.ph_trace_read(self.base, thread, buf, max_events)
+        out = []
+        for k in range(n):
+            ev = buf[k]
+            out.append({"ts": ev.ts, "thread": thread, "type": EVENT_NAMES.get(ev.type, str(ev.type)),
+                        "ctx": CTX_NAMES.get(ev.ctx), "site": ev.site, "seq": ev.round >> 3,
+                        "state": STATE_NAMES.get(ev.round & 7), "arg": ev.arg})
+        return out
+
+    def series(self, name):
+        buf = ffi.new("uint32_t[]", lib.PH_SAMPLES)
+        n = lib.ph_series_read(self.base, SERIES[name], buf, lib.PH_SAMPLES)
+        return list(ffi.unpack(buf, n))
+
+    def bp_samples(self, thread):
+        buf = ffi.new("uint32_t[]", lib.PH_BP_SAMPLES)
+        n = lib.ph_bp_samples_read(self.base, thread, buf, lib.PH_BP_SAMPLES)
+        return list(ffi.unpack(buf, n))
+
+    def stop(self):
+        lib.ph_shared_stop(self.base)
+
+    def totals(self, roles=None):
+        """Sums over threads; breakpoint hits split by the thread's role."""
+        cs = self.all_counters()
+        t = {"sites_patched": sum(c["sites_patched"] for c in cs),
+             "rounds": sum(c["rounds"] for c in cs),
+             "exec": [sum(c["exec"][0] for c in cs), sum(c["exec"][1] for c in cs)],
+             "exec_torn": sum(c["exec_torn"] for c in cs),
+             "nmis": sum(c["nmis"] for c in cs),
+             "sync_calls": sum(c["sync_calls"] for c in cs),
+             "verified": sum(c["verified"] for c in cs),
+             "violations": self.sh.nviolations}
+        bp = {"primary": 0, "secondary": 0, "primary_nmi": 0, "secondary_nmi": 0,
+              "native": 0, "emulated": 0, "late": 0, "foreign": 0}
+        for c in cs:
+            side = "primary" if c["role"] == lib.PH_ROLE_PRIMARY else "secondary"
+            bp[side] += c["bp_hits"]
+            bp[side + "_nmi"] += c["bp_hits_nmi"]
+            bp["native"] += c["bp_native"]
+            bp["emulated"] += c["bp_emulated"]
+            bp["late"] += c["bp_late"]
+            bp["foreign"] += c["bp_foreign"]
+        t["bp_hits"] = bp
+        return t
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a run did.  ``errors``: C errors per thread (already mapped)."""
+
+    view: SharedView
+    elapsed: float
+    status: str                       # "complete", "interrupted", "aborted"
+    thread_rc: dict
+    stuck: list
+
+
+class Engine:
+    """One C engine (one per process: the signal handlers find it)."""
+
+    def __init__(self, config, shm_fd=-1):
+        self.config = config.validate()
+        p = ffi.new("struct ph_engine **")
+        check(lib.ph_engine_create(config.to_c(), shm_fd, p), "ph_engine_create",
+              poke=config.poke, sync=config.sync)
+        self._e = p[0]
+        self.view = SharedView(lib.ph_engine_shared(self._e), keepalive=self)
+        self._stop = threading.Event()
+
+    def close(self):
+        if self._e is not None:
+            lib.ph_engine_destroy(self._e)
+            self._e = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- sites (tests, inspection) --
+    def site_kind(self, site):
+        return {v: k for k, v in KINDS.items()}[check(lib.ph_site_kind(self._e, site), "ph_site_kind")]
+
+    def site_addr(self, site):
+        return lib.ph_site_addr(self._e, site)
+
+    def site_straddles(self, site):
+        return bool(check(lib.ph_site_straddles(self._e, site), "ph_site_straddles"))
+
+    def site_values(self, site):
+        return (lib.ph_site_value(self._e, site, 0), lib.ph_site_value(self._e, site, 1))
+
+    def site_variant(self, site):
+        return check(lib.ph_site_variant(self._e, site), "ph_site_variant")
+
+    def exec_site(self, site):
+        """Run one site on this thread; returns (variant, value)."""
+        v = ffi.new("uint32_t *")
+        rc = lib.ph_site_exec(self._e, site, v)
+        return (rc if rc >= 0 else None), v[0]
+
+    def stuck_threads(self):
+        buf = ffi.new("int[]", lib.PH_MAX_THREADS)
+        n = lib.ph_stuck_threads(self._e, buf, lib.PH_MAX_THREADS)
+        return [self.describe_thread(buf[i]) for i in range(n)]
+
+    def describe_thread(self, i):
+        c = self.view.counters(i)
+        return (f"thread {i} (cpu {self.config.cpus[i]}, {ROLE_NAMES.get(c['role'], '?')}, "
+                f"in {WHERE_NAMES.get(c['where'], '?')})")
+
+    def stop(self):
+        """Ask the primary to finish (publishes DONE after its current round)."""
+        self.view.stop()
+
+    # -- running --
+    def run(self, sites=None, duration=None, nmi_rate=0.0, verify=True, on_tick=None, tick=0.25):
+        """Run the protocol once with all participant threads.
+
+        sites: patch this many sites; duration: patch until this many
+        seconds passed (one of them); nmi_rate: NMIs per second per thread.
+        on_tick(view, elapsed) is called from this thread while it waits.
+        """
+        if (sites is None) == (duration is None):
+            raise UsageError("give either a number of sites or a duration")
+        if sites is not None and sites < 0:
+            raise UsageError("the number of sites must not be negative")
+        if duration is not None and not duration >= 0:
+            raise UsageError("the duration must not be negative")
+        if nmi_rate < 0:
+            raise UsageError("--nmi-rate must not be negative")
+        cfg, roles, e = self.config, self.config.roles(), self._e
+        rng = random.Random(cfg.seed)
+        nmi_first = [rng.randrange(1, 1_000_000) for _ in roles]  # seeded NMI phases
+        rcs = {}
+
+        def participant(idx):
+            try:
+                os.sched_setaffinity(0, {cfg.cpus[idx]})
+            except OSError as exc:
+                rcs[idx] = ("sched_setaffinity", -exc.errno)
+                return
+            rc = lib.ph_thread_register(e, idx, roles[idx])
+            if rc < 0:
+                rcs[idx] = ("ph_thread_register", rc)
+                return
+            try:
+                if nmi_rate > 0:
+                    period = max(int(1e9 / nmi_rate), 1000)
+                    rc = lib.ph_nmi_arm(e, idx, period, nmi_first[idx] % period + 1)
+                    if rc < 0:
+                        rcs[idx] = ("ph_nmi_arm", rc)
+                if roles[idx] == lib.PH_ROLE_PRIMARY:
+                    rc = lib.ph_wait_registered(e)
+                    if rc == 0:
+                        until = 0 if duration is None else lib.ph_now_ns() + int(duration * 1e9)
+                        rc = lib.ph_primary_run(e, -1 if sites is None else sites, until)
+                    elif rc < 0:
+                        self.view.stop()
+                        lib.ph_primary_run(e, 0, 0)  # publish DONE so secondaries leave
+                    what = "ph_primary_run"
+                elif roles[idx] == lib.PH_ROLE_EXECUTOR:
+                    rc, what = lib.ph_executor_run(e), "ph_executor_run"
+                else:
+                    rc, what = lib.ph_secondary_run(e), "ph_secondary_run"
+                if nmi_rate > 0:
+                    lib.ph_nmi_arm(e, idx, 0, 0)  # disarm before verifying
+                if rc == 0 and verify:
+                    rc, what = lib.ph_verify_run(e), "ph_verify_run"
+                rcs.setdefault(idx, (what, rc))
+            finally:
+                lib.ph_thread_unregister(e, idx)
+
+        threads = [threading.Thread(target=participant, args=(i,), name=f"ph-{i}", daemon=True)
+                   for i in range(len(roles))]
+        t0 = time.monotonic()
+        status = "complete"
+        for t in threads:
+            t.start()
+        try:
+            self._join(threads, t0, on_tick, tick)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.view.stop()
+            self._join(threads, t0, on_tick, tick, grace=cfg.deadline + 5)
+        elapsed = time.monotonic() - t0
+        stuck = [self.describe_thread(i) for i, t in enumerate(threads) if t.is_alive()]
+        if stuck:
+            status = "hung"
+        elif self.view.sh.status == 2:
+            status = "aborted"
+        errors = {i: (w, rc) for i, (w, rc) in rcs.items() if rc < 0}
+        if status == "complete":
+            for i, (what, rc) in sorted(errors.items()):
+                if rc not in (-110, -125):  # ETIMEDOUT/ECANCELED: recorded as violations
+                    check(rc, what, poke=cfg.poke, sync=cfg.sync)
+        return Outcome(view=self.view, elapsed=elapsed, status=status,
+                       thread_rc={i: rc for i, (w, rc) in rcs.items()}, stuck=stuck)
+
+    def _join(self, threads, t0, on_tick, tick, grace=None):
+        end = None if grace is None else time.monotonic() + grace
+        while any(t.is_alive() for t in threads):
+            if end is not None and time.monotonic() > end:
+                return
+            for t in threads:
+                t.join(timeout=tick)
+                if on_tick:
+                    on_tick(self.view, time.monotonic() - t0)
+                break
