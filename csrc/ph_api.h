@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 3
+#define PH_ABI_VERSION 4
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -133,6 +133,17 @@ struct ph_config {
     uint64_t inject_delay_ns;  /* busy wait added to each poke_sync round */
 };
 
+struct ph_event {
+    uint64_t stamp;        /* index + 1, written last: a reader checks it */
+    uint64_t ts;
+    uint64_t round;
+    uint16_t type;
+    uint16_t ctx;
+    int32_t site;
+    uint32_t arg;
+    uint32_t pad;
+};
+
 /* One recorded violation. */
 struct ph_violation {
     int32_t invariant;
@@ -145,6 +156,9 @@ struct ph_violation {
     uint64_t ts;
     uint64_t a;            /* invariant-specific values (see checker.py) */
     uint64_t b;
+    int32_t naround;       /* events frozen when the violation was recorded: */
+    int32_t pad2;
+    struct ph_event around[16];  /* the thread's last events, then the primary's */
 };
 
 /* A fault (SIGILL/SIGSEGV/SIGBUS) or recursion recorded before the worker dies. */
@@ -162,16 +176,6 @@ struct ph_crash {
     uint8_t bytes[16];     /* text at rip, when rip is in site text */
 };
 
-struct ph_event {
-    uint64_t stamp;        /* index + 1, written last: a reader checks it */
-    uint64_t ts;
-    uint64_t round;
-    uint16_t type;
-    uint16_t ctx;
-    int32_t site;
-    uint32_t arg;
-    uint32_t pad;
-};
 
 /* Per-thread counters (one owner thread writes; others only read).  The
  * first cache line holds the ack word, which the primary polls, apart from

@@ -150,6 +150,11 @@ void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
     v->ts = ph_now_ns();
     v->a = a;
     v->b = b;
+    /* Freeze the context now: the rings move on while the run goes on. */
+    int n = thread >= 0 ? ph_trace_read(sh, thread, v->around, 8) : 0;
+    if (sh->primary != thread)
+        n += ph_trace_read(sh, sh->primary, v->around + n, 8);
+    v->naround = n;
     /* invariant + 1 is written last: 0 means "slot not complete yet".
      * Pairs with the acquire load in the reader (pyharness/engine.py reads
      * it after the worker stopped, or tolerates a zero). */

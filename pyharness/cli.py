@@ -1,0 +1,141 @@
+"""Command line: pyharness run | scenarios | selftest | bench | compare.
+
+Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this
+environment cannot run it, 130 interrupted.  Errors are one line on stderr.
+"""
+import argparse
+import sys
+
+from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, EXIT_VIOLATIONS, PyharnessError,
+                     UsageError)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One clear line, the documented exit code, no usage dump.
+        sys.stderr.write(f"pyharness: error: {message} (see pyharness {self.prog.split()[-1]} --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
+    return v
+
+
+def _pos_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
+    return v
+
+
+def build_parser():
+    p = _Parser(prog="pyharness", description="Stress tester for runtime code patching "
+                "(cross-modifying code) on Linux x86_64.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser("run", help="run the patching protocol under stress and check it")
+    r.add_argument("--scenario", default=None, help="preset (see `pyharness scenarios`); default rfc-native")
+    r.add_argument("--sites", type=_pos_int, default=None,
+                   help="sites to lay out; without --duration each is patched once (default 1000)")
+    r.add_argument("--duration", type=_nonneg_float, default=None,
+                   help="patch for this many seconds instead of once per site")
+    r.add_argument("--cpus", default=None, help='CPU list, e.g. "0-3,7" (default: every usable CPU)')
+    r.add_argument("--threads", type=_pos_int, default=None,
+                   help="participant threads (default one per CPU; more oversubscribes)")
+    r.add_argument("--primary", type=_nonneg_int, default=None, help="CPU of the primary (default: first)")
+    r.add_argument("--poke", default="mprotect", help="mprotect | alias | rwx")
+    r.add_argument("--sync", default="cpuid", help="cpuid | iret | serialize")
+    r.add_argument("--bp", default=None, help="native | emulate")
+    r.add_argument("--secondary-sync", default=None, help="ack | membarrier")
+    r.add_argument("--site-kinds", default=None, help="comma list of movret,call,jmpnop,block")
+    r.add_argument("--nmi-rate", type=_nonneg_float, default=None, help="NMIs per second per thread")
+    r.add_argument("--executors", type=_nonneg_int, default=None,
+                   help="threads that execute sites at full speed")
+    r.add_argument("--batch", type=_pos_int, default=None, help="sites per poke_sync round")
+    r.add_argument("--trace", type=_nonneg_int, default=4096,
+                   help="trace events kept per thread (power of two; 0 = off)")
+    r.add_argument("--mutant", default="none", help="run a deliberately broken protocol")
+    r.add_argument("--seed", type=_nonneg_int, default=1, help="seed of the schedule and NMI timings")
+    r.add_argument("--deadline", type=_nonneg_float, default=10.0, help="seconds any wait may take")
+    r.add_argument("--timeout", type=_nonneg_float, default=600.0,
+                   help="time limit of a --sites run (a --duration run is limited by its duration)")
+    r.add_argument("--grace", type=_nonneg_float, default=5.0,
+                   help="seconds allowed after the limit before the worker is killed")
+    r.add_argument("--inject-delay-ns", type=_nonneg_int, default=0,
+                   help="busy wait added to each poke_sync round (benchmark self-check)")
+    r.add_argument("--mdwe", action="store_true",
+                   help="set PR_SET_MDWE in the worker first (as systemd's MemoryDenyWriteExecute)")
+    r.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+
+    sub.add_parser("scenarios", help="list the scenarios")
+
+    s = sub.add_parser("selftest", help="prove the checker catches each seeded bug")
+    s.add_argument("--seconds", type=_nonneg_float, default=3.0,
+                   help="length of each correct-protocol run (mutants stop when caught, 10 s max)")
+    s.add_argument("--cpus", default=None)
+    s.add_argument("--json", default=None, metavar="PATH")
+
+    b = sub.add_parser("bench", help="measure what the protocol costs and its floor")
+    b.add_argument("--quick", action="store_true", help="under a minute on 2 CPUs")
+    b.add_argument("--json", default=None, metavar="PATH")
+    b.add_argument("--cpus", default=None)
+    b.add_argument("--inject-delay-ns", type=_nonneg_int, default=0)
+
+    c = sub.add_parser("compare", help="compare two bench JSON files")
+    c.add_argument("old")
+    c.add_argument("new")
+    c.add_argument("--fail-above", type=_nonneg_float, default=0.10,
+                   help="fail when a figure regressed significantly by more than this fraction")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .commands import run_main
+            return run_main(args, argv)
+        if args.command == "scenarios":
+            from .commands import scenarios_main
+            return scenarios_main(args)
+        if args.command == "selftest":
+            from .selftest import selftest_main
+            return selftest_main(args)
+        if args.command == "bench":
+            from .bench import bench_main
+            return bench_main(args)
+        if args.command == "compare":
+            from .compare import compare_main
+            return compare_main(args)
+    except PyharnessError as exc:
+        sys.stderr.write(f"pyharness: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("pyharness: interrupted\n")
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+__all__ = ["main", "build_parser", "EXIT_PASS", "EXIT_VIOLATIONS", "UsageError"]

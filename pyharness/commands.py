@@ -1,0 +1,152 @@
+"""`pyharness run` and `pyharness scenarios`: options -> RunSpec -> report."""
+import sys
+
+from . import cpus as cpumod
+from .errors import UsageError
+from .scenarios import DEFAULT, SCENARIOS
+
+
+def scenarios_main(args):
+    for name, sc in SCENARIOS.items():
+        print(f"{name:18s} {sc['description']}")
+        if "config" in sc:
+            c = sc["config"]
+            print(f"{'':18s}   bp={c['bp']} secondary-sync={c['secondary_sync']} batch={c['batch']} "
+                  f"site-kinds={','.join(c['kinds'])} nmi-rate={sc['nmi_rate']:g} "
+                  f"executors={sc['executors']}")
+    return 0
+
+
+def resolve_cpus(cpu_text, threads=None, primary_cpu=None):
+    """CPU list -> one CPU per thread (round robin) and the primary's index."""
+    cpus = cpumod.usable_cpus() if cpu_text is None else cpumod.parse_cpu_list(cpu_text)
+    cpumod.check_cpus(cpus)
+    if primary_cpu is not None:
+        if primary_cpu not in cpus:
+            raise UsageError(f"--primary {primary_cpu} is not in the CPU list {cpumod.format_cpu_list(cpus)}")
+        cpus = [primary_cpu] + [c for c in cpus if c != primary_cpu]
+    n = threads or len(cpus)
+    return [cpus[i % len(cpus)] for i in range(n)], 0
+
+
+def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
+    from .engine import Config, MUTANTS
+    from .runner import RunSpec
+    sc = SCENARIOS[scenario]
+    c = dict(sc["config"])
+    if args.mutant not in MUTANTS:
+        raise UsageError(f"unknown mutant '{args.mutant}'; choose from {', '.join(MUTANTS)}")
+    thread_cpus, primary = resolve_cpus(args.cpus, args.threads, args.primary)
+    if len(thread_cpus) < 2:
+        raise UsageError("the protocol needs a primary and at least one other thread: give two CPUs "
+                         "or --threads 2")
+    kinds = c["kinds"] if args.site_kinds is None else tuple(
+        k.strip() for k in args.site_kinds.split(",") if k.strip())
+    executors = sc["executors"] if args.executors is None else args.executors
+    if executors == "all":
+        executors = len(thread_cpus) - 1
+    secsync = args.secondary_sync or c["secondary_sync"]
+    if secsync == "membarrier" and args.secondary_sync is None:
+        from ._ffi import lib
+        if not lib.ph_membarrier_sync_core_supported():
+            secsync = "ack"
+    duration = args.duration if duration is None else duration
+    sites = args.sites or 1000
+    cfg = Config(cpus=thread_cpus, primary=primary, sites=sites, kinds=kinds, poke=args.poke,
+                 sync=args.sync, bp=args.bp or c["bp"], secondary_sync=secsync, executors=executors,
+                 batch=args.batch or c["batch"], mutant=args.mutant, seed=args.seed,
+                 deadline=args.deadline, trace_len=args.trace, inject_delay_ns=args.inject_delay_ns)
+    cfg.validate()
+    nmi_rate = sc["nmi_rate"] if args.nmi_rate is None else args.nmi_rate
+    # The exact command that replays this run, every choice spelled out.
+    replay = list(argv_prefix) + [
+        "--scenario", scenario, "--cpus", ",".join(str(x) for x in sorted(set(thread_cpus))),
+        "--threads", str(len(thread_cpus)), "--primary", str(thread_cpus[primary]),
+        "--poke", cfg.poke, "--sync", cfg.sync, "--bp", cfg.bp, "--secondary-sync", secsync,
+        "--site-kinds", ",".join(kinds), "--executors", str(executors), "--batch", str(cfg.batch),
+        "--nmi-rate", f"{nmi_rate:g}", "--trace", str(cfg.trace_len), "--mutant", cfg.mutant,
+        "--seed", str(cfg.seed), "--deadline", f"{cfg.deadline:g}", "--sites", str(sites)]
+    if duration is not None:
+        replay += ["--duration", f"{duration:g}"]
+    if args.inject_delay_ns:
+        replay += ["--inject-delay-ns", str(args.inject_delay_ns)]
+    if getattr(args, "mdwe", False):
+        replay += ["--mdwe"]
+    return RunSpec(config=cfg, sites=None if duration is not None else sites, duration=duration,
+                   nmi_rate=nmi_rate, scenario=scenario, grace=args.grace, timeout=args.timeout,
+                   mdwe=getattr(args, "mdwe", False), argv=replay)
+
+
+def run_main(args, argv):
+    from .report import summary_text, write_json
+    from .runner import run_stress
+    scenario = args.scenario or DEFAULT
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario '{scenario}'; see `pyharness scenarios`")
+    progress = (not args.quiet) and sys.stderr.isatty()
+    if "segments" in SCENARIOS[scenario]:
+        rep = run_mixed(args, scenario, progress)
+    else:
+        spec = build_spec(args, scenario)
+        rep = run_stress(spec, progress=progress)
+    if args.json:
+        write_json(rep, args.json)
+    print(summary_text(rep))
+    return rep["exit_code"]
+
+
+def run_mixed(args, scenario, progress):
+    """Segments of the component scenarios, in turn, until the duration is used."""
+    from .runner import run_stress
+    segs = SCENARIOS[scenario]["segments"]
+    total = args.duration if args.duration is not None else 3.0 * len(segs)
+    per = max(total / (2 * len(segs)), 0.5)
+    parts, spent, k = [], 0.0, 0
+    while spent < total - 1e-9:
+        name = segs[k % len(segs)]
+        d = min(per, total - spent)
+        spec = build_spec(args, name, duration=d)
+        spec.config.seed = args.seed + k
+        rep = run_stress(spec, progress=progress)
+        rep["segment"] = k
+        parts.append(rep)
+        spent += d
+        k += 1
+        if rep["status"] in ("interrupted", "hung", "crashed"):
+            break
+    return merge_reports(parts, scenario, args)
+
+
+def merge_reports(parts, scenario, args):
+    first = parts[0]
+    violations = [dict(v, segment=p["segment"], segment_scenario=p["scenario"])
+                  for p in parts for v in p["violations"]]
+    counts = {}
+    for v in violations:
+        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+    totals = {"sites_patched": sum(p["totals"].get("sites_patched", 0) for p in parts),
+              "exec": [sum(p["totals"].get("exec", [0, 0])[i] for p in parts) for i in (0, 1)],
+              "nmis": sum(p["totals"].get("nmis", 0) for p in parts),
+              "violations": len(violations),
+              "bp_hits": {}}
+    for p in parts:
+        for k, v in p["totals"].get("bp_hits", {}).items():
+            totals["bp_hits"][k] = totals["bp_hits"].get(k, 0) + v
+    statuses = [p["status"] for p in parts]
+    status = next((s for s in ("crashed", "hung", "interrupted", "aborted") if s in statuses), "complete")
+    codes = [p["exit_code"] for p in parts]
+    exit_code = 130 if 130 in codes else max(codes)
+    from .report import invariant_table
+    rep = dict(first)
+    rep.update({"scenario": scenario, "verdict": "fail" if violations or exit_code else "pass",
+                "status": status, "exit_code": exit_code, "violations": violations,
+                "violation_counts": counts, "invariants": invariant_table(violations),
+                "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),
+                "segments": [{k: p[k] for k in ("scenario", "verdict", "status", "exit_code", "totals",
+                                                 "distributions", "config", "replay", "elapsed_s")}
+                             for p in parts],
+                "replay": "pyharness run " + " ".join(
+                    ["--scenario", scenario, "--seed", str(args.seed)] +
+                    (["--duration", f"{args.duration:g}"] if args.duration is not None else []) +
+                    (["--cpus", args.cpus] if args.cpus else []))})
+    return rep

@@ -1,0 +1,93 @@
+"""The run report: a versioned JSON document and a short human summary."""
+import json
+import shlex
+
+from .checker import INVARIANTS
+from .engine import ROLE_NAMES, WHERE_NAMES
+
+SCHEMA = "pyharness.run/1"
+
+
+def distribution(samples):
+    """count, min, p50, p99, max of a list of numbers (nearest rank)."""
+    if not samples:
+        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None}
+    s = sorted(samples)
+    n = len(s)
+
+    def rank(p):
+        return s[min(n - 1, max(0, int(round(p * n + 0.5)) - 1))]
+    return {"count": n, "min": s[0], "p50": rank(0.50), "p99": rank(0.99), "max": s[-1]}
+
+
+def distributions(view):
+    d = {"site_ns": distribution(view.series("site_ns")),
+         "ack_wait_ns": {st: distribution(view.series("ack_ns_" + st))
+                         for st in ("SYNC_0", "SYNC_1", "SYNC_2", "SYNC_DONE")}}
+    bp = []
+    for i in range(view.nthreads):
+        bp.extend(view.bp_samples(i))
+    d["bp_handler_ns"] = distribution(bp)
+    if len(view.series("batch_ns")):
+        d["batch_ns"] = distribution(view.series("batch_ns"))
+    return d
+
+
+def thread_table(view, config):
+    roles = config.roles()
+    out = []
+    for i, c in enumerate(view.all_counters()):
+        out.append({"thread": i, "cpu": config.cpus[i], "role": ROLE_NAMES.get(roles[i]),
+                    "where": WHERE_NAMES.get(c["where"], c["where"]), **{
+                        k: c[k] for k in ("exec", "exec_torn", "bp_hits", "bp_hits_nmi", "bp_native",
+                                          "bp_emulated", "bp_late", "bp_foreign", "bp_depth_max",
+                                          "acks", "acks_bp", "sync_calls", "wait_ns", "nmis",
+                                          "nmi_execs", "sites_patched", "verified")}})
+    return out
+
+
+def replay_command(argv):
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def summary_text(rep):
+    t = rep["totals"]
+    bp = t["bp_hits"]
+    lines = [
+        f"pyharness {rep['scenario']}: {rep['verdict'].upper()} ({rep['status']}) "
+        f"in {rep['elapsed_s']:.2f} s on CPUs {rep['config']['cpus']}",
+        f"  sites patched {t['sites_patched']}, site executions {sum(t['exec'])}, "
+        f"NMIs {t['nmis']}",
+        f"  breakpoint hits: primary {bp['primary']} (in NMI {bp['primary_nmi']}), "
+        f"secondary {bp['secondary']} (in NMI {bp['secondary_nmi']}); "
+        f"native {bp['native']}, emulated {bp['emulated']}, late {bp['late']}",
+    ]
+    d = rep.get("distributions", {}).get("site_ns", {})
+    if d.get("count"):
+        lines.append(f"  per-site patch time: p50 {d['p50'] / 1000:.1f} us, p99 {d['p99'] / 1000:.1f} us, "
+                     f"max {d['max'] / 1000:.1f} us ({d['count']} samples)")
+    if rep["violations"]:
+        lines.append(f"  {len(rep['violations'])} violation(s):")
+        for name, n in rep["violation_counts"].items():
+            first = next(v for v in rep["violations"] if v["invariant"] == name)
+            where = f" [thread {first['thread']} cpu {first['cpu']}]" if first.get("thread") is not None else ""
+            lines.append(f"    {name} x{n}: {first['detail']}{where}")
+    if rep.get("crash"):
+        c = rep["crash"]
+        lines.append(f"  worker crash: signal {c['signo']} at {c['rip']:#x} site {c['site']} bytes {c['bytes']}")
+    if rep["verdict"] == "fail":
+        lines.append(f"  replay: {rep['replay']}")
+    return "\n".join(lines)
+
+
+def invariant_table(violations):
+    counts = {}
+    for v in violations:
+        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+    return {name: {"description": desc, "violations": counts.get(name, 0)} for name, desc in INVARIANTS}
+
+
+def write_json(rep, path):
+    with open(path, "w") as f:
+        json.dump(rep, f, indent=1, default=str)
+        f.write("\n")

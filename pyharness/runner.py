@@ -1,0 +1,261 @@
+"""Contained stress runs: the workload runs in a worker process; this
+parent watches it through the shared memfd, shows progress, enforces the
+time limit, and writes the report whatever the worker does (finish, crash,
+hang, Ctrl-C).
+
+    report = run_stress(RunSpec(config=Config(cpus=[0, 1]), duration=10))
+"""
+import dataclasses
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Optional
+
+from . import checker, report as rpt
+from ._ffi import ffi, lib
+from .engine import WHERE_NAMES, Config, SharedView, sync_available
+from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_VIOLATIONS, PyharnessError,
+                     SyncUnavailableError, UnsupportedError)
+from . import errors as errmod
+
+TICK = 0.2
+
+
+@dataclasses.dataclass
+class RunSpec:
+    config: Config
+    sites: Optional[int] = None          # patch this many sites ...
+    duration: Optional[float] = None     # ... or patch for this long
+    nmi_rate: float = 0.0
+    scenario: str = "rfc-native"
+    grace: float = 5.0                   # after the time limit, before SIGKILL
+    timeout: float = 600.0               # time limit of a --sites run
+    mdwe: bool = False                   # worker sets PR_SET_MDWE first
+    argv: List[str] = dataclasses.field(default_factory=list)
+    stop_on_violation: bool = False      # selftest: stop at the first evidence
+
+    def limit(self):
+        return self.duration if self.duration is not None else self.timeout
+
+
+class _Progress:
+    def __init__(self, enabled, spec):
+        self.enabled = enabled
+        self.spec = spec
+        self.shown = False
+
+    def __call__(self, view, elapsed):
+        if not self.enabled:
+            return
+        t = view.totals()
+        bp = t["bp_hits"]
+        total = f"{self.spec.duration:.0f}s" if self.spec.duration is not None else f"{self.spec.sites} sites"
+        line = (f"\r[{self.spec.scenario}] {elapsed:6.1f}s/{total}  sites {t['sites_patched']}  "
+                f"bp p/s {bp['primary']}/{bp['secondary']} (nmi {bp['primary_nmi']}/{bp['secondary_nmi']})  "
+                f"NMIs {t['nmis']}  violations {t['violations']}")
+        sys.stderr.write(line[:200].ljust(120))
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self):
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _raise_worker_error(err):
+    cls = getattr(errmod, err.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, PyharnessError)):
+        cls = errmod.CoreError
+    exc = cls.__new__(cls)
+    PyharnessError.__init__(exc, err.get("message", "worker failed"))
+    raise exc
+
+
+def run_stress(spec, json_path=None, progress=None):
+    """Run one contained stress run; returns the report (a dict)."""
+    cfg = spec.config.validate()
+    if not sync_available(cfg.sync):
+        raise SyncUnavailableError(
+            f"sync method '{cfg.sync}' is not available on this CPU (CPUID does not report it); "
+            f"use --sync cpuid or --sync iret")
+    if cfg.secondary_sync == "membarrier" and not lib.ph_membarrier_sync_core_supported():
+        raise UnsupportedError("membarrier(PRIVATE_EXPEDITED_SYNC_CORE) is not supported by this "
+                               "kernel; use --secondary-sync ack")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    size = lib.ph_shared_size(cfg.to_c())
+    fd = os.memfd_create("pyharness-shared", 0)
+    try:
+        os.ftruncate(fd, size)
+        mm = mmap.mmap(fd, size)
+        view = SharedView(ffi.from_buffer(mm), keepalive=mm)
+        rep = _supervise(spec, fd, view, _Progress(progress, spec))
+    finally:
+        os.close(fd)
+    if json_path:
+        rpt.write_json(rep, json_path)
+    return rep
+
+
+def _supervise(spec, fd, view, progress):
+    cfg = spec.config
+    payload = json.dumps({"config": {**cfg.to_dict(), "kinds": list(cfg.kinds)},
+                          "sites": spec.sites, "duration": spec.duration,
+                          "nmi_rate": spec.nmi_rate, "mdwe": spec.mdwe})
+    # stderr goes to a file: a chatty worker must never block on a full pipe.
+    errfile = tempfile.TemporaryFile(mode="w+")
+    child = subprocess.Popen([sys.executable, "-m", "pyharness._worker", str(fd)],
+                             pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=errfile, text=True)
+    child.stdin.write(payload)
+    child.stdin.close()
+    child.stdin = None
+    t0 = time.monotonic()
+    limit = spec.limit()
+    stop_sent_at = None
+    interrupted = hung = False
+    beats, stalled_since = {}, {}
+    caught_at = None
+    try:
+        while child.poll() is None:
+            try:
+                time.sleep(TICK)
+            except KeyboardInterrupt:
+                interrupted = True
+            elapsed = time.monotonic() - t0
+            if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
+                progress(view, elapsed)
+                _watch_heartbeats(view, beats, stalled_since)
+                if spec.stop_on_violation and caught_at is None and _has_evidence(view, cfg):
+                    caught_at = elapsed
+                    interrupted = interrupted or False
+                    if stop_sent_at is None:
+                        view.stop()
+                        stop_sent_at = time.monotonic()
+            if (interrupted or elapsed > limit) and stop_sent_at is None:
+                view.stop()     # the primary finishes its round and publishes DONE
+                stop_sent_at = time.monotonic()
+            if stop_sent_at is not None and time.monotonic() - stop_sent_at > spec.grace:
+                hung = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        stuck = _stuck_names(view, cfg, stalled_since) if hung else []
+        if child.poll() is None:
+            child.kill()
+        try:
+            out, _ = child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            out = ""
+        errfile.seek(0)
+        err = errfile.read()
+        errfile.close()
+        progress.done()
+    elapsed = time.monotonic() - t0
+    result = None
+    for line in (out or "").splitlines():
+        try:
+            result = json.loads(line)
+        except ValueError:
+            continue
+    if result and not result.get("ok"):
+        _raise_worker_error(result["error"])
+    exit_info = {"returncode": child.returncode, "hung": hung, "stuck": stuck,
+                 "signal": -child.returncode if child.returncode and child.returncode < 0 else None,
+                 "stderr": (err or "")[-2000:]}
+    if result is None and not hung and child.returncode == 1 and "Traceback" in (err or ""):
+        raise errmod.CoreError("worker failed: " + (err or "").strip().splitlines()[-1])
+    return build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at)
+
+
+def _watch_heartbeats(view, beats, stalled_since):
+    now = time.monotonic()
+    for i, c in enumerate(view.all_counters()):
+        key = (c["heartbeat"], c["acked_round"], c["where"], c["sites_patched"], c["nmis"])
+        if beats.get(i) != key:
+            beats[i] = key
+            stalled_since[i] = now
+
+
+def _stuck_names(view, cfg, stalled_since):
+    now, out = time.monotonic(), []
+    for i, c in enumerate(view.all_counters()):
+        if WHERE_NAMES.get(c["where"]) in ("exited", "verify"):
+            continue
+        if now - stalled_since.get(i, now) >= 1.0 or c["where"] != 0:
+            out.append(f"thread {i} (cpu {cfg.cpus[i]}, in {WHERE_NAMES.get(c['where'], '?')}, "
+                       f"acked seq {c['acked_round'] >> 3} state {c['acked_round'] & 7})")
+    return out
+
+
+def _has_evidence(view, cfg):
+    if view.sh.nviolations:
+        return True
+    return bool(checker.live_caught(view.all_counters(), cfg))
+
+
+def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=None):
+    cfg = spec.config
+    roles = cfg.roles()
+    laid_out = lib.ph_shared_check(view.base, view.sh.size or 1) == 0
+    crash = view.crash() if laid_out else None
+    status = "complete"
+    if exit_info["hung"]:
+        status = "hung"
+    elif crash or exit_info["signal"] or (exit_info["returncode"] not in (0, None)):
+        status = "crashed"
+    elif interrupted:
+        status = "interrupted"
+    elif result and result.get("status") not in (None, "complete"):
+        status = result["status"]
+    violations = []
+    if laid_out:
+        counters = view.all_counters()
+        violations += checker.recorded_violations(view, cfg.cpus, roles)
+        violations += checker.counter_violations(counters, cfg, complete=(status == "complete"),
+                                                 verify=True)
+    violations += checker.fate_violations(exit_info, crash, cfg.cpus, roles)
+    counts = {}
+    for v in violations:
+        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+    verdict = "fail" if violations else "pass"
+    if status == "interrupted":
+        exit_code = EXIT_INTERRUPTED
+    else:
+        exit_code = EXIT_VIOLATIONS if violations or status in ("hung", "crashed", "aborted") else EXIT_PASS
+        if status in ("hung", "crashed", "aborted") and verdict == "pass":
+            verdict = "fail"
+    from .machine import machine_info
+    rep = {
+        "schema": rpt.SCHEMA,
+        "verdict": verdict,
+        "status": status,
+        "exit_code": exit_code,
+        "scenario": spec.scenario,
+        "violations": violations,
+        "violation_counts": counts,
+        "invariants": rpt.invariant_table(violations),
+        "totals": view.totals() if laid_out else {"sites_patched": 0, "bp_hits": {}},
+        "threads": rpt.thread_table(view, cfg) if laid_out else [],
+        "distributions": rpt.distributions(view) if laid_out else {},
+        "crash": crash,
+        "stuck_threads": exit_info.get("stuck") or [],
+        "worker": {"returncode": exit_info["returncode"], "signal": exit_info["signal"],
+                   "stderr_tail": exit_info["stderr"] if exit_info["returncode"] else ""},
+        "elapsed_s": elapsed,
+        "first_evidence_s": caught_at,
+        "run": {"sites": spec.sites, "duration": spec.duration, "nmi_rate": spec.nmi_rate},
+        "config": {**cfg.to_dict(), "kinds": list(cfg.kinds)},
+        "machine": machine_info(),
+        "replay": rpt.replay_command(spec.argv) if spec.argv else None,
+    }
+    if verdict == "fail" and laid_out:
+        rep["trace_tail"] = {str(i): view.trace(i, 64) for i in range(view.nthreads)}
+    return rep

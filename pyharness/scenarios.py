@@ -1,0 +1,39 @@
+"""Named presets for `pyharness run --scenario`; every field can be
+overridden by its flag."""
+from .engine import SINGLE_INSN_KINDS
+
+ALL_KINDS = ("movret", "call", "jmpnop", "block")
+
+SCENARIOS = {
+    "rfc-native": {
+        "description": "stop_machine style, as the RFC: secondaries parked in the finish loop, "
+                       "NMIs on every thread execute the sites being patched, native breakpoints "
+                       "(secondaries ack re-entrantly, the primary finishes locally); "
+                       "multi-instruction blocks included",
+        "config": {"bp": "native", "secondary_sync": "ack", "kinds": ALL_KINDS, "batch": 1},
+        "nmi_rate": 1000.0,
+        "executors": 0,
+    },
+    "upstream-emulated": {
+        "description": "text_poke_bp style: executor threads call single-instruction sites at "
+                       "full speed while the primary patches; breakpoints are emulated; "
+                       "secondaries are serialized by membarrier(SYNC_CORE) (or --secondary-sync ack)",
+        "config": {"bp": "emulate", "secondary_sync": "membarrier", "kinds": SINGLE_INSN_KINDS,
+                   "batch": 1},
+        "nmi_rate": 0.0,
+        "executors": "all",
+    },
+    "batch": {
+        "description": "text_poke_bp_batch: many sites per poke_sync round; the breakpoint "
+                       "handler finds the site in the batch by binary search",
+        "config": {"bp": "native", "secondary_sync": "ack", "kinds": ALL_KINDS, "batch": 64},
+        "nmi_rate": 1000.0,
+        "executors": 0,
+    },
+    "mixed": {
+        "description": "rfc-native, upstream-emulated and batch interleaved across the run "
+                       "(segments of the duration, in turn)",
+        "segments": ["rfc-native", "upstream-emulated", "batch"],
+    },
+}
+DEFAULT = "rfc-native"

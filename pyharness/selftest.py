@@ -1,0 +1,83 @@
+"""`pyharness selftest`: run every seeded bug and the correct protocol; a
+mutant must be caught (by a named invariant, within 10 s), the correct
+protocol must show zero violations."""
+import argparse
+import json
+import sys
+import time
+
+from .commands import build_spec
+
+MUTANT_CAP_S = 10.0
+
+# (mutant, scenario, extra flags): each in the scenario that can expose it.
+PLAN = [
+    ("none", "rfc-native", {}),
+    ("none", "upstream-emulated", {}),
+    ("none", "batch", {}),
+    ("no-int3", "rfc-native", {}),
+    ("first-byte-first", "rfc-native", {}),
+    ("skip-ack-wait", "rfc-native", {}),
+    ("skip-sync-one", "rfc-native", {}),
+    ("double-ack", "rfc-native", {}),
+    ("early-retract", "upstream-emulated", {}),
+    ("patch-sync-loop", "rfc-native", {}),
+]
+
+
+def _args(cpus, mutant, seconds, **extra):
+    ns = argparse.Namespace(cpus=cpus, threads=None, primary=None, poke="alias", sync="iret",
+                            bp=None, secondary_sync=None, site_kinds=None, nmi_rate=None,
+                            executors=None, batch=None, trace=4096, mutant=mutant, seed=1,
+                            deadline=5.0, timeout=600.0, grace=5.0, inject_delay_ns=0,
+                            sites=1000, duration=seconds, mdwe=False)
+    for k, v in extra.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def run_selftest(seconds=3.0, cpus=None, progress=False):
+    from .runner import run_stress
+    rows = []
+    for mutant, scenario, extra in PLAN:
+        dur = seconds if mutant == "none" else MUTANT_CAP_S
+        spec = build_spec(_args(cpus, mutant, dur, **extra), scenario,
+                          argv_prefix=("pyharness", "run"))
+        spec.stop_on_violation = mutant != "none"
+        t0 = time.monotonic()
+        rep = run_stress(spec, progress=progress)
+        wall = time.monotonic() - t0
+        invs = sorted(rep["violation_counts"])
+        caught = rep["verdict"] == "fail"
+        after = rep.get("first_evidence_s")
+        if after is None and caught:
+            after = rep["elapsed_s"]
+        ok = (not caught and rep["status"] == "complete") if mutant == "none" else (
+            caught and after is not None and after <= MUTANT_CAP_S)
+        rows.append({"mutant": mutant, "scenario": scenario, "caught": caught, "invariants": invs,
+                     "after_s": after, "wall_s": wall, "status": rep["status"], "ok": ok,
+                     "totals": {k: rep["totals"].get(k) for k in ("sites_patched", "bp_hits", "nmis")},
+                     "replay": rep["replay"]})
+    return rows
+
+
+def format_table(rows):
+    lines = [f"{'mutant':18s} {'scenario':18s} {'caught':7s} {'by invariant':40s} {'after':>8s}  result"]
+    for r in rows:
+        after = f"{r['after_s']:.2f}s" if r["after_s"] is not None else "-"
+        caught = "yes" if r["caught"] else "no"
+        by = ",".join(r["invariants"]) or "-"
+        res = "ok" if r["ok"] else "FAIL"
+        lines.append(f"{r['mutant']:18s} {r['scenario']:18s} {caught:7s} {by:40s} {after:>8s}  {res}")
+    return "\n".join(lines)
+
+
+def selftest_main(args):
+    rows = run_selftest(seconds=args.seconds, cpus=args.cpus, progress=sys.stderr.isatty())
+    print(format_table(rows))
+    ok = all(r["ok"] for r in rows)
+    print("selftest: " + ("PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"schema": "pyharness.selftest/1", "pass": ok, "rows": rows}, f, indent=1)
+    return 0 if ok else 1
