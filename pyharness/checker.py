@@ -144,8 +144,14 @@ def fate_violations(exit_info, crash, cpus, roles):
                     **_who(crash["thread"], cpus, roles), "site": crash["site"] if crash["site"] >= 0 else None,
                     "seq": crash["seq"], "state": crash["state"], "ctx": None, "source": "parent"})
     sig = exit_info.get("signal")
-    if sig and not crash and sig != signal.SIGKILL:
-        out.append({"invariant": "no-fault", "detail": f"worker died of {signal.Signals(sig).name}",
+    faults = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGTRAP, signal.SIGABRT)
+    if sig and not crash and not exit_info.get("hung"):
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        # A fault signal is (b); anything else killed the worker from outside
+        # (OOM killer, an operator): the run is incomplete, and says so.
+        out.append({"invariant": "no-fault" if sig in faults else "worker-killed",
+                    "detail": f"worker died of {name}" + ("" if sig in faults else
+                                                           " sent from outside pyharness"),
                     "thread": None, "cpu": None, "role": None, "site": None, "seq": None,
                     "state": None, "ctx": None, "source": "parent"})
     if exit_info.get("hung"):

@@ -68,6 +68,15 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _worker_env():
+    """Start the worker from the package the parent imported: run from a
+    source checkout, `-m` would otherwise find the uncompiled tree first."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return {"cwd": root, "env": env}
+
+
 def _raise_worker_error(err):
     cls = getattr(errmod, err.get("type", ""), None)
     if not (isinstance(cls, type) and issubclass(cls, PyharnessError)):
@@ -112,7 +121,7 @@ def _supervise(spec, fd, view, progress):
     errfile = tempfile.TemporaryFile(mode="w+")
     child = subprocess.Popen([sys.executable, "-m", "pyharness._worker", str(fd)],
                              pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=errfile, text=True)
+                             stderr=errfile, text=True, **_worker_env())
     child.stdin.write(payload)
     child.stdin.close()
     child.stdin = None
@@ -124,28 +133,28 @@ def _supervise(spec, fd, view, progress):
     caught_at = None
     try:
         while child.poll() is None:
+            # A Ctrl-C anywhere in this loop asks the worker to stop; the
+            # report is still written, marked interrupted.
             try:
                 time.sleep(TICK)
+                elapsed = time.monotonic() - t0
+                if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
+                    progress(view, elapsed)
+                    _watch_heartbeats(view, beats, stalled_since)
+                    if spec.stop_on_violation and caught_at is None and _has_evidence(view, cfg):
+                        caught_at = elapsed
+                        if stop_sent_at is None:
+                            view.stop()
+                            stop_sent_at = time.monotonic()
             except KeyboardInterrupt:
                 interrupted = True
             elapsed = time.monotonic() - t0
-            if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
-                progress(view, elapsed)
-                _watch_heartbeats(view, beats, stalled_since)
-                if spec.stop_on_violation and caught_at is None and _has_evidence(view, cfg):
-                    caught_at = elapsed
-                    interrupted = interrupted or False
-                    if stop_sent_at is None:
-                        view.stop()
-                        stop_sent_at = time.monotonic()
             if (interrupted or elapsed > limit) and stop_sent_at is None:
                 view.stop()     # the primary finishes its round and publishes DONE
                 stop_sent_at = time.monotonic()
             if stop_sent_at is not None and time.monotonic() - stop_sent_at > spec.grace:
                 hung = True
                 break
-    except KeyboardInterrupt:
-        interrupted = True
     finally:
         stuck = _stuck_names(view, cfg, stalled_since) if hung else []
         if child.poll() is None:
@@ -232,6 +241,10 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         exit_code = EXIT_VIOLATIONS if violations or status in ("hung", "crashed", "aborted") else EXIT_PASS
         if status in ("hung", "crashed", "aborted") and verdict == "pass":
             verdict = "fail"
+    t_start = view.sh.t_start if laid_out else 0
+    stamps = [v["ts_ns"] for v in violations if v.get("ts_ns")]
+    if stamps and t_start:
+        caught_at = max(0.0, (min(stamps) - t_start) / 1e9)
     from .machine import machine_info
     rep = {
         "schema": rpt.SCHEMA,
