@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include "ph_internal.h"
 
+#define PH_MFD_EXEC 0x0010U   /* MFD_EXEC, Linux 6.3 */
+
 static const uint8_t nop5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
 
 int ph_site_len(int kind)
@@ -147,7 +149,12 @@ int ph_text_create(struct ph_engine *e)
     if (e->cfg.poke == PH_POKE_ALIAS) {
         /* One memfd, two views: RX runs, RW is written.  Never W and X in
          * one mapping, so this works under MDWE. */
-        e->memfd = memfd_create("pyharness-text", MFD_CLOEXEC);
+        /* Ask for an executable memfd explicitly: with vm.memfd_noexec set,
+         * one created without MFD_EXEC cannot be mapped PROT_EXEC.  Kernels
+         * before 6.3 do not know the flag (EINVAL): they need none. */
+        e->memfd = memfd_create("pyharness-text", MFD_CLOEXEC | PH_MFD_EXEC);
+        if (e->memfd < 0 && errno == EINVAL)
+            e->memfd = memfd_create("pyharness-text", MFD_CLOEXEC);
         if (e->memfd < 0)
             return -errno;
         if (ftruncate(e->memfd, (off_t)e->text_len) < 0)

@@ -76,9 +76,15 @@ def check(rc, what, **context):
         raise SyncUnavailableError(
             f"sync method '{sync}' is not available on this CPU "
             f"(CPUID does not report it); use --sync cpuid or --sync iret")
-    if err == errno.EACCES and "poke" in context:
+    if err in (errno.EACCES, errno.EPERM) and "poke" in context:
+        poke = context["poke"]
+        if poke == "alias":
+            raise ExecMemoryRefusedError(
+                f"executable memory refused with --poke alias ({name}: {text}; an executable "
+                f"memfd is forbidden, e.g. vm.memfd_noexec=2 or a noexec policy); "
+                f"use --poke mprotect, or allow executable memfds")
         raise ExecMemoryRefusedError(
-            f"executable memory refused with --poke {context['poke']} ({name}: {text}; "
+            f"executable memory refused with --poke {poke} ({name}: {text}; "
             f"memory-deny-write-execute (MDWE) or a noexec policy); use --poke alias")
     if err == errno.ENOSYS and what == "ph_engine_create":
         raise UnsupportedError(
