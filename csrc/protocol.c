@@ -144,7 +144,10 @@ static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int
                 ph_count(&c->acks_unsynced, 1);
             if (in_sync_loop && st == PH_SYNC_DONE)
                 ph_count(&c->acks_done_in_sync_loop, 1);
-            ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st);
+            /* Traced after the CAS, off the primary's critical path; arg
+             * bit 8 says a sync_one() preceded it (thread context logs no
+             * separate state-seen/sync events: they would delay the ack). */
+            ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
             return;
         }
     }
@@ -158,7 +161,8 @@ static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r,
     int synced = 0;
     if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
         ph_sync_core(e);
-        ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+        if (ctx != PH_CTX_THREAD)
+            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
         synced = 1;
     }
     give_ack(e, c, r, ctx, synced, 1);
@@ -181,7 +185,8 @@ void ph_sync_site(struct ph_engine *e, int ctx)
     uint64_t r = ph_load_acquire(&e->sh->round);
     for (;;) {
         int st = PH_ROUND_STATE(r), err = 0;
-        ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
+        if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
+            ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
         if (e->cfg.mutant == PH_MUT_PATCH_SYNC_LOOP && st < PH_SYNC_DONE) {
             /* The sync loop itself runs a site being patched (as if
              * sync_one() were a paravirt call): the RFC's unhandled case. */
