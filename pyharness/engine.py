@@ -286,12 +286,19 @@ class Engine:
               poke=config.poke, sync=config.sync)
         self._e = p[0]
         self.view = SharedView(lib.ph_engine_shared(self._e), keepalive=self)
-        self._stop = threading.Event()
+        self._threads = []
 
     def close(self):
-        if self._e is not None:
-            lib.ph_engine_destroy(self._e)
+        if self._e is None:
+            return
+        if any(t.is_alive() for t in self._threads):
+            # Threads still inside C (a hung in-process run): freeing the
+            # engine under them would crash.  Leak it; the process cannot
+            # create another engine, which is the honest outcome.
             self._e = None
+            return
+        lib.ph_engine_destroy(self._e)
+        self._e = None
 
     def __enter__(self):
         return self
@@ -395,6 +402,7 @@ class Engine:
 
         threads = [threading.Thread(target=participant, args=(i,), name=f"ph-{i}", daemon=True)
                    for i in range(len(roles))]
+        self._threads = threads
         t0 = time.monotonic()
         status = "complete"
         for t in threads:
