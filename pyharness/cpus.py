@@ -7,10 +7,13 @@ from .errors import UsageError
 
 
 def parse_cpu_list(text):
-    """Parse "0-3,7" into a sorted list of distinct CPU numbers."""
+    """Parse "0-3,7" (or "all": every usable CPU) into a sorted list of
+    distinct CPU numbers."""
     cpus = set()
     if not text or not text.strip():
         raise UsageError("empty CPU list")
+    if text.strip() == "all":
+        return usable_cpus()
     for part in text.split(","):
         part = part.strip()
         try:
