@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 4
+#define PH_ABI_VERSION 5
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -68,7 +68,8 @@ enum ph_mutant {
     PH_MUT_DOUBLE_ACK = 5,         /* secondaries ack each state twice */
     PH_MUT_EARLY_RETRACT = 6,      /* descriptor retired without waiting for refs */
     PH_MUT_PATCH_SYNC_LOOP = 7,    /* the sync loop itself runs the patched site */
-    PH_NMUTANTS = 8
+    PH_MUT_RFC_BITMAP = 8,         /* the RFC's literal ack bitmap: test, sync, set */
+    PH_NMUTANTS = 9
 };
 
 /* Invariants, named as in the report (pyharness/checker.py). */
@@ -233,6 +234,7 @@ struct ph_shared {
     uint64_t t_end;
     uint64_t desc_gen;
     uint64_t pad1[1];
+    uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map, used by PH_MUT_RFC_BITMAP */
     struct ph_crash crash;
     struct ph_violation violations[256];
     uint64_t series_count[6];

@@ -123,6 +123,23 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
     }
 }
 
+static void count_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+                      int synced, int in_sync_loop)
+{
+    int st = PH_ROUND_STATE(r);
+    ph_count(&c->acks[st], 1);
+    if (ctx & PH_CTX_BP)
+        ph_count(&c->acks_bp, 1);
+    if (!synced && st < PH_SYNC_DONE)
+        ph_count(&c->acks_unsynced, 1);
+    if (in_sync_loop && st == PH_SYNC_DONE)
+        ph_count(&c->acks_done_in_sync_loop, 1);
+    /* Traced after the ack is visible, off the primary's critical path; arg
+     * bit 8 says a sync_one() preceded it (thread context logs no separate
+     * state-seen/sync events: they would delay the ack). */
+    ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
+}
+
 /*
  * Give the ack for round r.  synced: sync_one() ran since r was observed;
  * in_sync_loop: called from the sync loop (which must never ack SYNC_DONE).
@@ -130,32 +147,53 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
 static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
                      int synced, int in_sync_loop)
 {
-    int st = PH_ROUND_STATE(r);
     uint64_t old = ph_load_relaxed(&c->acked_round);
     while (old < r) {
         /* release: pairs with the acquire load of the ack word in
          * wait_for_acks(): the primary sees our sync_one() as done. */
         if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            ph_count(&c->acks[st], 1);
-            if (ctx & PH_CTX_BP)
-                ph_count(&c->acks_bp, 1);
-            if (!synced && st < PH_SYNC_DONE)
-                ph_count(&c->acks_unsynced, 1);
-            if (in_sync_loop && st == PH_SYNC_DONE)
-                ph_count(&c->acks_done_in_sync_loop, 1);
-            /* Traced after the CAS, off the primary's critical path; arg
-             * bit 8 says a sync_one() preceded it (thread context logs no
-             * separate state-seen/sync events: they would delay the ack). */
-            ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
+            count_ack(e, c, r, ctx, synced, in_sync_loop);
             return;
         }
     }
 }
 
+/* The RFC's literal map (PH_MUT_RFC_BITMAP): one bit per thread, cleared
+ * by the primary before each state. */
+static int map_test(struct ph_engine *e, int i)
+{
+    return (int)((ph_load_relaxed(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1);
+}
+
+static void map_set(struct ph_engine *e, int i)
+{
+    /* release: pairs with the acquire loads in wait_for_acks(). */
+    __atomic_fetch_or(&e->sh->sync_ack_map[i / 64], 1ULL << (i % 64), __ATOMIC_RELEASE);
+}
+
+/* RFC: acked = cpumask_test_cpu(); if (!acked) { sync_one(); cpumask_set_cpu(); }
+ * An NMI between the test and the set runs the breakpoint path, which acks
+ * this state and later ones; the resumed set then lands in a later round. */
+static void rfc_bitmap_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+                           int sync, int in_sync_loop)
+{
+    if (map_test(e, ph_self.idx))
+        return;
+    if (sync)
+        ph_sync_core(e);
+    map_set(e, ph_self.idx);
+    ph_store_relaxed(&c->acked_round, r);     /* for reports only */
+    count_ack(e, c, r, ctx, sync, in_sync_loop);
+}
+
 /* The secondary's handling of one observed state below SYNC_DONE. */
 static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
 {
+    if (e->cfg.mutant == PH_MUT_RFC_BITMAP) {
+        rfc_bitmap_ack(e, c, r, ctx, 1, 1);
+        return;
+    }
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;                     /* a state already acked is not acked again */
     int synced = 0;
@@ -223,8 +261,11 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (!acks_from(e, i))
             continue;
-        /* Pairs with the release CAS of the ack word in give_ack(). */
-        while (ph_load_acquire(&e->thr[i].acked_round) < r) {
+        /* Pairs with the release CAS of the ack word in give_ack() (or,
+         * for the RFC's map, the release fetch_or in map_set()). */
+        while (e->cfg.mutant == PH_MUT_RFC_BITMAP
+                   ? !((ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1)
+                   : ph_load_acquire(&e->thr[i].acked_round) < r) {
             ph_count(&c->heartbeat, 1);
             int timed_out = spin_step(&spins, deadline) < 0;
             if (timed_out || aborted(e)) {
@@ -255,8 +296,10 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (!acks_from(e, i))
             continue;
-        /* Pairs with the release CAS in give_ack(). */
+        /* Pairs with the release CAS in give_ack() / fetch_or in map_set(). */
         uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
+        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
+            a = map_test(e, i) ? prev : 0;
         if (a < prev)
             ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
                          (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
@@ -266,6 +309,9 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
 static void publish(struct ph_engine *e, uint64_t r)
 {
     check_prev_acked(e, ph_load_relaxed(&e->sh->round), r);
+    if (e->cfg.mutant == PH_MUT_RFC_BITMAP)   /* the RFC clears its map each state */
+        for (int w = 0; w < 16; w++)
+            ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
     /* release: the pokes before it are visible to a secondary that sees r.
      * Pairs with the acquire loads of the round in wait_round_change(),
      * ph_sync_site(), the finish loop and the executors. */
@@ -547,7 +593,10 @@ int ph_secondary_run(struct ph_engine *e)
         }
         /* SYNC_DONE: acked here, in thread context, after the sync loop
          * (and any breakpoint context) has been left. */
-        give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
+            rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+        else
+            give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
         r = wait_round_change(e, r, PH_CTX_THREAD, &err);
         if (err)
             return err;
@@ -572,11 +621,12 @@ int ph_executor_run(struct ph_engine *e)
         if (aborted(e))
             return -ECANCELED;
         if (e->cfg.secsync == PH_SECSYNC_ACK && ph_load_relaxed(&c->acked_round) < r) {
-            if (st < PH_SYNC_DONE) {
+            if (st < PH_SYNC_DONE)
                 sync_and_ack(e, c, r, PH_CTX_THREAD);
-            } else {
+            else if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
+                rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+            else
                 give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
-            }
         }
         uint64_t rnd = ph_splitmix(&ph_self.rng);
         /* Half the time a site being patched. Pairs: patch_batch() cur_n. */

@@ -36,6 +36,7 @@ MUTANTS = {
     "double-ack": lib.PH_MUT_DOUBLE_ACK,
     "early-retract": lib.PH_MUT_EARLY_RETRACT,
     "patch-sync-loop": lib.PH_MUT_PATCH_SYNC_LOOP,
+    "rfc-bitmap": lib.PH_MUT_RFC_BITMAP,
 }
 ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary",
               lib.PH_ROLE_EXECUTOR: "executor"}
