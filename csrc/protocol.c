@@ -393,6 +393,18 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One site's entry in a round: its new bytes are the other variant's. */
+static void fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
+{
+    struct ph_site *s = &e->sites[site];
+    p->addr = s->addr;
+    p->site = site;
+    p->len = s->len;
+    p->new_variant = !s->variant;
+    p->new_value = s->value[p->new_variant];
+    memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+}
+
 static int patch_batch(struct ph_engine *e, int *ids, int n)
 {
     struct ph_counters *c = ph_self.c;
@@ -403,14 +415,8 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     struct ph_patch *vec = e->patches + (e->seq & 1) * PH_MAX_BATCH;
     uint64_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < n; i++) {
-        struct ph_site *s = &e->sites[ids[i]];
         struct ph_patch *p = &vec[i];
-        p->addr = s->addr;
-        p->site = ids[i];
-        p->len = s->len;
-        p->new_variant = !s->variant;
-        p->new_value = s->value[p->new_variant];
-        memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+        fill_patch(e, p, ids[i]);
         if (p->addr < lo)
             lo = p->addr;
         if (p->addr + (uint64_t)p->len > hi)
@@ -911,12 +917,7 @@ int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
     struct ph_patch *p = e->patches + (e->seq & 1) * PH_MAX_BATCH;
     struct ph_site *s = &e->sites[site];
     static const uint8_t int3 = PH_INT3;
-    p->addr = s->addr;
-    p->site = site;
-    p->len = s->len;
-    p->new_variant = !s->variant;
-    p->new_value = s->value[p->new_variant];
-    memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+    fill_patch(e, p, site);
     int rc = ph_text_open(e, p->addr, p->addr + (uint64_t)p->len);
     if (rc < 0)
         return rc;
