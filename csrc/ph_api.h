@@ -12,12 +12,13 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 5
+#define PH_ABI_VERSION 6
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
     PH_MAX_BATCH = 1024,        /* sites per poke_sync round */
     PH_MAX_VIOLATIONS = 256,    /* recorded in full; more are only counted */
+    PH_MAX_PER_INVARIANT = 24,  /* so one flood cannot hide another invariant */
     PH_SAMPLES = 65536,         /* per-site and per-state sample rings */
     PH_BP_SAMPLES = 4096,       /* per-thread breakpoint handler samples */
     PH_SITE_MAX_LEN = 16,       /* longest patchable region */
@@ -69,7 +70,8 @@ enum ph_mutant {
     PH_MUT_EARLY_RETRACT = 6,      /* descriptor retired without waiting for refs */
     PH_MUT_PATCH_SYNC_LOOP = 7,    /* the sync loop itself runs the patched site */
     PH_MUT_RFC_BITMAP = 8,         /* the RFC's literal ack bitmap: test, sync, set */
-    PH_NMUTANTS = 9
+    PH_MUT_LOST_TAIL = 9,          /* the tail write is lost (poke to nowhere) */
+    PH_NMUTANTS = 10
 };
 
 /* Invariants, named as in the report (pyharness/checker.py). */
@@ -235,6 +237,7 @@ struct ph_shared {
     uint64_t desc_gen;
     uint64_t pad1[1];
     uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map, used by PH_MUT_RFC_BITMAP */
+    uint64_t inv_count[16];     /* every violation counted, per invariant */
     struct ph_crash crash;
     struct ph_violation violations[256];
     uint64_t series_count[6];

@@ -360,7 +360,8 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
                 ph_text_poke(e, p->addr, &int3, 1);
             } else if (step == STEP_TAIL) {
                 guard(e, p, step);
-                ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
+                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             } else {
                 guard(e, p, step);
                 ph_text_poke(e, p->addr, p->text, 1);
@@ -508,9 +509,14 @@ out:
     /* (g): the bytes are the intended bytes. */
     for (int i = 0; i < n; i++) {
         struct ph_patch *p = &vec[i];
-        if (memcmp((const void *)p->addr, p->text, (size_t)p->len) != 0)
-            ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, p->site, PH_CTX_THREAD,
-                         ph_load_relaxed(&e->sh->round), ((const uint8_t *)p->addr)[0], p->text[0]);
+        const uint8_t *cur = (const uint8_t *)p->addr;
+        for (int k = 0; k < p->len; k++)
+            if (cur[k] != p->text[k]) {   /* a: offset, b: found << 8 | intended */
+                ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, p->site, PH_CTX_THREAD,
+                             ph_load_relaxed(&e->sh->round), (uint64_t)k,
+                             ((uint64_t)cur[k] << 8) | p->text[k]);
+                break;
+            }
         e->sites[p->site].variant = p->new_variant;
         e->final_variant[p->site] = (uint8_t)p->new_variant;
     }

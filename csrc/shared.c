@@ -137,8 +137,11 @@ void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
                   uint64_t round, uint64_t a, uint64_t b)
 {
     struct ph_shared *sh = e->sh;
-    uint64_t i = __atomic_fetch_add(&sh->nviolations, 1, __ATOMIC_RELAXED);
     ph_trace(e, PH_EV_VIOLATION, ctx, site, round, (uint32_t)inv);
+    uint64_t seen = __atomic_fetch_add(&sh->inv_count[inv & 15], 1, __ATOMIC_RELAXED);
+    if (seen >= PH_MAX_PER_INVARIANT)
+        return;                 /* counted, not recorded */
+    uint64_t i = __atomic_fetch_add(&sh->nviolations, 1, __ATOMIC_RELAXED);
     if (i >= PH_MAX_VIOLATIONS)
         return;
     struct ph_violation *v = &sh->violations[i];

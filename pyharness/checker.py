@@ -46,7 +46,8 @@ def _detail(name, v):
         return (f"breakpoint descriptor (generation {a}) was retired while this handler still held a "
                 f"reference")
     if name == "bytes-intended":
-        return f"site {v['site']} byte 0 is {a:#04x} after patching, intended {b:#04x}"
+        return (f"site {v['site']} byte {a} is {b >> 8:#04x} after patching, "
+                f"intended {b & 0xff:#04x}")
     if name == "bp-depth":
         return f"breakpoint taken at depth {a} (bound {MAX_BP_DEPTH}) at {b:#x}: a site on the handler's own path"
     if name == "deadline":
@@ -88,6 +89,11 @@ def recorded_violations(view, cpus, roles, with_trace=10):
                              for ev in raw.around[0:raw.naround]]
         out.append(item)
     return out
+
+
+def core_counts(view):
+    """Every violation the core counted, per invariant (records are capped)."""
+    return {NAMES[i]: view.sh.inv_count[i] for i in range(len(NAMES)) if view.sh.inv_count[i]}
 
 
 def counter_violations(counters, config, complete, verify=True):

@@ -122,12 +122,13 @@ def merge_reports(parts, scenario, args):
     violations = [dict(v, segment=p["segment"], segment_scenario=p["scenario"])
                   for p in parts for v in p["violations"]]
     counts = {}
-    for v in violations:
-        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+    for p in parts:
+        for name, n in p["violation_counts"].items():
+            counts[name] = counts.get(name, 0) + n
     totals = {"sites_patched": sum(p["totals"].get("sites_patched", 0) for p in parts),
               "exec": [sum(p["totals"].get("exec", [0, 0])[i] for p in parts) for i in (0, 1)],
               "nmis": sum(p["totals"].get("nmis", 0) for p in parts),
-              "violations": len(violations),
+              "violations": sum(counts.values()),
               "bp_hits": {}}
     for p in parts:
         for k, v in p["totals"].get("bp_hits", {}).items():
@@ -140,7 +141,7 @@ def merge_reports(parts, scenario, args):
     rep = dict(first)
     rep.update({"scenario": scenario, "verdict": "fail" if violations or exit_code else "pass",
                 "status": status, "exit_code": exit_code, "violations": violations,
-                "violation_counts": counts, "invariants": invariant_table(violations),
+                "violation_counts": counts, "invariants": invariant_table(counts),
                 "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),
                 "segments": [{k: p[k] for k in ("scenario", "verdict", "status", "exit_code", "totals",
                                                  "distributions", "config", "replay", "elapsed_s")}

@@ -37,6 +37,7 @@ MUTANTS = {
     "early-retract": lib.PH_MUT_EARLY_RETRACT,
     "patch-sync-loop": lib.PH_MUT_PATCH_SYNC_LOOP,
     "rfc-bitmap": lib.PH_MUT_RFC_BITMAP,
+    "lost-tail": lib.PH_MUT_LOST_TAIL,
 }
 ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary",
               lib.PH_ROLE_EXECUTOR: "executor"}
@@ -251,7 +252,7 @@ class SharedView:
              "nmis": sum(c["nmis"] for c in cs),
              "sync_calls": sum(c["sync_calls"] for c in cs),
              "verified": sum(c["verified"] for c in cs),
-             "violations": self.sh.nviolations}
+             "violations": sum(self.sh.inv_count[i] for i in range(16))}
         bp = {"primary": 0, "secondary": 0, "primary_nmi": 0, "secondary_nmi": 0,
               "native": 0, "emulated": 0, "late": 0, "foreign": 0}
         for c in cs:

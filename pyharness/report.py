@@ -67,7 +67,7 @@ def summary_text(rep):
         lines.append(f"  per-site patch time: p50 {d['p50'] / 1000:.1f} us, p99 {d['p99'] / 1000:.1f} us, "
                      f"max {d['max'] / 1000:.1f} us ({d['count']} samples)")
     if rep["violations"]:
-        lines.append(f"  {len(rep['violations'])} violation(s):")
+        lines.append(f"  {sum(rep['violation_counts'].values())} violation(s):")
         for name, n in rep["violation_counts"].items():
             first = next(v for v in rep["violations"] if v["invariant"] == name)
             where = f" [thread {first['thread']} cpu {first['cpu']}]" if first.get("thread") is not None else ""
@@ -80,10 +80,8 @@ def summary_text(rep):
     return "\n".join(lines)
 
 
-def invariant_table(violations):
-    counts = {}
-    for v in violations:
-        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+def invariant_table(counts):
+    """Every invariant, its description and how often it was violated."""
     return {name: {"description": desc, "violations": counts.get(name, 0)} for name, desc in INVARIANTS}
 
 

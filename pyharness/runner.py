@@ -233,7 +233,11 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
     violations += checker.fate_violations(exit_info, crash, cfg.cpus, roles)
     counts = {}
     for v in violations:
-        counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+        if v.get("source") != "core":
+            counts[v["invariant"]] = counts.get(v["invariant"], 0) + 1
+    if laid_out:   # the core counts past its record cap
+        for name, n in checker.core_counts(view).items():
+            counts[name] = counts.get(name, 0) + n
     verdict = "fail" if violations else "pass"
     if status == "interrupted":
         exit_code = EXIT_INTERRUPTED
@@ -254,7 +258,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "scenario": spec.scenario,
         "violations": violations,
         "violation_counts": counts,
-        "invariants": rpt.invariant_table(violations),
+        "invariants": rpt.invariant_table(counts),
         "totals": view.totals() if laid_out else {"sites_patched": 0, "bp_hits": {}},
         "threads": rpt.thread_table(view, cfg) if laid_out else [],
         "distributions": rpt.distributions(view) if laid_out else {},

@@ -29,6 +29,8 @@ PLAN = [
     # The RFC's own ack map: an NMI between its test and set lets the
     # breakpoint path ack first; CPUID makes the window 3.8 us here.
     ("rfc-bitmap", "rfc-native", {"sync": "cpuid", "nmi_rate": 5000.0}),
+    # A dropped tail write: only (g) bytes and (c) the final variant can see it.
+    ("lost-tail", "rfc-native", {"site_kinds": "movret"}),
 ]
 
 
@@ -71,7 +73,7 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
 def format_table(rows):
     lines = [f"{'mutant':18s} {'scenario':18s} {'caught':7s} {'by invariant':40s} {'after':>8s}  result"]
     for r in rows:
-        after = f"{r['after_s']:.2f}s" if r["after_s"] is not None else "-"
+        after = f"{r['after_s']:.3f}s" if r["after_s"] is not None else "-"
         caught = "yes" if r["caught"] else "no"
         by = ",".join(r["invariants"]) or "-"
         res = "ok" if r["ok"] else "FAIL"
