@@ -235,7 +235,7 @@ struct ph_shared {
     uint64_t t_start;
     uint64_t t_end;
     uint64_t desc_gen;
-    uint64_t pad1[1];
+    uint64_t stuck_round;      /* the round whose wait for acks timed out, or 0 */
     uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map, used by PH_MUT_RFC_BITMAP */
     uint64_t inv_count[16];     /* every violation counted, per invariant */
     struct ph_crash crash;

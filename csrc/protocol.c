@@ -270,6 +270,8 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r)
             int timed_out = spin_step(&spins, deadline) < 0;
             if (timed_out || aborted(e)) {
                 if (timed_out)   /* names the thread that never acked */
+                    ph_store_relaxed(&e->sh->stuck_round, r);
+                if (timed_out)
                     ph_violation(e, PH_INV_DEADLINE, i, (int)ph_load_relaxed(&e->sh->cur_site),
                                  PH_CTX_THREAD, r, e->cfg.deadline_ns,
                                  ph_load_relaxed(&e->thr[i].acked_round));
@@ -679,11 +681,17 @@ int ph_verify_run(struct ph_engine *e)
 
 int ph_stuck_threads(struct ph_engine *e, int *out, int max)
 {
-    uint64_t r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+    /* The round a timed-out wait was for; else the current one, if acks
+     * are still being collected. */
+    uint64_t r = ph_load_relaxed(&e->sh->stuck_round);
+    if (!r) {
+        r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+        if (PH_ROUND_STATE(r) == PH_DONE)
+            return 0;
+    }
     int n = 0;
     for (int i = 0; i < e->cfg.nthreads && n < max; i++)
-        if (acks_from(e, i) && PH_ROUND_STATE(r) != PH_DONE &&
-            ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
+        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
             out[n++] = i;
     return n;
 }
