@@ -1,0 +1,98 @@
+"""The command line: reports, listings, and every bad input's one line."""
+import json
+import os
+
+import pytest
+
+from conftest import stderr_line
+from pyharness.cpus import usable_cpus
+from pyharness.engine import available_syncs
+
+
+def test_run_sites_writes_a_passing_report(run_cli, tmp_path):
+    p = run_cli("run", "--sites", "2000", "--json", "r.json", "--quiet")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["schema"] == "pyharness.run/1"
+    assert rep["verdict"] == "pass" and rep["violations"] == []
+    assert rep["totals"]["sites_patched"] == 2000
+    assert {"primary", "secondary", "primary_nmi", "secondary_nmi"} <= set(rep["totals"]["bp_hits"])
+    assert rep["config"]["sites"] == 2000 and rep["machine"]["cpu_count"] >= 1
+    assert rep["distributions"]["site_ns"]["count"] == 2000
+    assert rep["replay"].startswith("pyharness run ")
+    assert "PASS" in p.stdout
+
+
+def test_console_script_and_module_are_the_same_cli(run_cli):
+    p = run_cli("scenarios")
+    assert p.returncode == 0
+    for name in ("rfc-native", "upstream-emulated", "batch", "mixed"):
+        assert name in p.stdout
+
+
+def test_replay_command_reproduces_the_schedule(run_cli, tmp_path):
+    p = run_cli("run", "--sites", "300", "--seed", "7", "--nmi-rate", "0", "--json", "a.json", "--quiet")
+    assert p.returncode == 0, p.stderr
+    a = json.loads((tmp_path / "a.json").read_text())
+    args = a["replay"].split()[1:] + ["--json", "b.json", "--quiet"]
+    p = run_cli(*args)
+    assert p.returncode == 0, p.stderr
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert a["config"] == b["config"]
+    assert a["totals"]["sites_patched"] == b["totals"]["sites_patched"] == 300
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["run", "--cpus", "999"], 2, "CPU 999 does not exist"),
+    (["run", "--cpus", "0-x"], 2, "bad CPU list"),
+    (["run", "--cpus", "3-1"], 2, "bad CPU list"),
+    (["run", "--duration", "-1"], 2, "must not be negative"),
+    (["run", "--sites", "0"], 2, "at least 1"),
+    (["run", "--poke", "bogus"], 2, "unknown poke"),
+    (["run", "--sync", "bogus"], 2, "unknown sync"),
+    (["run", "--bp", "bogus"], 2, "unknown bp"),
+    (["run", "--scenario", "nope"], 2, "unknown scenario"),
+    (["run", "--mutant", "nope"], 2, "unknown mutant"),
+    (["run", "--site-kinds", "block", "--bp", "emulate"], 2, "--bp native"),
+    (["run", "--nmi-rate", "-5"], 2, "must not be negative"),
+    (["run", "--primary", "999"], 2, "not in the CPU list"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(run_cli, args, code, needle):
+    p = run_cli(*args, "--quiet") if args[0] == "run" else run_cli(*args)
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert needle in stderr_line(p)
+
+
+@pytest.mark.skipif(len(usable_cpus()) < 2, reason="needs a second CPU to exclude")
+def test_cpu_outside_the_affinity_mask(run_cli):
+    first, other = usable_cpus()[0], usable_cpus()[1]
+    p = run_cli("run", "--cpus", str(other), "--quiet",
+                preexec_fn=lambda: os.sched_setaffinity(0, {first}))
+    assert p.returncode == 2
+    assert "outside this process's affinity mask" in stderr_line(p)
+
+
+@pytest.mark.skipif("serialize" in available_syncs(), reason="this CPU has SERIALIZE")
+def test_missing_serialize_exits_3_never_sigill(run_cli):
+    p = run_cli("run", "--sync", "serialize", "--sites", "10", "--quiet")
+    assert p.returncode == 3
+    assert "--sync cpuid" in stderr_line(p)
+
+
+@pytest.mark.parametrize("poke", ["mprotect", "rwx"])
+def test_mdwe_refuses_exec_memory_and_names_the_alias_method(run_cli, poke):
+    p = run_cli("run", "--mdwe", "--poke", poke, "--sites", "10", "--quiet")
+    assert p.returncode == 3, p.stderr
+    assert "--poke alias" in stderr_line(p)
+
+
+def test_alias_method_works_under_mdwe(run_cli):
+    p = run_cli("run", "--mdwe", "--poke", "alias", "--sites", "500", "--quiet")
+    assert p.returncode == 0, p.stderr
+
+
+def test_a_single_thread_is_refused(run_cli):
+    p = run_cli("run", "--cpus", str(usable_cpus()[0]), "--quiet")
+    assert p.returncode == 2
+    assert "at least one other thread" in stderr_line(p)
