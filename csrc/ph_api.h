@@ -297,3 +297,15 @@ int ph_stuck_threads(struct ph_engine *e, int *out, int max);
 /* Test hooks ---------------------------------------------------------- */
 int ph_test_foreign_int3(void);
 int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value);
+
+/* Benchmarks (csrc/bench.c): timed loops in C; each returns 0 or -errno
+ * and stores the total nanoseconds of `iters` operations in *ns. */
+int ph_bench_sync(int sync, uint64_t iters, uint64_t *ns);
+int ph_bench_membarrier(uint64_t iters, uint64_t *ns);
+int ph_bench_mprotect(uint64_t iters, uint64_t *ns);
+int ph_bench_alias_write(uint64_t iters, uint64_t *ns);
+int ph_bench_trap(struct ph_engine *e, uint64_t iters, uint64_t *ns);
+int ph_bench_pingpong(int role, uint64_t iters, uint64_t *ns);
+void ph_bench_pingpong_reset(void);
+void ph_bench_spin(void);
+void ph_bench_spin_stop(void);

@@ -40,10 +40,16 @@ _Static_assert(sizeof(((struct ph_shared *)0)->series_count) / sizeof(uint64_t)
 #define ph_load_acquire(p)       __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define ph_store_relaxed(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define ph_store_release(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-/* Counters have one writer (the owner thread, or its own signal handlers,
- * which cannot run concurrently with it); relaxed RMW keeps a handler's
- * increment from being lost when it interrupts the thread's own. */
-#define ph_count(p, n)           ((void)__atomic_fetch_add((p), (n), __ATOMIC_RELAXED))
+/* Counters have one writer: the owner thread, or its own signal handlers,
+ * which run only between its instructions.  One non-locked `add` to memory
+ * is a single instruction, so a handler's increment can neither interleave
+ * with nor be lost to the thread's own; other threads only read (aligned
+ * 64-bit loads are never torn).  A `lock` prefix would buy cross-CPU
+ * atomicity nobody needs, at a price paid several times per round. */
+static inline void ph_count(uint64_t *p, uint64_t n)
+{
+    __asm__ __volatile__("addq %1, %0" : "+m"(*p) : "er"(n) : "cc");
+}
 
 static inline void ph_cpu_relax(void) { __builtin_ia32_pause(); }
 
@@ -128,11 +134,16 @@ extern __thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))
 
 /* shared.c */
 void ph_trace(struct ph_engine *e, int type, int ctx, int site, uint64_t round, uint32_t arg);
+void ph_trace_at(struct ph_engine *e, uint64_t ts, int type, int ctx, int site, uint64_t round,
+                 uint32_t arg);
 void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
                   uint64_t round, uint64_t a, uint64_t b);
 void ph_series_add(struct ph_engine *e, int series, uint64_t ns);
 void ph_bp_sample(struct ph_engine *e, int thread, uint64_t ns);
 uint64_t ph_splitmix(uint64_t *state);
+void ph_clock_calibrate(void);
+/* Liveness only: a plain increment; a handler's bump may be lost, never torn. */
+#define ph_beat(c) ph_store_relaxed(&(c)->heartbeat, ph_load_relaxed(&(c)->heartbeat) + 1)
 
 /* text.c */
 int ph_text_create(struct ph_engine *e);
@@ -140,6 +151,13 @@ void ph_text_destroy(struct ph_engine *e);
 int ph_text_open(struct ph_engine *e, uint64_t lo, uint64_t hi);
 int ph_text_close(struct ph_engine *e, uint64_t lo, uint64_t hi);
 void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len);
+/* The bytes at a run address, read through the view we write: the same
+ * physical bytes, without a load from another virtual alias right after a
+ * store (which the CPU cannot forward and may answer with a machine clear). */
+static inline const uint8_t *ph_text_bytes(struct ph_engine *e, uint64_t addr)
+{
+    return e->text_w + (addr - (uint64_t)e->text_x);
+}
 int ph_site_find(struct ph_engine *e, uint64_t addr);
 int ph_site_containing(struct ph_engine *e, uint64_t addr);
 int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);

@@ -113,7 +113,7 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
             t0 = ph_now_ns();
             deadline = t0 + e->cfg.deadline_ns;
         }
-        ph_count(&c->heartbeat, 1);
+        ph_beat(c);
         if (spin_step(&spins, deadline) < 0) {
             ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
             abort_run(e);
@@ -252,10 +252,10 @@ static int acks_from(struct ph_engine *e, int i)
            e->thr[i].role != PH_ROLE_PRIMARY;
 }
 
-static int wait_for_acks(struct ph_engine *e, uint64_t r)
+static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
 {
     struct ph_counters *c = ph_self.c;
-    uint64_t t0 = ph_now_ns(), deadline = t0 + e->cfg.deadline_ns, spins = 0;
+    uint64_t deadline = t0 + e->cfg.deadline_ns, spins = 0;
     int64_t where = c->where;
     c->where = PH_WHERE_WAIT_ACKS;
     for (int i = 0; i < e->cfg.nthreads; i++) {
@@ -266,7 +266,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r)
         while (e->cfg.mutant == PH_MUT_RFC_BITMAP
                    ? !((ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1)
                    : ph_load_acquire(&e->thr[i].acked_round) < r) {
-            ph_count(&c->heartbeat, 1);
+            ph_beat(c);
             int timed_out = spin_step(&spins, deadline) < 0;
             if (timed_out || aborted(e)) {
                 if (timed_out)   /* names the thread that never acked */
@@ -308,7 +308,10 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
     }
 }
 
-static void publish(struct ph_engine *e, uint64_t r)
+/* Returns the time of publication (the start of the ack wait).  The
+ * publish event's arg names the poke just written (STEP_*: 1 INT3, 2 tail,
+ * 3 first byte, 0 none): one event per round on the critical path. */
+static uint64_t publish(struct ph_engine *e, uint64_t r, int step)
 {
     check_prev_acked(e, ph_load_relaxed(&e->sh->round), r);
     if (e->cfg.mutant == PH_MUT_RFC_BITMAP)   /* the RFC clears its map each state */
@@ -318,14 +321,17 @@ static void publish(struct ph_engine *e, uint64_t r)
      * Pairs with the acquire loads of the round in wait_round_change(),
      * ph_sync_site(), the finish loop and the executors. */
     ph_store_release(&e->sh->round, r);
-    ph_trace(e, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r, 0);
+    uint64_t t = ph_now_ns();
+    ph_trace_at(e, t, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r,
+                (uint32_t)step);
+    return t;
 }
 
 /* (j): a write that changes a site must happen behind INT3, except the
  * final byte-0 write once the tail is complete. */
 static void guard(struct ph_engine *e, struct ph_patch *p, int step)
 {
-    const uint8_t *cur = (const uint8_t *)p->addr;
+    const uint8_t *cur = ph_text_bytes(e, p->addr);
     if (cur[0] == PH_INT3)
         return;
     if (memcmp(cur + 1, p->text + 1, (size_t)p->len - 1) == 0)
@@ -370,15 +376,16 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
             }
         }
         c->where = where;
-        ph_trace(e, PH_EV_POKE, PH_CTX_THREAD, vec[0].site, ph_load_relaxed(&e->sh->round),
-                 (uint32_t)step);
     }
     if (e->cfg.inject_delay_ns)
         busy_wait(e->cfg.inject_delay_ns);
     uint64_t r = PH_ROUND(e->seq, st);
-    publish(e, r);
+    uint64_t t_pub = publish(e, r, step);
     ph_sync_core(e);
-    give_ack(e, c, r, PH_CTX_THREAD, 1, 0);       /* the primary acks itself */
+    /* The primary acks itself (counted; its publish event already says so,
+     * so no trace event here on the critical path). */
+    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
+    ph_count(&c->acks[st], 1);
     ph_count(&c->rounds, 1);
     if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
         if (st < PH_SYNC_DONE && membarrier_sync_core() < 0)
@@ -387,7 +394,7 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
     }
     if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
         return 0;
-    return wait_for_acks(e, r);
+    return wait_for_acks(e, r, t_pub);
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -511,7 +518,7 @@ out:
     /* (g): the bytes are the intended bytes. */
     for (int i = 0; i < n; i++) {
         struct ph_patch *p = &vec[i];
-        const uint8_t *cur = (const uint8_t *)p->addr;
+        const uint8_t *cur = ph_text_bytes(e, p->addr);
         for (int k = 0; k < p->len; k++)
             if (cur[k] != p->text[k]) {   /* a: offset, b: found << 8 | intended */
                 ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, p->site, PH_CTX_THREAD,
@@ -569,14 +576,14 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
         }
         memcpy(ids, perm + cursor, sizeof(int) * (size_t)n);
         cursor += n;
-        ph_count(&c->heartbeat, 1);
+        ph_beat(c);
         if ((rc = patch_batch(e, ids, n)) < 0)
             break;
         done += n;
     }
     /* After the last site: DONE, with release (pairs with every acquire
      * load of the round; final_variant[] is visible to whoever sees DONE). */
-    publish(e, PH_ROUND(e->seq, PH_DONE));
+    publish(e, PH_ROUND(e->seq, PH_DONE), STEP_NONE);
     e->sh->t_end = ph_now_ns();
     c->where = PH_WHERE_VERIFY;
     free(perm);
@@ -649,7 +656,7 @@ int ph_executor_run(struct ph_engine *e)
                                         : (int)((rnd >> 1) % (uint64_t)e->cfg.nsites);
         ph_exec_check(e, site, PH_CTX_THREAD, NULL);
         if ((k & 255) == 0)
-            ph_count(&c->heartbeat, 1);
+            ph_beat(c);
     }
     c->where = PH_WHERE_VERIFY;
     return 0;
@@ -809,6 +816,7 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     int rc = config_check(cfg);
     if (rc < 0)
         return rc;
+    ph_clock_calibrate();
     struct ph_engine *none = NULL, *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
