@@ -126,26 +126,37 @@ def _pingpong(a, b, iters, reps):
     return samples
 
 
-def _protocol_figure(cfg, nsites, reps, inject):
-    """Per-site samples (ns) over repeats, plus the Python share of the run."""
-    per_repeat, raw, py_share = [], [], []
+def _protocol_once(cfg, nsites, inject):
+    """One run: (median per-site ns, per-site samples, Python's share)."""
     cfg.inject_delay_ns = inject
-    for k in range(reps + 1):
-        with Engine(cfg) as e:
-            t0 = time.perf_counter()
-            o = e.run(sites=nsites, verify=False)
-            wall = time.perf_counter() - t0
-            if o.status != "complete" or o.view.violations():
-                raise RuntimeError(f"benchmark run not clean: {o.status}")
-            s = o.view.series("site_ns")
-            c_time = (o.view.sh.t_end - o.view.sh.t_start) / 1e9
-        if k == 0:
-            continue                         # warm-up
-        med = summary(s)["median"]
-        per_repeat.append(med)
-        raw.extend(s[:: max(1, len(s) // 400)])
-        py_share.append(max(0.0, wall - c_time) / c_time if c_time > 0 else None)
-    return per_repeat, raw, py_share
+    with Engine(cfg) as e:
+        t0 = time.perf_counter()
+        o = e.run(sites=nsites, verify=False)
+        wall = time.perf_counter() - t0
+        if o.status != "complete" or o.view.violations():
+            raise RuntimeError(f"benchmark run not clean: {o.status}")
+        s = o.view.series("site_ns")
+        c_time = (o.view.sh.t_end - o.view.sh.t_start) / 1e9
+    share = max(0.0, wall - c_time) / c_time if c_time > 0 else None
+    return summary(s)["median"], s, share
+
+
+def _protocol_figures(specs, reps, inject, progress):
+    """Repeats interleaved round-robin across figures, after one warm-up
+    each: a slow phase of the machine spreads over every figure instead of
+    spoiling one.  specs: name -> (Config, nsites)."""
+    out = {name: {"per": [], "raw": [], "share": []} for name in specs}
+    for r in range(reps + 1):
+        for name, (cfg, n) in specs.items():
+            progress(f"{name} (repeat {r}/{reps})")
+            med, s, share = _protocol_once(cfg, n, inject)
+            if r == 0:
+                continue
+            out[name]["per"].append(med)
+            out[name]["raw"].extend(s[:: max(1, len(s) // 200)])
+            if share is not None:
+                out[name]["share"].append(share)
+    return out
 
 
 def _med(samples):
@@ -185,45 +196,42 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     syncs = available_syncs()
     pokes = ["mprotect", "alias", "rwx"]
     secondary_counts = sorted({1, len(usable) - 1}) if quick else list(range(1, len(usable)))
+    specs, floors = {}, {}
     for poke in pokes:
         for sync in syncs:
             for nsec in secondary_counts:
                 name = f"rfc/{poke}/{sync}/secondaries={nsec}"
-                progress(name)
-                cfg = Config(cpus=usable[: nsec + 1], sites=nsites, poke=poke, sync=sync)
-                per, raw, _ = _protocol_figure(cfg, nsites, reps, inject_delay_ns)
-                fl = floor_ns(prim, sync, poke)
-                figures[name] = {"unit": "ns/site", "samples": per, "raw_samples": raw,
-                                 "floor_ns": fl, "ratio_to_floor_samples": [x / fl for x in per]}
-
+                specs[name] = (Config(cpus=usable[: nsec + 1], sites=nsites, poke=poke, sync=sync), nsites)
+                floors[name] = floor_ns(prim, sync, poke)
     if lib.ph_membarrier_sync_core_supported():
         for poke in ("alias", "rwx"):
             name = f"upstream/{poke}/membarrier"
-            progress(name)
-            cfg = Config(cpus=usable[:2], sites=nsites, poke=poke, sync=syncs[0], bp="emulate",
-                         secondary_sync="membarrier", kinds=("movret", "call", "jmpnop"))
-            per, raw, _ = _protocol_figure(cfg, nsites, reps, inject_delay_ns)
-            fl = floor_ns(prim, syncs[0], poke, secsync="membarrier")
-            figures[name] = {"unit": "ns/site", "samples": per, "raw_samples": raw, "floor_ns": fl,
-                             "ratio_to_floor_samples": [x / fl for x in per]}
-
+            specs[name] = (Config(cpus=usable[:2], sites=nsites, poke=poke, sync=syncs[0], bp="emulate",
+                                  secondary_sync="membarrier", kinds=("movret", "call", "jmpnop")), nsites)
+            floors[name] = floor_ns(prim, syncs[0], poke, secsync="membarrier")
+    for b in ([1, 16, 256] if quick else [1, 4, 16, 64, 256, 1024]):
+        name = f"batch/alias/cpuid/batch={b}"
+        n = max(2048, b * 8)
+        specs[name] = (Config(cpus=usable[:2], sites=n, poke="alias", sync="cpuid", batch=b), n)
+        floors[name] = floor_ns(prim, "cpuid", "alias", batch=b)
     # Python's share of a run: a typical run's size, not a 2 ms one whose
     # thread start-up would dominate.
-    progress("python share of a 10000-site run")
-    _, _, share = _protocol_figure(Config(cpus=usable[:2], sites=10000, poke="alias", sync="cpuid"),
-                                   10000, 3, inject_delay_ns)
-    py_shares = [x for x in share if x is not None]
+    specs["python-share"] = (Config(cpus=usable[:2], sites=10000, poke="alias", sync="cpuid"), 10000)
 
-    batches = [1, 16, 256] if quick else [1, 4, 16, 64, 256, 1024]
-    for b in batches:
-        name = f"batch/alias/cpuid/batch={b}"
-        progress(name)
-        n = max(2048, b * 8)
-        cfg = Config(cpus=usable[:2], sites=n, poke="alias", sync="cpuid", batch=b)
-        per, raw, _ = _protocol_figure(cfg, n, max(3, reps // 2), inject_delay_ns)
-        fl = floor_ns(prim, "cpuid", "alias", batch=b)
-        figures[name] = {"unit": "ns/site", "samples": per, "raw_samples": raw, "floor_ns": fl,
-                         "ratio_to_floor_samples": [x / fl for x in per]}
+    # A reference figure at the start and at the end: did the machine change?
+    ref_cfg = Config(cpus=usable[:2], sites=nsites, poke="rwx", sync=syncs[-1])
+    ref_before = [_protocol_once(ref_cfg, nsites, inject_delay_ns)[0] for _ in range(3)]
+    measured = _protocol_figures(specs, reps, inject_delay_ns, progress)
+    ref_after = [_protocol_once(ref_cfg, nsites, inject_delay_ns)[0] for _ in range(3)]
+    for name, m in measured.items():
+        if name == "python-share":
+            continue
+        fl = floors[name]
+        figures[name] = {"unit": "ns/site", "samples": m["per"], "raw_samples": m["raw"],
+                         "floor_ns": fl, "ratio_to_floor_samples": [x / fl for x in m["per"]]}
+    py_shares = measured["python-share"]["share"]
+    stability = {"reference": f"rfc/rwx/{syncs[-1]}", "before_ns": ref_before, "after_ns": ref_after,
+                 "drift": summary(ref_after)["median"] / summary(ref_before)["median"] - 1.0}
 
     for f in figures.values():
         f["summary"] = summary(f["samples"])
@@ -235,6 +243,7 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     result = {"schema": SCHEMA, "quick": quick, "cpus": usable, "inject_delay_ns": inject_delay_ns,
               "machine": machine, "figures": figures,
               "python_share": summary(py_shares) if py_shares else None,
+              "stability": stability,
               "elapsed_s": time.monotonic() - t_start}
     result["targets"] = targets(result)
     result["warnings"] = warnings(result)
@@ -276,6 +285,10 @@ def warnings(result):
     load = (m.get("loadavg") or [0])[0]
     if load > 0.5 * max(1, len(m.get("affinity") or [1])):
         out.append(f"load average {load:.2f} is high for {len(m.get('affinity') or [])} CPUs")
+    st = result.get("stability") or {}
+    if st.get("drift") is not None and abs(st["drift"]) > 0.20:
+        out.append(f"machine state changed during the run: the reference figure {st['reference']} "
+                   f"moved {st['drift']:+.0%} between start and end; do not gate on this run")
     if len(set(result["cpus"])) < 2:
         out.append("only one usable CPU: threads are oversubscribed")
     for name, f in result["figures"].items():

@@ -107,6 +107,9 @@ def build_parser():
     c.add_argument("new")
     c.add_argument("--fail-above", type=_nonneg_float, default=0.10,
                    help="fail when a figure regressed significantly by more than this fraction")
+    c.add_argument("--basis", default="auto", choices=["auto", "raw", "normalized"],
+                   help="gate on raw time, or on cost relative to the run's own floor "
+                        "(auto: normalized under a hypervisor)")
     return p
 
 

@@ -430,12 +430,13 @@ class Engine:
                        thread_rc={i: rc for i, (w, rc) in rcs.items()}, stuck=stuck)
 
     def _join(self, threads, t0, on_tick, tick, grace=None):
+        """Sleep in join() on a live thread (never spin: the participants
+        need every CPU), waking each tick for on_tick."""
         end = None if grace is None else time.monotonic() + grace
-        while any(t.is_alive() for t in threads):
-            if end is not None and time.monotonic() > end:
+        while True:
+            alive = [t for t in threads if t.is_alive()]
+            if not alive or (end is not None and time.monotonic() > end):
                 return
-            for t in threads:
-                t.join(timeout=tick)
-                if on_tick:
-                    on_tick(self.view, time.monotonic() - t0)
-                break
+            alive[0].join(timeout=tick)
+            if on_tick:
+                on_tick(self.view, time.monotonic() - t0)
