@@ -72,18 +72,20 @@ def measure_primitives(cpus, quick, progress):
         iters = (400 if sync == "cpuid" else 20000) * scale
         prim[f"sync_{sync}"] = _pinned(c0, lambda s=sync, n=iters: _timed(
             lambda i, ns: lib.ph_bench_sync(lib.__dict__["PH_SYNC_" + s.upper()], i, ns), n, reps))
-    if lib.ph_membarrier_sync_core_supported():
-        progress("primitive membarrier SYNC_CORE")
-        prim["membarrier_sync_core"] = _pinned(c0, lambda: _timed(lib.ph_bench_membarrier, 400 * scale, reps))
-    progress("primitive mprotect pair")
-    # With a thread of ours busy on another CPU, as in the protocol: each
-    # mprotect then pays a TLB shootdown (an IPI; costly under a hypervisor).
+    # mprotect and membarrier are measured with a thread of ours busy on
+    # another CPU, as in the protocol: each then pays an IPI (a TLB
+    # shootdown, a SYNC_CORE), which is costly under a hypervisor.  Alone
+    # in its mm, a membarrier measured 0.42 us; the protocol paid ~13 us.
     spinner = None
     if len(set(cpus[:2])) == 2:
         spinner = threading.Thread(target=lambda: (os.sched_setaffinity(0, {cpus[1]}), lib.ph_bench_spin()))
         spinner.start()
     try:
-        prim["mprotect_pair"] = _pinned(c0, lambda: _timed(lib.ph_bench_mprotect, 400 * scale, reps))
+        if lib.ph_membarrier_sync_core_supported():
+            progress("primitive membarrier SYNC_CORE")
+            prim["membarrier_sync_core"] = _pinned(c0, lambda: _timed(lib.ph_bench_membarrier, 200 * scale, reps))
+        progress("primitive mprotect pair")
+        prim["mprotect_pair"] = _pinned(c0, lambda: _timed(lib.ph_bench_mprotect, 200 * scale, reps))
     finally:
         if spinner:
             lib.ph_bench_spin_stop()
