@@ -27,13 +27,5 @@ def run_cli(tmp_path):
     return run
 
 
-def stderr_line(proc):
-    """The one line a bad input must print; fails the test if there is more."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
-
-
 def pytest_report_header(config):
     return f"pyharness tests: usable CPUs {usable_cpus()}, pid {os.getpid()}"

@@ -4,9 +4,16 @@ import os
 
 import pytest
 
-from conftest import stderr_line
 from pyharness.cpus import usable_cpus
 from pyharness.engine import available_syncs
+
+
+def stderr_line(proc):
+    """The one line a bad input must print; fails the test if there is more."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
 
 
 def test_run_sites_writes_a_passing_report(run_cli, tmp_path):
