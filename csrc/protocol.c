@@ -443,7 +443,7 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     d->vec = vec;
     d->nr = n;
     d->native = e->cfg.bp == PH_BP_NATIVE;
-    d->gen = ++e->sh->desc_gen;
+    ph_store_relaxed(&d->gen, ++e->sh->desc_gen);   /* read by handlers holding a ref */
     ph_store_relaxed(&d->retired, 0);
     /* Pairs with the acquire CAS in desc_try_get(). */
     ph_store_release(&d->refs, 1);

@@ -193,6 +193,9 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
     int64_t where = c->where;
     c->where = PH_WHERE_BP;
     struct ph_bp_desc *d = desc_try_get(e);
+    /* The generation we hold: a primary that retires and reuses the
+     * descriptor under us (two rounds later) bumps it, and clears retired. */
+    uint64_t gen = d ? ph_load_relaxed(&d->gen) : 0;
     struct ph_patch *p = d ? desc_find(d, ip) : NULL;
 
     if (!p) {
@@ -229,9 +232,9 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
     if (d) {
         /* Pairs with the release store of retired in patch_batch(): the
          * primary must not retire a descriptor we still hold. */
-        if (ph_load_acquire(&d->retired))
+        if (ph_load_acquire(&d->retired) || ph_load_relaxed(&d->gen) != gen)
             ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ctx,
-                         ph_load_relaxed(&e->sh->round), d->gen, 2);
+                         ph_load_relaxed(&e->sh->round), gen, 2);
         desc_put(d);
     }
     ph_bp_sample(e, ph_self.idx, ph_now_ns() - t0);

@@ -43,8 +43,8 @@ def _detail(name, v):
     if name == "int3-resolved":
         if b == 1:
             return f"breakpoint on site {v['site']} cannot be emulated (opcode {a:#04x}): not one instruction"
-        return (f"breakpoint descriptor (generation {a}) was retired while this handler still held a "
-                f"reference")
+        return (f"breakpoint descriptor (generation {a}) was retired, or reused, while this handler "
+                f"still held a reference")
     if name == "bytes-intended":
         return (f"site {v['site']} byte {a} is {b >> 8:#04x} after patching, "
                 f"intended {b & 0xff:#04x}")

@@ -38,6 +38,7 @@ class RunSpec:
     mdwe: bool = False                   # worker sets PR_SET_MDWE first
     argv: List[str] = dataclasses.field(default_factory=list)
     stop_on_violation: bool = False      # selftest: stop at the first evidence
+    stop_on_invariant: Optional[str] = None  # ... or only once this invariant is seen
 
     def limit(self):
         return self.duration if self.duration is not None else self.timeout
@@ -141,7 +142,8 @@ def _supervise(spec, fd, view, progress):
                 if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
                     progress(view, elapsed)
                     _watch_heartbeats(view, beats, stalled_since)
-                    if spec.stop_on_violation and caught_at is None and _has_evidence(view, cfg):
+                    if (spec.stop_on_violation and caught_at is None
+                            and _has_evidence(view, cfg, spec.stop_on_invariant)):
                         caught_at = elapsed
                         if stop_sent_at is None:
                             view.stop()
@@ -204,10 +206,11 @@ def _stuck_names(view, cfg, stalled_since):
     return out
 
 
-def _has_evidence(view, cfg):
-    if view.sh.nviolations:
-        return True
-    return bool(checker.live_caught(view.all_counters(), cfg))
+def _has_evidence(view, cfg, invariant=None):
+    live = checker.live_caught(view.all_counters(), cfg)
+    if invariant is None:
+        return bool(view.sh.nviolations or live)
+    return invariant in checker.core_counts(view) or any(v["invariant"] == invariant for v in live)
 
 
 def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=None):

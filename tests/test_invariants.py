@@ -26,9 +26,10 @@ EXPECTED = {
 PLAN = {m: (sc, extra) for m, sc, extra in selftest.PLAN if m != "none"}
 
 
-def contained(mutant, scenario, seconds, stop=True, **extra):
+def contained(mutant, scenario, seconds, stop=True, invariant=None, **extra):
     spec = build_spec(selftest._args(None, mutant, seconds, **extra), scenario)
     spec.stop_on_violation = stop
+    spec.stop_on_invariant = invariant
     return run_stress(spec, progress=False)
 
 
@@ -40,7 +41,7 @@ def test_every_mutant_has_an_expected_invariant():
 @pytest.mark.parametrize("mutant", sorted(EXPECTED))
 def test_mutant_is_caught_by_its_invariant(mutant):
     scenario, extra = PLAN[mutant]
-    rep = contained(mutant, scenario, selftest.MUTANT_CAP_S, **extra)
+    rep = contained(mutant, scenario, selftest.MUTANT_CAP_S, invariant=EXPECTED[mutant], **extra)
     assert rep["verdict"] == "fail"
     assert EXPECTED[mutant] in rep["violation_counts"], rep["violation_counts"]
     assert rep["first_evidence_s"] is not None and rep["first_evidence_s"] <= selftest.MUTANT_CAP_S
