@@ -93,8 +93,11 @@ static void account_wait(struct ph_counters *c, uint64_t t0)
         ph_count(&c->wait_ns, ph_now_ns() - t0);
 }
 
-/* Wait for the published round to differ from prev. */
-static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err)
+/* Wait for the published round to differ from prev.  *waited gets the
+ * time the wait began (0 if it did not spin): the caller accounts it after
+ * acking, so no timestamp sits between seeing a state and acking it. */
+static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
+                                  uint64_t *waited)
 {
     struct ph_counters *c = ph_self.c;
     uint64_t spins = 0, t0 = 0, deadline = 0;
@@ -102,7 +105,7 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
         /* Pairs with the release store of the round in publish(). */
         uint64_t r = ph_load_acquire(&e->sh->round);
         if (r != prev) {
-            account_wait(c, t0);
+            *waited = t0;
             return r;
         }
         if (aborted(e)) {
@@ -220,7 +223,7 @@ void ph_sync_site(struct ph_engine *e, int ctx)
     if (ctx == PH_CTX_THREAD)
         c->where = PH_WHERE_SYNC_LOOP;
     /* Pairs with the release store of the round in publish(). */
-    uint64_t r = ph_load_acquire(&e->sh->round);
+    uint64_t r = ph_load_acquire(&e->sh->round), waited = 0;
     for (;;) {
         int st = PH_ROUND_STATE(r), err = 0;
         if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
@@ -238,7 +241,8 @@ void ph_sync_site(struct ph_engine *e, int ctx)
             ph_load_relaxed(&c->acked_round) < r)
             ph_nmi_self(e);         /* take the breakpoint in NMI context */
         sync_and_ack(e, c, r, ctx);
-        r = wait_round_change(e, r, ctx, &err);
+        account_wait(c, waited);
+        r = wait_round_change(e, r, ctx, &err, &waited);
         if (err)
             break;
     }
@@ -419,7 +423,8 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
 {
     struct ph_counters *c = ph_self.c;
     uint64_t t0 = ph_now_ns();
-    qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */
+    if (n > 1)
+        qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */
     e->seq++;
     struct ph_bp_desc *d = &e->desc[e->seq & 1];
     struct ph_patch *vec = e->patches + (e->seq & 1) * PH_MAX_BATCH;
@@ -599,6 +604,7 @@ int ph_secondary_run(struct ph_engine *e)
         return -EPERM;
     c->where = PH_WHERE_FINISH_LOOP;
     int err = 0;
+    uint64_t waited = 0;
     /* Pairs with the release store in publish(). */
     uint64_t r = ph_load_acquire(&e->sh->round);
     for (;;) {
@@ -618,7 +624,8 @@ int ph_secondary_run(struct ph_engine *e)
             rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
         else
             give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
-        r = wait_round_change(e, r, PH_CTX_THREAD, &err);
+        account_wait(c, waited);
+        r = wait_round_change(e, r, PH_CTX_THREAD, &err, &waited);
         if (err)
             return err;
     }

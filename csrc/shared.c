@@ -102,8 +102,11 @@ void ph_trace_at(struct ph_engine *e, uint64_t ts, int type, int ctx, int site, 
     if (sh->trace_len < 2 || t < 0)
         return;
     uint64_t *head = trace_head(sh, t);
-    /* Reserve a slot; a handler interrupting us reserves the next one. */
-    uint64_t i = __atomic_fetch_add(head, 1, __ATOMIC_RELAXED);
+    /* Reserve a slot; a handler interrupting us reserves the next one.  One
+     * non-locked xadd: indivisible for this thread's own handlers, the only
+     * other writers of this ring (see ph_count()). */
+    uint64_t i = 1;
+    __asm__ __volatile__("xaddq %0, %1" : "+r"(i), "+m"(*head) : : "cc");
     uint64_t slots = (uint64_t)sh->trace_len - 1;
     struct ph_event *ev = (struct ph_event *)((char *)sh + sh->off_trace) +
                           (uint64_t)t * (uint64_t)sh->trace_len + 1 + (i % slots);
