@@ -93,8 +93,9 @@ enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 
 
 enum ph_event_type {
     PH_EV_STATE_SEEN = 1, PH_EV_ACK = 2, PH_EV_SYNC = 3, PH_EV_BP_ENTER = 4,
-    PH_EV_BP_EXIT = 5, PH_EV_NMI_ENTER = 6, PH_EV_NMI_EXIT = 7, PH_EV_POKE = 8,
-    PH_EV_PUBLISH = 9, PH_EV_RETRACT = 10, PH_EV_VIOLATION = 11, PH_EV_EXEC = 12
+    PH_EV_BP_EXIT = 5, PH_EV_NMI_ENTER = 6, PH_EV_NMI_EXIT = 7,
+    PH_EV_PUBLISH = 9,   /* arg: the poke written just before (1 INT3, 2 tail, 3 byte 0) */
+    PH_EV_RETRACT = 10, PH_EV_VIOLATION = 11
 };
 
 /* Where a thread is, for naming stuck threads. */

@@ -48,7 +48,6 @@ __thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))) = {NU
 void ph_shared_layout(struct ph_shared *sh, const struct ph_config *cfg, uint64_t size);
 
 enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
-#define ROUND_NONE UINT64_MAX
 #define STATUS_RUNNING 0
 #define STATUS_DONE 1
 #define STATUS_ABORTED 2
@@ -590,6 +589,10 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
      * load of the round; final_variant[] is visible to whoever sees DONE). */
     publish(e, PH_ROUND(e->seq, PH_DONE), STEP_NONE);
     e->sh->t_end = ph_now_ns();
+    /* running -> done, unless a deadline already marked the run aborted. */
+    uint64_t running = STATUS_RUNNING;
+    __atomic_compare_exchange_n(&e->sh->status, &running, STATUS_DONE, 0,
+                                __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     c->where = PH_WHERE_VERIFY;
     free(perm);
     free(ids);

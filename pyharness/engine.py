@@ -44,8 +44,7 @@ ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary"
 STATE_NAMES = {0: "SYNC_0", 1: "SYNC_1", 2: "SYNC_2", 3: "SYNC_DONE", 4: "DONE"}
 CTX_NAMES = {0: "thread", 1: "nmi", 2: "bp", 3: "nmi+bp"}
 EVENT_NAMES = {1: "state-seen", 2: "ack", 3: "sync", 4: "bp-enter", 5: "bp-exit",
-               6: "nmi-enter", 7: "nmi-exit", 8: "poke", 9: "publish", 10: "retract",
-               11: "violation", 12: "exec"}
+               6: "nmi-enter", 7: "nmi-exit", 9: "publish", 10: "retract", 11: "violation"}
 WHERE_NAMES = {0: "none", 1: "registered", 2: "finish-loop", 3: "sync-loop", 4: "bp-handler",
                5: "nmi-handler", 6: "poke", 7: "wait-acks", 8: "wait-refs", 9: "executing",
                10: "verify", 11: "exited"}
