@@ -2,15 +2,39 @@
  * bench.c -- the primitives the protocol is built from, timed in C loops so
  * that no Python runs between iterations.  The floor of a patched site is
  * computed from these (pyharness/bench.py).
+ *
+ * Every function returns 0 or -errno and stores the total nanoseconds of
+ * `iters` operations in *ns; none prints.  Cross-thread loops give up with
+ * -ETIMEDOUT after BENCH_DEADLINE_NS, so a lost partner cannot hang a run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
 #include <unistd.h>
 #include "ph_internal.h"
+
+#define BENCH_DEADLINE_NS (30ULL * 1000000000ULL)
+
+/*
+ * One step of a bounded cross-thread wait: pause, and after 1024 pauses
+ * yield, so that threads sharing a CPU still make progress.  Returns
+ * -ETIMEDOUT once the deadline has passed.
+ */
+static int bench_spin(uint64_t *spins, uint64_t deadline)
+{
+    uint64_t n = ++*spins;
+    if ((n & 0xffff) == 0 && ph_now_ns() > deadline)
+        return -ETIMEDOUT;
+    if (n < 1024)
+        ph_cpu_relax();
+    else
+        sched_yield();
+    return 0;
+}
 
 int ph_bench_sync(int sync, uint64_t iters, uint64_t *ns)
 {
@@ -84,6 +108,35 @@ out:
     return rc;
 }
 
+/*
+ * The poke of one site as the engine does it, without the rounds between
+ * its steps: make the site's text writable (mprotect: one RX -> RWX -> RX
+ * pair around the writes; alias and rwx: nothing), write INT3 over byte 0,
+ * the tail, the new byte 0.  Sites are taken in turn and end in a valid
+ * variant; nothing may run the engine's text meanwhile (no participant
+ * threads: the caller alone).
+ */
+int ph_bench_poke(struct ph_engine *e, uint64_t iters, uint64_t *ns)
+{
+    static const uint8_t int3 = PH_INT3;
+    uint64_t t0 = ph_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        struct ph_site *s = &e->sites[i % (uint64_t)e->cfg.nsites];
+        int v = !s->variant;
+        int rc = ph_text_open(e, s->addr, s->addr + (uint64_t)s->len);
+        if (rc < 0)
+            return rc;
+        ph_text_poke(e, s->addr, &int3, 1);
+        ph_text_poke(e, s->addr + 1, s->text[v] + 1, (size_t)s->len - 1);
+        ph_text_poke(e, s->addr, s->text[v], 1);
+        if ((rc = ph_text_close(e, s->addr, s->addr + (uint64_t)s->len)) < 0)
+            return rc;
+        s->variant = v;
+    }
+    *ns = ph_now_ns() - t0;
+    return 0;
+}
+
 /* One INT3 round trip through the real handler (the caller is the engine's
  * registered primary; use an rwx engine so no mprotect is timed). */
 int ph_bench_trap(struct ph_engine *e, uint64_t iters, uint64_t *ns)
@@ -99,7 +152,7 @@ int ph_bench_trap(struct ph_engine *e, uint64_t iters, uint64_t *ns)
     return 0;
 }
 
-/* A cache line bounced between two pinned threads: the state hand-off. */
+/* A cache line bounced between two pinned threads. */
 static struct { uint64_t v; uint64_t pad[7]; } __attribute__((aligned(64))) pingpong_line;
 
 void ph_bench_pingpong_reset(void)
@@ -111,35 +164,101 @@ void ph_bench_pingpong_reset(void)
  * Each store is a release that pairs with the other side's acquire load. */
 int ph_bench_pingpong(int role, uint64_t iters, uint64_t *ns)
 {
-    uint64_t deadline = ph_now_ns() + 30ULL * 1000000000ULL, spins = 0;
+    if (role != 0 && role != 1)
+        return -EINVAL;
+    uint64_t deadline = ph_now_ns() + BENCH_DEADLINE_NS, spins = 0;
     uint64_t t0 = ph_now_ns();
     for (uint64_t i = 0; i < iters; i++) {
         uint64_t want = 2 * i + (uint64_t)role;          /* value we wait for */
-        while (ph_load_acquire(&pingpong_line.v) != want) {
-            ph_cpu_relax();
-            if ((++spins & 0xffff) == 0 && ph_now_ns() > deadline)
+        while (ph_load_acquire(&pingpong_line.v) != want)
+            if (bench_spin(&spins, deadline) < 0)
                 return -ETIMEDOUT;
-        }
+        spins = 0;
         ph_store_release(&pingpong_line.v, want + 1);
     }
     *ns = ph_now_ns() - t0;
     return 0;
 }
 
-/* A thread of this process busy on another CPU, so that mprotect pays the
- * TLB shootdown it pays in the protocol (the secondaries run the same mm). */
-static uint64_t spin_stop_flag;
+/*
+ * The state hand-off of one round, shaped as the protocol's: the leader
+ * publishes a value on a line of its own; each follower, spinning on that
+ * line, optionally runs sync_one() and acks on a line of its own; the
+ * leader waits until every follower acked.  One iteration is one round:
+ * with sync < 0, a cross-thread round trip to the slowest of nfollowers.
+ * Timed in `chunks` chunks of `iters` rounds (ns[k]: chunk k's total), so
+ * the caller can take a median that one host interruption cannot move.
+ * Every participant calls it with the same arguments.
+ */
+enum { BENCH_MAX_FOLLOWERS = 256 };
+struct bench_line { uint64_t v; uint64_t pad[7]; } __attribute__((aligned(64)));
+static struct bench_line handoff_state, handoff_ack[BENCH_MAX_FOLLOWERS];
 
-void ph_bench_spin(void)
+void ph_bench_handoff_reset(void)
 {
-    uint64_t deadline = ph_now_ns() + 60ULL * 1000000000ULL;
-    /* Pairs with the release store in ph_bench_spin_stop(). */
-    while (!ph_load_acquire(&spin_stop_flag) && ph_now_ns() < deadline)
-        ph_cpu_relax();
-    ph_store_relaxed(&spin_stop_flag, 0);
+    /* Pairs with the acquire loads in ph_bench_handoff(). */
+    ph_store_release(&handoff_state.v, 0);
+    for (int k = 0; k < BENCH_MAX_FOLLOWERS; k++)
+        ph_store_release(&handoff_ack[k].v, 0);
 }
 
-void ph_bench_spin_stop(void)
+int ph_bench_handoff(int role, int nfollowers, int sync, uint64_t iters, int chunks, uint64_t *ns)
 {
-    ph_store_release(&spin_stop_flag, 1);   /* pairs with ph_bench_spin() */
+    if (nfollowers < 1 || nfollowers > BENCH_MAX_FOLLOWERS || role < 0 || role > nfollowers ||
+        chunks < 1)
+        return -EINVAL;
+    if (sync >= 0 && !ph_sync_method_available(sync))
+        return -EOPNOTSUPP;
+    uint64_t deadline = ph_now_ns() + BENCH_DEADLINE_NS, spins = 0, seq = 0;
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        uint64_t t0 = ph_now_ns();
+        for (uint64_t i = 0; i < iters; i++) {
+            seq++;                  /* never repeats: no stale value matches */
+            if (role == 0) {
+                /* release: pairs with the followers' acquire load of the state. */
+                ph_store_release(&handoff_state.v, seq);
+                for (int k = 0; k < nfollowers; k++) {
+                    /* Pairs with the follower's release store of its ack. */
+                    while (ph_load_acquire(&handoff_ack[k].v) != seq)
+                        if (bench_spin(&spins, deadline) < 0)
+                            return -ETIMEDOUT;
+                    spins = 0;
+                }
+            } else {
+                /* Pairs with the leader's release store of the state. */
+                while (ph_load_acquire(&handoff_state.v) != seq)
+                    if (bench_spin(&spins, deadline) < 0)
+                        return -ETIMEDOUT;
+                spins = 0;
+                if (sync >= 0)
+                    ph_sync_one(sync);
+                /* release: pairs with the leader's acquire load of this ack. */
+                ph_store_release(&handoff_ack[role - 1].v, seq);
+            }
+        }
+        ns[chunk] = ph_now_ns() - t0;
+    }
+    return 0;
+}
+
+/* A thread of this process busy on another CPU, so that mprotect and
+ * membarrier pay the IPI they pay in the protocol (the secondaries run in
+ * the same mm).  ph_bench_spin(token) spins until ph_bench_spin_stop(token)
+ * (a stop that comes first is not lost), or for 60 s at most. */
+static uint64_t spin_stop_token;
+
+void ph_bench_spin(uint64_t token)
+{
+    uint64_t deadline = ph_now_ns() + 60ULL * 1000000000ULL, n = 0;
+    /* Pairs with the release store in ph_bench_spin_stop(). */
+    while (ph_load_acquire(&spin_stop_token) != token)
+        if ((++n & 1023) == 0 && ph_now_ns() > deadline)
+            break;
+        else
+            ph_cpu_relax();
+}
+
+void ph_bench_spin_stop(uint64_t token)
+{
+    ph_store_release(&spin_stop_token, token);   /* pairs with ph_bench_spin() */
 }

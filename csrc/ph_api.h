@@ -305,8 +305,12 @@ int ph_bench_sync(int sync, uint64_t iters, uint64_t *ns);
 int ph_bench_membarrier(uint64_t iters, uint64_t *ns);
 int ph_bench_mprotect(uint64_t iters, uint64_t *ns);
 int ph_bench_alias_write(uint64_t iters, uint64_t *ns);
+int ph_bench_poke(struct ph_engine *e, uint64_t iters, uint64_t *ns);
 int ph_bench_trap(struct ph_engine *e, uint64_t iters, uint64_t *ns);
 int ph_bench_pingpong(int role, uint64_t iters, uint64_t *ns);
 void ph_bench_pingpong_reset(void);
-void ph_bench_spin(void);
-void ph_bench_spin_stop(void);
+int ph_bench_handoff(int role, int nfollowers, int sync, uint64_t iters, int chunks,
+                     uint64_t *ns);
+void ph_bench_handoff_reset(void);
+void ph_bench_spin(uint64_t token);
+void ph_bench_spin_stop(uint64_t token);
