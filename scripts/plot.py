@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""Draw pyharness results: per-site latency histograms and CDFs, the
-scaling curve (per-site time by number of secondaries) and the batch curve
-from bench JSON; the latency summaries (p50/p99/max) of run reports.
+"""Draw pyharness results as PNG or SVG.
 
-    python scripts/plot.py bench.json [more.json ...] --out plots/
-    pip install '.[plot]'      # matplotlib is an optional extra
+From bench JSON (`pyharness bench --json`): per-site latency histograms
+and CDFs (RFC, upstream, batch), the scaling curve (per-site time and its
+floor by number of secondaries), the batch curve, and each protocol
+figure's ratio to its floor.  From run reports (`pyharness run --json`):
+the latency summaries (min, p50, p99, max) of sites, acks and breakpoint
+handlers.
+
+    python scripts/plot.py b.json [more.json ...] [--out plots/] [--format svg]
+    pip install 'pyharness[plot]'      # matplotlib is an optional extra
+
+Exit codes: 0 drawn, 2 bad input, 3 matplotlib missing.
 """
 import argparse
 import json
@@ -18,72 +25,11 @@ def need_matplotlib():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        return plt
     except ImportError:
-        sys.stderr.write("plot.py: matplotlib is not installed; pip install 'pyharness[plot]' "
-                         "(or pip install matplotlib)\n")
+        sys.stderr.write("plot.py: matplotlib is not installed; install the optional extra with "
+                         "pip install 'pyharness[plot]' (or pip install matplotlib)\n")
         sys.exit(3)
-
-
-def bench_plots(plt, data, stem, out, fmt):
-    figs = data["figures"]
-    made = []
-    protocol = {k: v for k, v in figs.items() if v.get("raw_samples")}
-    if protocol:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-        for name, f in protocol.items():
-            xs = sorted(x / 1000 for x in f["raw_samples"])
-            ax1.hist(xs, bins=60, histtype="step", label=name)
-            ax2.plot(xs, [i / len(xs) for i in range(1, len(xs) + 1)], label=name)
-        ax1.set(xlabel="per-site time (us)", ylabel="samples", xscale="log", title="histogram")
-        ax2.set(xlabel="per-site time (us)", ylabel="fraction", xscale="log", title="CDF")
-        ax2.legend(fontsize=6)
-        made.append(save(plt, fig, out, f"{stem}-latency.{fmt}"))
-    curves = {}
-    for name, f in figs.items():
-        m = re.match(r"rfc/(\w+)/(\w+)/secondaries=(\d+)$", name)
-        if m:
-            curves.setdefault(f"{m.group(1)}/{m.group(2)}", []).append(
-                (int(m.group(3)), f["summary"]["median"] / 1000, f.get("floor_ns", 0) / 1000))
-    if curves:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        for label, pts in sorted(curves.items()):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-            ax.plot([p[0] for p in pts], [p[2] for p in pts], linestyle=":", color="grey")
-        ax.set(xlabel="secondaries", ylabel="per-site time (us), dotted: floor", yscale="log",
-               title="RFC protocol scaling")
-        ax.legend(fontsize=7)
-        made.append(save(plt, fig, out, f"{stem}-scaling.{fmt}"))
-    batch = sorted((int(k.split("=")[1]), v["summary"]["median"], v.get("floor_ns"))
-                   for k, v in figs.items() if k.startswith("batch/"))
-    if batch:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        ax.plot([b[0] for b in batch], [b[1] for b in batch], marker="o", label="measured")
-        ax.plot([b[0] for b in batch], [b[2] for b in batch], linestyle=":", label="floor")
-        ax.set(xlabel="sites per batch", ylabel="per-site time (ns)", xscale="log", yscale="log",
-               title="batch amortization")
-        ax.legend()
-        made.append(save(plt, fig, out, f"{stem}-batch.{fmt}"))
-    return made
-
-
-def run_plots(plt, data, stem, out, fmt):
-    d = data.get("distributions") or {}
-    rows = [("site", d.get("site_ns")), ("bp handler", d.get("bp_handler_ns"))]
-    rows += [(f"ack {k}", v) for k, v in (d.get("ack_wait_ns") or {}).items()]
-    rows = [(n, v) for n, v in rows if v and v.get("count")]
-    if not rows:
-        return []
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, (name, v) in enumerate(rows):
-        ax.plot([v["min"], v["max"]], [i, i], color="lightgrey", linewidth=6)
-        ax.plot([v["p50"]], [i], "o", color="C0")
-        ax.plot([v["p99"]], [i], "s", color="C3")
-    ax.set_yticks(range(len(rows)), [n for n, _ in rows])
-    ax.set(xscale="log", xlabel="ns (bar: min-max, circle: p50, square: p99)",
-           title=f"{data.get('scenario')} {data.get('verdict')}")
-    return [save(plt, fig, out, f"{stem}-distributions.{fmt}")]
+    return plt
 
 
 def save(plt, fig, out, name):
@@ -94,24 +40,130 @@ def save(plt, fig, out, name):
     return path
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="+")
-    ap.add_argument("--out", default=".")
+def _latency(plt, figs, title, out, name):
+    """Histogram and CDF of the per-site samples of some figures."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    for label, f in figs.items():
+        xs = sorted(x / 1000 for x in f["raw_samples"] if x > 0)
+        if not xs:
+            continue
+        lo, hi = xs[0], max(xs[-1], xs[0] * 1.01)
+        bins = [lo * (hi / lo) ** (i / 60) for i in range(61)]   # even on the log axis
+        ax1.hist(xs, bins=bins, histtype="step", label=label)
+        ax2.plot(xs, [i / len(xs) for i in range(1, len(xs) + 1)], label=label)
+    ax1.set(xlabel="per-site time (us)", ylabel="sites", xscale="log", title=f"{title}: histogram")
+    ax2.set(xlabel="per-site time (us)", ylabel="fraction of sites", xscale="log",
+            title=f"{title}: CDF")
+    ax2.legend(fontsize=7)
+    return save(plt, fig, out, name)
+
+
+def bench_plots(plt, data, stem, out, fmt):
+    figs, made = data["figures"], []
+    for kind, title in (("rfc", "RFC protocol"), ("upstream", "upstream (membarrier)"),
+                        ("batch", "batches")):
+        sel = {n.split("/", 1)[1]: f for n, f in figs.items()
+               if f.get("kind") == kind and f.get("raw_samples")}
+        if kind == "rfc":   # one line per method: the fewest secondaries
+            sel = {n: f for n, f in sel.items() if n.endswith("/secondaries=1")} or sel
+        if sel:
+            made.append(_latency(plt, sel, title, out, f"{stem}-latency-{kind}.{fmt}"))
+
+    curves = {}
+    for name, f in figs.items():
+        m = re.match(r"rfc/(\w+)/(\w+)/secondaries=(\d+)$", name)
+        if m:
+            curves.setdefault(f"{m.group(1)}/{m.group(2)}", []).append(
+                (int(m.group(3)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for i, (label, pts) in enumerate(sorted(curves.items())):
+            pts.sort()
+            xs = [p[0] for p in pts]
+            ax.plot(xs, [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
+            ax.plot(xs, [p[2] for p in pts], linestyle=":", color=f"C{i}")
+        ax.set(xlabel="secondaries", ylabel="per-site time (us); dotted: floor", yscale="log",
+               title="RFC protocol: scaling with secondaries")
+        ax.legend(fontsize=7)
+        made.append(save(plt, fig, out, f"{stem}-scaling.{fmt}"))
+
+    batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], v.get("floor_ns"))
+                   for k, v in figs.items() if v.get("kind") == "batch")
+    if batch:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        ax.plot([b[0] for b in batch], [b[1] for b in batch], marker="o", label="measured")
+        ax.plot([b[0] for b in batch], [b[2] for b in batch], linestyle=":", label="floor")
+        ax.set(xlabel="sites per batch", ylabel="per-site time (ns)", xscale="log", yscale="log",
+               title="batch amortization")
+        ax.legend()
+        made.append(save(plt, fig, out, f"{stem}-batch.{fmt}"))
+
+    ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if f.get("ratio_to_floor")]
+    if ratios:
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(ratios) + 1.5))
+        ax.barh([n for n, _ in ratios], [r for _, r in ratios])
+        ax.axvline(1.0, color="grey", linestyle=":")
+        bound = next((t["bound"] for t in data.get("targets", []) if "floor" in t["target"]), None)
+        if bound:
+            ax.axvline(bound, color="C3", linestyle="--", label=f"target {bound:g}x")
+            ax.legend()
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set(xlabel="measured / floor (median over runs)", title="distance to the floor")
+        made.append(save(plt, fig, out, f"{stem}-floor.{fmt}"))
+    return made
+
+
+def run_plots(plt, data, stem, out, fmt):
+    d = data.get("distributions") or {}
+    rows = [("site", d.get("site_ns")), ("batch", d.get("batch_ns")),
+            ("bp handler", d.get("bp_handler_ns"))]
+    rows += [(f"ack {k}", v) for k, v in (d.get("ack_wait_ns") or {}).items()]
+    rows = [(n, v) for n, v in rows if v and v.get("count")]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    for i, (name, v) in enumerate(rows):
+        ax.plot([max(v["min"], 1), v["max"]], [i, i], color="lightgrey", linewidth=6)
+        ax.plot([v["p50"]], [i], "o", color="C0", label="p50" if i == 0 else None)
+        ax.plot([v["p99"]], [i], "s", color="C3", label="p99" if i == 0 else None)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{n} ({v['count']})" for n, v in rows])
+    ax.set(xscale="log", xlabel="ns (bar: min to max)",
+           title=f"{data.get('scenario')}: {data.get('verdict')} ({data.get('status')})")
+    ax.legend()
+    return [save(plt, fig, out, f"{stem}-distributions.{fmt}")]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Draw pyharness bench JSON and run reports.")
+    ap.add_argument("files", nargs="+", help="bench JSON or run report JSON")
+    ap.add_argument("--out", default=".", help="directory for the images (created)")
     ap.add_argument("--format", default="png", choices=["png", "svg"])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    docs = []
+    for path in args.files:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"plot.py: cannot read {path}: {exc}\n")
+            return 2
+        schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
+        if not schema.startswith(("pyharness.bench/", "pyharness.run/")):
+            sys.stderr.write(f"plot.py: {path} is neither a bench result nor a run report "
+                             f"(schema {schema!r})\n")
+            return 2
+        docs.append((path, schema, data))
     plt = need_matplotlib()
     os.makedirs(args.out, exist_ok=True)
-    for path in args.files:
-        with open(path) as f:
-            data = json.load(f)
+    for path, schema, data in docs:
         stem = os.path.splitext(os.path.basename(path))[0]
-        schema = str(data.get("schema", ""))
-        made = (bench_plots if schema.startswith("pyharness.bench/") else run_plots)(
-            plt, data, stem, args.out, args.format)
-        for m in made:
-            print(m)
+        draw = bench_plots if schema.startswith("pyharness.bench/") else run_plots
+        for made in draw(plt, data, stem, args.out, args.format):
+            print(made)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
