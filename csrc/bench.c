@@ -19,17 +19,27 @@
 
 #define BENCH_DEADLINE_NS (30ULL * 1000000000ULL)
 
+/* PAUSEs before a wait yields: as the engine's cfg.spin_pauses (0: 1024),
+ * so a hand-off on a shared CPU is timed as the protocol pays it.  Set
+ * before the threads start (thread creation orders it; relaxed is enough). */
+static uint32_t bench_pauses = 1024;
+
+void ph_bench_set_spin_pauses(uint32_t pauses)
+{
+    ph_store_relaxed(&bench_pauses, pauses ? pauses : 1024);
+}
+
 /*
- * One step of a bounded cross-thread wait: pause, and after 1024 pauses
- * yield, so that threads sharing a CPU still make progress.  Returns
- * -ETIMEDOUT once the deadline has passed.
+ * One step of a bounded cross-thread wait: pause, and after bench_pauses
+ * pauses yield, so that threads sharing a CPU still make progress.
+ * Returns -ETIMEDOUT once the deadline has passed.
  */
 static int bench_spin(uint64_t *spins, uint64_t deadline)
 {
     uint64_t n = ++*spins;
     if ((n & 0xffff) == 0 && ph_now_ns() > deadline)
         return -ETIMEDOUT;
-    if (n < 1024)
+    if (n <= ph_load_relaxed(&bench_pauses))
         ph_cpu_relax();
     else
         sched_yield();

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 6
+#define PH_ABI_VERSION 7
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -135,6 +135,10 @@ struct ph_config {
     uint64_t seed;
     uint64_t deadline_ns;      /* every wait gives up after this */
     uint64_t inject_delay_ns;  /* busy wait added to each poke_sync round */
+    uint32_t spin_pauses;      /* PAUSEs before a wait starts to sched_yield();
+                                  0: 1024.  Small when threads share a CPU, so a
+                                  waiter gives its CPU to the thread it waits on */
+    uint32_t pad0;
 };
 
 struct ph_event {
@@ -312,5 +316,6 @@ void ph_bench_pingpong_reset(void);
 int ph_bench_handoff(int role, int nfollowers, int sync, uint64_t iters, int chunks,
                      uint64_t *ns);
 void ph_bench_handoff_reset(void);
+void ph_bench_set_spin_pauses(uint32_t pauses);
 void ph_bench_spin(uint64_t token);
 void ph_bench_spin_stop(uint64_t token);

@@ -71,15 +71,17 @@ static void abort_run(struct ph_engine *e)
 }
 
 /*
- * One step of a bounded spin: pause first, then sched_yield() so that more
- * threads than CPUs still make progress.  Returns -ETIMEDOUT past deadline.
+ * One step of a bounded spin: pause first (cfg.spin_pauses times), then
+ * sched_yield() so that more threads than CPUs still make progress: on a
+ * shared CPU the thread waited for cannot run while its waiter spins, so
+ * there the budget is small.  Returns -ETIMEDOUT past deadline.
  */
-static int spin_step(uint64_t *spins, uint64_t deadline)
+static int spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
 {
     uint64_t n = ++*spins;
     if ((n & 63) == 0 && ph_now_ns() > deadline)
         return -ETIMEDOUT;
-    if (n < 1024)
+    if (n <= e->cfg.spin_pauses)
         ph_cpu_relax();
     else
         sched_yield();
@@ -116,7 +118,7 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
             deadline = t0 + e->cfg.deadline_ns;
         }
         ph_beat(c);
-        if (spin_step(&spins, deadline) < 0) {
+        if (spin_step(e, &spins, deadline) < 0) {
             ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
             abort_run(e);
             *err = -ETIMEDOUT;
@@ -270,7 +272,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
                    ? !((ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1)
                    : ph_load_acquire(&e->thr[i].acked_round) < r) {
             ph_beat(c);
-            int timed_out = spin_step(&spins, deadline) < 0;
+            int timed_out = spin_step(e, &spins, deadline) < 0;
             if (timed_out || aborted(e)) {
                 if (timed_out)   /* names the thread that never acked */
                     ph_store_relaxed(&e->sh->stuck_round, r);
@@ -498,7 +500,7 @@ out:
         c->where = PH_WHERE_WAIT_REFS;
         /* Pairs with the release decrement in desc_put(). */
         while (ph_load_acquire(&d->refs) != 0) {
-            if (spin_step(&spins, deadline) < 0) {
+            if (spin_step(e, &spins, deadline) < 0) {
                 ph_violation(e, PH_INV_DEADLINE, ph_self.idx, ids[0], PH_CTX_THREAD,
                              ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
                              (uint64_t)ph_load_relaxed(&d->refs));
@@ -776,7 +778,7 @@ int ph_wait_registered(struct ph_engine *e)
     uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
     /* Pairs with the release increment in ph_thread_register(). */
     while (__atomic_load_n(&e->registered, __ATOMIC_ACQUIRE) < e->cfg.nthreads) {
-        if (spin_step(&spins, deadline) < 0)
+        if (spin_step(e, &spins, deadline) < 0)
             return -ETIMEDOUT;
         if (aborted(e))
             return -ECANCELED;
@@ -810,7 +812,7 @@ static int config_check(const struct ph_config *cfg)
     if (cfg->trace_len < 0 || (cfg->trace_len & (cfg->trace_len - 1)) ||
         cfg->trace_len == 1 || cfg->trace_len > (1 << 20))
         return -EINVAL;
-    if (cfg->deadline_ns == 0)
+    if (cfg->deadline_ns == 0 || cfg->spin_pauses > (1u << 24))
         return -EINVAL;
     if (cfg->bp == PH_BP_EMULATE && (cfg->kinds_mask & (1 << PH_KIND_BLOCK)))
         return -EINVAL;     /* a block is not one instruction: native only */
@@ -837,6 +839,8 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
         return -EBUSY;
     }
     e->cfg = *cfg;
+    if (!e->cfg.spin_pauses)
+        e->cfg.spin_pauses = 1024;
     e->memfd = -1;
     e->nmi_signal = cfg->nmi_signal ? cfg->nmi_signal : SIGRTMIN + 3;
     e->rng = cfg->seed;

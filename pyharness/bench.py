@@ -17,6 +17,7 @@ The JSON (schema "pyharness.bench/1") keeps every per-run sample, the
 per-run floors and ratios, a subsample of the per-site times, machine
 metadata, warnings and the speed targets.  `pyharness compare` reads it.
 """
+import collections
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ import time
 
 from . import cpus as cpumod
 from ._ffi import ffi, lib
-from .engine import SYNCS, Config, Engine, available_syncs
+from .engine import SYNCS, Config, Engine, available_syncs, spin_pauses_for
 from .errors import UnsupportedError, UsageError, check
 from .stats import summary
 
@@ -138,6 +139,7 @@ def _handoff(cpus, iters, chunks=9):
     ns per round trip to the slowest follower, the median of `chunks`
     timed chunks of `iters` round trips."""
     lib.ph_bench_handoff_reset()
+    lib.ph_bench_set_spin_pauses(spin_pauses_for(cpus))
     n = len(cpus) - 1
 
     def side(i):
@@ -149,6 +151,7 @@ def _handoff(cpus, iters, chunks=9):
 
 def _pingpong(a, b, iters):
     lib.ph_bench_pingpong_reset()
+    lib.ph_bench_set_spin_pauses(spin_pauses_for([a, b]))
     return _on_cpus([a, b], lambda i: _ns_per_op(
         lambda it, ns: lib.ph_bench_pingpong(i, it, ns), iters, "ph_bench_pingpong"))[0]
 
@@ -166,13 +169,19 @@ class _Primitives:
         self.syncs = available_syncs()
         self.membarrier = bool(lib.ph_membarrier_sync_core_supported())
         self.pokes = []
-        self.skipped = {}
+        self.skipped = {}             # what is not measured here -> why
+        for sync in SYNCS:
+            if sync not in self.syncs:
+                self.skipped[f"sync {sync}"] = "this CPU lacks it (probed with CPUID)"
+        if not self.membarrier:
+            self.skipped["membarrier SYNC_CORE (upstream style)"] = \
+                "this kernel does not offer MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE"
         for poke in POKES:            # which poke methods this process may use
             try:
                 with Engine(Config(cpus=[self.c0], sites=16, poke=poke, trace_len=0)):
                     self.pokes.append(poke)
             except UnsupportedError as exc:
-                self.skipped[poke] = str(exc)
+                self.skipped[f"poke {poke}"] = str(exc)
 
     def names(self):
         out = [f"sync_{s}" for s in self.syncs]
@@ -244,7 +253,10 @@ class _Figure:
         if self.kind == "upstream":
             # 3 x (membarrier SYNC_CORE to the others + the primary's own sync_one)
             return UPSTREAM_SYNCS * (prim["membarrier_sync_core"] + sync) + poke
-        rounds = ROUNDS * (handoff + sync)
+        # Every participant runs sync_one once per round, the primary too,
+        # in parallel on distinct CPUs; threads sharing a CPU take turns.
+        stacked = max(collections.Counter(c.cpus).values())
+        rounds = ROUNDS * (handoff + stacked * sync)
         if c.poke == "mprotect":          # one mprotect pair per batch: amortized
             return (rounds + poke) / c.batch
         return rounds / c.batch + poke    # writes: per site
@@ -308,6 +320,12 @@ def _secondary_counts(n_secondaries, quick):
     return sorted(out | {n_secondaries})
 
 
+def _stack(cpus):
+    """'k x ' when k threads share a CPU (they take turns at sync_one)."""
+    k = max(collections.Counter(cpus).values())
+    return f"{k} x " if k > 1 else ""
+
+
 def _figures(cpus, syncs, pokes, quick, plan, membarrier):
     """The protocol figures: name -> _Figure."""
     figs = {}
@@ -318,7 +336,8 @@ def _figures(cpus, syncs, pokes, quick, plan, membarrier):
                 name = f"rfc/{poke}/{sync}/secondaries={nsec}"
                 figs[name] = _Figure(name, "rfc", Config(cpus=cpus[:nsec + 1], sites=plan.layout,
                                                          poke=poke, sync=sync, trace_len=0),
-                                     f"4 x (hand-off to {nsec} + sync_one {sync}) + poke {poke}")
+                                     f"4 x (hand-off to {nsec} + {_stack(cpus[:nsec + 1])}sync_one {sync}) "
+                                     f"+ poke {poke}")
     if membarrier:
         for poke in pokes:
             for sync in syncs:
@@ -333,7 +352,8 @@ def _figures(cpus, syncs, pokes, quick, plan, membarrier):
         name = f"batch/{bpoke}/cpuid/batch={b}"
         figs[name] = _Figure(name, "batch", Config(cpus=cpus[:2], sites=max(plan.layout, 8 * b),
                                                     poke=bpoke, sync="cpuid", batch=b, trace_len=0),
-                             f"4 x (hand-off + sync_one cpuid) / {b} + poke {bpoke}")
+                             f"4 x (hand-off + {_stack(cpus[:2])}sync_one cpuid) / {b} "
+                             f"+ poke {bpoke}")
     return figs
 
 
@@ -402,7 +422,8 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     t_start = time.monotonic()
     prims = _Primitives(cpus, plan, shared_cpu)
     if not prims.pokes:
-        raise UnsupportedError("no poke method is usable here: " + "; ".join(prims.skipped.values()))
+        raise UnsupportedError("no poke method is usable here: " + "; ".join(
+            why for what, why in prims.skipped.items() if what.startswith("poke ")))
     figs = _figures(cpus, prims.syncs, prims.pokes, quick, plan, prims.membarrier)
     share = _Figure("python-share", "share",
                     Config(cpus=cpus[:2], sites=plan.layout, sync="cpuid",
@@ -534,8 +555,9 @@ def warnings(result):
         out.append(f"load average {load:.2f} before the run is high for {ncpu} CPUs: other "
                    "work competes with the pinned threads")
     if result.get("oversubscribed"):
-        out.append("only one usable CPU: primary and secondary share it (oversubscribed); the "
-                   "figures measure the scheduler, not the protocol")
+        out.append("only one usable CPU: primary and secondary share it (oversubscribed): each "
+                   "hand-off is a pair of context switches and the threads take turns at "
+                   "sync_one; these figures do not compare with runs on distinct CPUs")
     st = result.get("stability") or {}
     if st.get("max_over_min") and st["max_over_min"] > DRIFT_WARN:
         h = st["handoff_ns"]
@@ -556,8 +578,8 @@ def warnings(result):
     if late:
         out.append("runs repeated because a secondary joined late (nobody waits for it in the "
                    f"upstream style): {late}")
-    for poke, why in (result.get("skipped") or {}).items():
-        out.append(f"poke method {poke} skipped: {why}")
+    for what, why in (result.get("skipped") or {}).items():
+        out.append(f"not measured: {what}: {why}")
     return out
 
 
@@ -622,4 +644,9 @@ def bench_main(args):
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
                        inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())
     print(format_tables(result))
+    missed = [t["target"] for t in result["targets"] if not t["pass"]]
+    if missed and args.check_targets:
+        sys.stderr.write(f"pyharness bench: {len(missed)} speed target(s) missed: "
+                         f"{'; '.join(missed)}\n")
+        return 1
     return 0

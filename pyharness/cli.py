@@ -100,7 +100,12 @@ def build_parser():
     b.add_argument("--quick", action="store_true", help="under a minute on 2 CPUs")
     b.add_argument("--json", default=None, metavar="PATH")
     b.add_argument("--cpus", default=None)
-    b.add_argument("--inject-delay-ns", type=_nonneg_int, default=0)
+    b.add_argument("--inject-delay-ns", type=_nonneg_int, default=0,
+                   help="busy wait added to each poke_sync round: a deliberate regression, "
+                        "to check that `pyharness compare` catches it")
+    b.add_argument("--check-targets", action="store_true",
+                   help="exit 1 when a speed target (Python share, ratio to the floor, batch "
+                        "gain) is missed")
 
     c = sub.add_parser("compare", help="compare two bench JSON files")
     c.add_argument("old")

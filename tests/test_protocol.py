@@ -1,11 +1,12 @@
 """The RFC state machine with real threads: every poke and sync method,
 breakpoints on both sides, emulation, deadlines, oversubscription."""
+import errno
 import threading
 
 import pytest
 
 from pyharness import Config, Engine, UsageError
-from pyharness._ffi import lib
+from pyharness._ffi import ffi, lib
 from pyharness.engine import available_syncs
 
 SITES = 200
@@ -82,6 +83,18 @@ def test_oversubscribed_four_threads_on_one_cpu(two_cpus):
     with Engine(Config(cpus=[cpu] * 4, sites=100, poke="alias", sync="iret")) as e:
         o = e.run(sites=100)
         assert_clean_run(o, 100, nthreads=4)
+
+
+def test_waits_yield_early_only_where_threads_share_a_cpu(two_cpus):
+    """A waiter spinning on a CPU it shares keeps the thread it waits for
+    off it: there waits yield after a few PAUSEs (spin_pauses), elsewhere
+    after the default (0 -> 1024, set in C).  Out of range is refused."""
+    assert Config(cpus=[two_cpus[0]] * 3).to_c().spin_pauses == 16
+    assert Config(cpus=[0, 1] if two_cpus[0] != two_cpus[1] else [0]).to_c().spin_pauses == 0
+    c = Config(cpus=[two_cpus[0]], sites=8).to_c()
+    c.spin_pauses = (1 << 24) + 1
+    e = ffi.new("struct ph_engine **")
+    assert lib.ph_engine_create(c, -1, e) == -errno.EINVAL
 
 
 def test_a_stuck_secondary_makes_the_wait_fail_and_names_it(two_cpus):
