@@ -145,7 +145,7 @@ def compare_figures(old, new, fail_above=0.10, basis="auto"):
 def _ns(v):
     if v is None:
         return "-"
-    return f"{v / 1000:.2f}us" if v >= 1000 else f"{v:.0f}ns"
+    return f"{v / 1000:.2f}us" if v >= 999.5 else f"{v:.0f}ns"
 
 
 def _r(v):
@@ -177,7 +177,7 @@ def format_report(rows, summ, old=None, new=None):
     gate = ("normalized (time / floor) for protocol figures; primitives do not gate"
             if summ["basis"] == "normalized" or (summ["basis"] == "auto" and summ["hypervisor"])
             else "raw time")
-    lines.append(f"{len(summ['regressed'])} regressed, {len(summ['slower'])} slower, "
+    lines.append(f"{len(summ['slower'])} slower ({len(summ['regressed'])} of them gating: regressed), "
                  f"{len(summ['faster'])} faster of {summ['figures']} figures "
                  f"(slower means > {summ['fail_above']:.0%} with p < {summ['alpha']}; gating on "
                  f"{gate}{', hypervisor' if summ['hypervisor'] else ''})")
