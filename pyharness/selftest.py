@@ -71,13 +71,14 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
 
 
 def format_table(rows):
-    lines = [f"{'mutant':18s} {'scenario':18s} {'caught':7s} {'by invariant':40s} {'after':>8s}  result"]
-    for r in rows:
+    bys = [",".join(r["invariants"]) or "-" for r in rows]
+    w = max([len("by invariant")] + [len(b) for b in bys])
+    lines = [f"{'mutant':18s} {'scenario':18s} {'caught':7s} {'by invariant':{w}s} {'after':>8s}  result"]
+    for r, by in zip(rows, bys):
         after = f"{r['after_s']:.3f}s" if r["after_s"] is not None else "-"
         caught = "yes" if r["caught"] else "no"
-        by = ",".join(r["invariants"]) or "-"
         res = "ok" if r["ok"] else "FAIL"
-        lines.append(f"{r['mutant']:18s} {r['scenario']:18s} {caught:7s} {by:40s} {after:>8s}  {res}")
+        lines.append(f"{r['mutant']:18s} {r['scenario']:18s} {caught:7s} {by:{w}s} {after:>8s}  {res}")
     return "\n".join(lines)
 
 
