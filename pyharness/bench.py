@@ -20,7 +20,6 @@ metadata, warnings and the speed targets.  `pyharness compare` reads it.
 import collections
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from . import cpus as cpumod
 from ._ffi import ffi, lib
 from .engine import SYNCS, Config, Engine, available_syncs, spin_pauses_for
 from .errors import UnsupportedError, UsageError, check
+from .machine import machine_info
 from .stats import summary
 
 SCHEMA = "pyharness.bench/1"
@@ -362,41 +362,10 @@ def _figures(cpus, syncs, pokes, quick, plan, membarrier):
 
 def _machine():
     try:
-        from .machine import machine_info
         return machine_info()
-    except Exception:  # noqa: BLE001 - metadata must never stop a benchmark
-        return _machine_fallback()
+    except Exception as exc:  # noqa: BLE001 - metadata must never stop a benchmark
+        return {"error": f"machine metadata unavailable: {exc}"}
 
-
-def _machine_fallback():
-    model, flags = None, set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                if key.strip() == "model name" and model is None:
-                    model = val.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(val.split())
-    except OSError:
-        pass
-    gov = None
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
-            gov = f.read().strip()
-    except OSError:
-        pass
-    u = os.uname()
-    return {"hostname": u.nodename, "cpu_model": model, "machine": platform.machine(),
-            "kernel": u.release, "uname": list(u), "hypervisor": "hypervisor" in flags,
-            "flags": sorted(f for f in flags if f in ("serialize", "hypervisor", "constant_tsc",
-                                                      "nonstop_tsc")),
-            "governor": gov, "loadavg": list(os.getloadavg()),
-            "affinity": sorted(os.sched_getaffinity(0))}
-
-
-# ---------------------------------------------------------------------------
-# The run
 
 def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress=True):
     """Measure everything once (see the module's docstring) and return the
