@@ -385,13 +385,16 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
     if (e->cfg.inject_delay_ns)
         busy_wait(e->cfg.inject_delay_ns);
     uint64_t r = PH_ROUND(e->seq, st);
-    uint64_t t_pub = publish(e, r, step);
-    ph_sync_core(e);
-    /* The primary acks itself (counted; its publish event already says so,
-     * so no trace event here on the critical path). */
-    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
+    /* Counted before it is published: the checker holds each secondary's
+     * acks to the primary's count, and a crash between publish and count
+     * must not show a secondary acking a round never counted. */
     ph_count(&c->acks[st], 1);
     ph_count(&c->rounds, 1);
+    uint64_t t_pub = publish(e, r, step);
+    ph_sync_core(e);
+    /* The primary acks itself (its publish event already says so, so no
+     * trace event here on the critical path). */
+    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
     if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
         if (st < PH_SYNC_DONE && membarrier_sync_core() < 0)
             return -errno;
