@@ -105,32 +105,42 @@ def _ns_per_op(cfn, iters, what):
 
 
 class _Spinner:
-    """A thread of ours busy on another CPU while a primitive is timed, as
-    the secondaries are during the protocol: mprotect then pays its TLB
-    shootdown IPI and membarrier its SYNC_CORE IPI."""
+    """Threads of ours busy on other CPUs (one per CPU in `cpus`; None or
+    [] for none) while a primitive is timed, as the secondaries are during
+    the protocol: mprotect then pays its TLB shootdown IPIs and membarrier
+    its SYNC_CORE IPIs, one per CPU that runs our mm."""
 
     token = 0
 
-    def __init__(self, cpu):
-        self.cpu = cpu
+    def __init__(self, cpus):
+        self.cpus = [cpus] if isinstance(cpus, int) else list(cpus or [])
 
     def __enter__(self):
-        if self.cpu is None:
-            return self
         _Spinner.token += 1
         self.tok = _Spinner.token
 
-        def spin():
-            os.sched_setaffinity(0, {self.cpu})
+        def spin(cpu):
+            os.sched_setaffinity(0, {cpu})
             lib.ph_bench_spin(self.tok)
-        self.t = threading.Thread(target=spin, name="bench-spinner")
-        self.t.start()
+        self.ts = [threading.Thread(target=spin, args=(c,), name=f"bench-spinner-{c}")
+                   for c in self.cpus]
+        for t in self.ts:
+            t.start()
         return self
 
     def __exit__(self, *exc):
-        if self.cpu is not None:
-            lib.ph_bench_spin_stop(self.tok)
-            self.t.join()
+        lib.ph_bench_spin_stop(self.tok)     # every spinner waits for this token
+        for t in self.ts:
+            t.join()
+
+
+def _membarrier(cpus, iters=40):
+    """ns per membarrier SYNC_CORE from cpus[0] while threads of ours run on
+    the other CPUs of `cpus` (what the upstream style pays per sync)."""
+    others = sorted(set(cpus[1:]) - {cpus[0]})
+    with _Spinner(others):
+        return _on_cpus([cpus[0]], lambda i: _ns_per_op(
+            lib.ph_bench_membarrier, iters, "ph_bench_membarrier"))[0]
 
 
 def _handoff(cpus, iters, chunks=9):
@@ -245,14 +255,16 @@ class _Figure:
         self.runs = []
         self.late_runs = 0
 
-    def floor(self, prim, handoff):
-        """ns per site from the primitives alone (prim: this round's)."""
+    def floor(self, prim, handoff, membarrier=None):
+        """ns per site from the primitives alone (prim: this round's;
+        handoff and membarrier: timed on this run's CPUs around it)."""
         c = self.cfg
         sync = prim[f"sync_{c.sync}"]
         poke = prim.get(f"poke_{c.poke}", 0.0)
         if self.kind == "upstream":
             # 3 x (membarrier SYNC_CORE to the others + the primary's own sync_one)
-            return UPSTREAM_SYNCS * (prim["membarrier_sync_core"] + sync) + poke
+            mb = membarrier if membarrier is not None else prim["membarrier_sync_core"]
+            return UPSTREAM_SYNCS * (mb + sync) + poke
         # Every participant runs sync_one once per round, the primary too,
         # in parallel on distinct CPUs; threads sharing a CPU take turns.
         stacked = max(collections.Counter(c.cpus).values())
@@ -275,6 +287,8 @@ class _Figure:
         progress(progress_text)
         cpus = self.cfg.cpus
         before = _handoff(cpus, handoff_iters) if len(cpus) > 1 else 0.0
+        upstream = self.kind == "upstream"
+        mb_before = _membarrier(cpus) if upstream else None
         self.cfg.inject_delay_ns = inject
         with Engine(self.cfg) as e:
             t0 = time.perf_counter()
@@ -297,12 +311,14 @@ class _Figure:
         # the run (the CPUs still warm from it): its floor uses the mean.
         after = _handoff(cpus, handoff_iters) if len(cpus) > 1 else 0.0
         handoff = (before + after) / 2
+        # membarrier's IPIs go to every CPU running our mm: timed the same way.
+        mb = (mb_before + _membarrier(cpus)) / 2 if upstream else None
         med = summary(per_site)["median"]
-        fl = self.floor(prim, handoff)
+        fl = self.floor(prim, handoff, mb)
         step = max(1, len(per_site) // RAW_PER_RUN)
         return {"median_ns": med, "c_ns_per_site": c_ns / nsites, "wall_ns_per_site": wall * 1e9 / nsites,
                 "python_overhead_ns": max(0.0, wall * 1e9 - c_ns), "c_ns": c_ns,
-                "handoff_ns": handoff, "floor_ns": fl, "ratio": med / fl if fl else None,
+                "handoff_ns": handoff, "membarrier_ns": mb, "floor_ns": fl, "ratio": med / fl if fl else None,
                 "raw": per_site[::step][:RAW_PER_RUN], "nsites": nsites, "joined": joined}
 
 
@@ -341,12 +357,14 @@ def _figures(cpus, syncs, pokes, quick, plan, membarrier):
     if membarrier:
         for poke in pokes:
             for sync in syncs:
-                name = f"upstream/{poke}/{sync}/membarrier"
-                figs[name] = _Figure(
-                    name, "upstream",
-                    Config(cpus=cpus[:2], sites=plan.layout, poke=poke, sync=sync, bp="emulate",
-                           secondary_sync="membarrier", kinds=SINGLE_INSN, trace_len=0),
-                    f"3 x (membarrier SYNC_CORE + sync_one {sync}) + poke {poke}")
+                for nsec in _secondary_counts(nsec_max, quick):
+                    name = f"upstream/{poke}/{sync}/secondaries={nsec}"
+                    figs[name] = _Figure(
+                        name, "upstream",
+                        Config(cpus=cpus[:nsec + 1], sites=plan.layout, poke=poke, sync=sync,
+                               bp="emulate", secondary_sync="membarrier", kinds=SINGLE_INSN,
+                               trace_len=0),
+                        f"3 x (membarrier SYNC_CORE to {nsec} + sync_one {sync}) + poke {poke}")
     bpoke = "alias" if "alias" in pokes else pokes[0]
     for b in plan.batches:
         name = f"batch/{bpoke}/cpuid/batch={b}"
@@ -480,6 +498,8 @@ def _figure_json(f):
            "floor_samples": fl, "ratio_to_floor_samples": ratios,
            "floor_formula": f.floor_text, "late_runs": f.late_runs,
            "summary": summary(med), "wall": summary([x["wall_ns_per_site"] for x in runs])}
+    if f.kind == "upstream":
+        out["membarrier_samples"] = [x["membarrier_ns"] for x in runs]
     out["floor_ns"] = summary(fl)["median"]
     out["ratio_to_floor"] = summary(ratios)["median"] if ratios else None
     return out

@@ -64,17 +64,17 @@ def bench_plots(plt, data, stem, out, fmt):
                         ("batch", "batches")):
         sel = {n.split("/", 1)[1]: f for n, f in figs.items()
                if f.get("kind") == kind and f.get("raw_samples")}
-        if kind == "rfc":   # one line per method: the fewest secondaries
+        if kind in ("rfc", "upstream"):   # one line per method: the fewest secondaries
             sel = {n: f for n, f in sel.items() if n.endswith("/secondaries=1")} or sel
         if sel:
             made.append(_latency(plt, sel, title, out, f"{stem}-latency-{kind}.{fmt}"))
 
     curves = {}
     for name, f in figs.items():
-        m = re.match(r"rfc/(\w+)/(\w+)/secondaries=(\d+)$", name)
+        m = re.match(r"(rfc|upstream)/(\w+)/(\w+)/secondaries=(\d+)$", name)
         if m:
-            curves.setdefault(f"{m.group(1)}/{m.group(2)}", []).append(
-                (int(m.group(3)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
+            curves.setdefault(f"{m.group(1)} {m.group(2)}/{m.group(3)}", []).append(
+                (int(m.group(4)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
     if curves:
         fig, ax = plt.subplots(figsize=(7, 5))
         for i, (label, pts) in enumerate(sorted(curves.items())):
@@ -83,7 +83,7 @@ def bench_plots(plt, data, stem, out, fmt):
             ax.plot(xs, [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
             ax.plot(xs, [p[2] for p in pts], linestyle=":", color=f"C{i}")
         ax.set(xlabel="secondaries", ylabel="per-site time (us); dotted: floor", yscale="log",
-               title="RFC protocol: scaling with secondaries")
+               title="scaling with secondaries (RFC acks, upstream membarrier)")
         ax.legend(fontsize=7)
         made.append(save(plt, fig, out, f"{stem}-scaling.{fmt}"))
 

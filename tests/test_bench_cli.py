@@ -48,7 +48,8 @@ def test_quick_bench_reports_every_figure_with_its_floor(quick_bench):
     protocol = [f"rfc/{p}/{s}/secondaries={k}" for p in pokes for s in syncs
                 for k in sorted({1, max(1, nsec)})]
     if lib.ph_membarrier_sync_core_supported():
-        protocol += [f"upstream/{p}/{s}/membarrier" for p in pokes for s in syncs]
+        protocol += [f"upstream/{p}/{s}/secondaries={k}" for p in pokes for s in syncs
+                     for k in sorted({1, max(1, nsec)})]
     bpoke = "alias" if "alias" in pokes else pokes[0]
     protocol += [f"batch/{bpoke}/cpuid/batch={n}" for n in (1, 16, 256)]
     for name in protocol:
