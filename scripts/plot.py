@@ -69,21 +69,26 @@ def bench_plots(plt, data, stem, out, fmt):
         if sel:
             made.append(_latency(plt, sel, title, out, f"{stem}-latency-{kind}.{fmt}"))
 
-    curves = {}
+    curves = {}   # (protocol, method) -> [(secondaries, median us, floor us)]
     for name, f in figs.items():
-        m = re.match(r"(rfc|upstream)/(\w+)/(\w+)/secondaries=(\d+)$", name)
+        m = re.match(r"(rfc|upstream)/(\w+/\w+)/secondaries=(\d+)$", name)
         if m:
-            curves.setdefault(f"{m.group(1)} {m.group(2)}/{m.group(3)}", []).append(
-                (int(m.group(4)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
+            curves.setdefault((m.group(1), m.group(2)), []).append(
+                (int(m.group(3)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
     if curves:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        for i, (label, pts) in enumerate(sorted(curves.items())):
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        methods = sorted({method for _, method in curves})
+        for (proto, method), pts in sorted(curves.items()):
             pts.sort()
             xs = [p[0] for p in pts]
-            ax.plot(xs, [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
-            ax.plot(xs, [p[2] for p in pts], linestyle=":", color=f"C{i}")
+            color = f"C{methods.index(method) % 10}"    # a colour per poke/sync method
+            ax.plot(xs, [p[1] for p in pts], marker="o" if proto == "rfc" else "s",
+                    linestyle="-" if proto == "rfc" else "--", color=color,
+                    label=f"{method} ({'RFC acks' if proto == 'rfc' else 'upstream membarrier'})")
+            ax.plot(xs, [p[2] for p in pts], linestyle=":", color=color, linewidth=1)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set(xlabel="secondaries", ylabel="per-site time (us); dotted: floor", yscale="log",
-               title="scaling with secondaries (RFC acks, upstream membarrier)")
+               title="scaling with secondaries: RFC acks (solid), upstream membarrier (dashed)")
         ax.legend(fontsize=7)
         made.append(save(plt, fig, out, f"{stem}-scaling.{fmt}"))
 
