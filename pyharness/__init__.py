@@ -6,7 +6,7 @@ contained in a worker process.
 """
 __version__ = "0.1.0"
 
-from .errors import (CoreError, DeadlineError, EngineBusyError,  # noqa: F401
+from .errors import (BenchRunError, CoreError, DeadlineError, EngineBusyError,  # noqa: F401
                      ExecMemoryRefusedError, PyharnessError, SyncUnavailableError,
                      UnsupportedError, UsageError)
 

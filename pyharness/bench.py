@@ -27,7 +27,7 @@ import time
 from . import cpus as cpumod
 from ._ffi import ffi, lib
 from .engine import SYNCS, Config, Engine, available_syncs, spin_pauses_for
-from .errors import UnsupportedError, UsageError, check
+from .errors import EXIT_INTERRUPTED, BenchRunError, UnsupportedError, UsageError, check
 from .machine import machine_info
 from .stats import summary
 
@@ -273,6 +273,13 @@ class _Figure:
             return (rounds + poke) / c.batch
         return rounds / c.batch + poke    # writes: per site
 
+    def run_args(self):
+        """The `pyharness run` options of this figure's configuration."""
+        c = self.cfg
+        return (f"--cpus {','.join(map(str, c.cpus))} --poke {c.poke} --sync {c.sync} "
+                f"--bp {c.bp} --secondary-sync {c.secondary_sync} --batch {c.batch} "
+                f"--site-kinds {','.join(c.kinds)} --nmi-rate 0")
+
     def run(self, prim, inject, nsites, progress_text, progress, handoff_iters):
         """One run; a run that its secondaries joined late is run again
         (at most twice; counted in the JSON as late_runs)."""
@@ -294,11 +301,14 @@ class _Figure:
             t0 = time.perf_counter()
             o = e.run(sites=nsites, verify=False)
             wall = time.perf_counter() - t0
-            if o.status != "complete":
-                raise RuntimeError(f"{self.name}: benchmark run {o.status}")
-            if o.view.violations():
-                raise RuntimeError(f"{self.name}: the protocol reported violations: "
-                                   f"{o.view.violations()[:3]}")
+            if o.status == "interrupted":
+                raise KeyboardInterrupt
+            if o.status != "complete" or o.view.violations():
+                v = o.view.violations()
+                raise BenchRunError(
+                    f"{self.name}: a benchmark run ended {o.status}"
+                    + (f" with {len(v)} violation(s), first: {v[0]}" if v else "")
+                    + f"; reproduce with pyharness run {self.run_args()}")
             per_site = o.view.series("site_ns")
             c_ns = o.view.sh.t_end - o.view.sh.t_start
             # Secondaries that joined late: in the upstream style nobody waits
@@ -385,6 +395,28 @@ def _machine():
         return {"error": f"machine metadata unavailable: {exc}"}
 
 
+def _rounds(plan, prims, figs, share, prim_samples, inject_delay_ns, progress, handoff_iters):
+    """Round 0 warms up and sizes each figure's runs; rounds 1.. measure
+    every primitive once and run every figure once, in the same order."""
+    for r in range(plan.repeats + 1):
+        prim = prims.measure(lambda t: progress(f"round {r}/{plan.repeats}: {t}"))
+        if r:
+            for k, v in prim.items():
+                prim_samples[k].append(v)
+        for name, f in list(figs.items()) + [("python-share", share)]:
+            if f.nsites is None:
+                # Round 0: a short run warms up and sizes this figure's runs.
+                n = 500 if f is share else max(64, 8 * f.cfg.batch)
+                out = f.run(prim, inject_delay_ns, n, f"warm-up: {name}", progress,
+                            handoff_iters)
+                aim = plan.share_ns if f is share else plan.run_ns
+                f.nsites = int(min(plan.max_sites, max(
+                    64, 8 * f.cfg.batch, aim / max(out["c_ns_per_site"], 1.0))))
+                continue
+            f.runs.append(f.run(prim, inject_delay_ns, f.nsites,
+                                f"round {r}/{plan.repeats}: {name}", progress, handoff_iters))
+
+
 def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress=True):
     """Measure everything once (see the module's docstring) and return the
     result dict; write it as JSON to out_json if given.
@@ -419,24 +451,15 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     handoff_iters = 10 if shared_cpu else 300
     prim_samples = {n: [] for n in prims.names()}
 
-    for r in range(plan.repeats + 1):           # round 0: warm-up, calibrates the run sizes
-        prim = prims.measure(lambda t: progress(f"round {r}/{plan.repeats}: {t}"))
-        if r:
-            for k, v in prim.items():
-                prim_samples[k].append(v)
-        for name, f in list(figs.items()) + [("python-share", share)]:
-            if f.nsites is None:
-                # Round 0: a short run warms up and sizes this figure's runs.
-                n = 500 if f is share else max(64, 8 * f.cfg.batch)
-                out = f.run(prim, inject_delay_ns, n, f"warm-up: {name}", progress,
-                            handoff_iters)
-                aim = plan.share_ns if f is share else plan.run_ns
-                f.nsites = int(min(plan.max_sites, max(
-                    64, 8 * f.cfg.batch, aim / max(out["c_ns_per_site"], 1.0))))
-                continue
-            f.runs.append(f.run(prim, inject_delay_ns, f.nsites,
-                                f"round {r}/{plan.repeats}: {name}", progress, handoff_iters))
+    interrupted = None    # the round Ctrl-C cut short: what came before it is kept
+    try:
+        _rounds(plan, prims, figs, share, prim_samples, inject_delay_ns, progress, handoff_iters)
+    except KeyboardInterrupt:
+        interrupted = len(share.runs) + 1 if share.nsites is not None else 0
     progress.done()
+    figs = {n: f for n, f in figs.items() if f.runs}
+    prim_samples = {n: v for n, v in prim_samples.items() if v}
+
 
     figures = {}
     for name, v in prim_samples.items():
@@ -464,6 +487,9 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
                       "max_over_min": (max(handoffs) / min(handoffs)) if handoffs else None,
                       "p90_over_p10": _p90_over_p10(handoffs)},
         "elapsed_s": time.monotonic() - t_start,
+        # None: every round ran; else the round Ctrl-C cut short (0: the
+        # warm-up, nothing measured), and every figure has fewer samples.
+        "interrupted_in_round": interrupted,
     }
     result["targets"] = targets(result)
     result["warnings"] = warnings(result)
@@ -576,6 +602,10 @@ def warnings(result):
                    f"upstream style): {late}")
     for what, why in (result.get("skipped") or {}).items():
         out.append(f"not measured: {what}: {why}")
+    if result.get("interrupted_in_round") is not None:
+        out.insert(0, f"INTERRUPTED in round {result['interrupted_in_round']} of "
+                      f"{result['repeats']} (0: the warm-up): figures have fewer samples, and "
+                      "those with none are left out")
     return out
 
 
@@ -616,7 +646,7 @@ def format_tables(result):
                 f"{_fmt_ns((f.get('wall') or {}).get('median')):>9s} "
                 f"{_fmt_ns(f.get('floor_ns')):>9s} {('%.2f' % r) if r else '-':>5s}")
     py = result.get("python") or {}
-    if py.get("overhead_ms"):
+    if (py.get("overhead_ms") or {}).get("median") is not None:
         lines += ["", f"Python per run: {py['overhead_ms']['median']:.2f} ms "
                       f"(thread start, registration, join) against "
                       f"{summary(py['patching_ms_samples'])['median']:.1f} ms of patching "
@@ -640,6 +670,10 @@ def bench_main(args):
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
                        inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())
     print(format_tables(result))
+    if result["interrupted_in_round"] is not None:
+        sys.stderr.write("pyharness bench: interrupted; what was measured is above"
+                         + (f" and in {args.json}" if args.json else "") + "\n")
+        return EXIT_INTERRUPTED
     missed = [t["target"] for t in result["targets"] if not t["pass"]]
     if missed and args.check_targets:
         sys.stderr.write(f"pyharness bench: {len(missed)} speed target(s) missed: "

@@ -56,6 +56,13 @@ class DeadlineError(PyharnessError):
         self.stuck = list(stuck)
 
 
+class BenchRunError(PyharnessError):
+    """A benchmark run did not complete cleanly (violations, a deadline, a
+    hang): the protocol failed, which is a finding, not a measurement."""
+
+    exit_code = EXIT_VIOLATIONS
+
+
 class CoreError(PyharnessError):
     """Any other failure reported by the C core."""
 

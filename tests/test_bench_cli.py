@@ -104,3 +104,46 @@ def test_check_targets_fails_a_bench_whose_rounds_were_slowed(run_cli):
     assert "[FAIL] rfc/" in r.stdout
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "speed target(s) missed" in lines[0], r.stderr
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path):
+    """SIGINT once the bench's pinned threads exist: exit 130 within a
+    bounded time, the tables and the JSON of what was measured, marked."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "pyharness", "bench", "--quick", "--json", "b.json"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(f"/proc/{p.pid}/task")) < 2:     # measuring: threads started
+        assert p.poll() is None and time.monotonic() < deadline, "bench never started its threads"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["pyharness bench: interrupted; what was measured is above "
+                                        "and in b.json"]
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["interrupted_in_round"] is not None
+    assert b["warnings"][0].startswith("INTERRUPTED")
+    assert "warning: INTERRUPTED" in out
+    for name, f in b["figures"].items():                  # only figures with samples
+        assert f["samples"], name
+
+
+def test_a_benchmark_run_that_breaks_the_protocol_is_a_finding(two_cpus):
+    """A bench run with violations raises BenchRunError (exit 1), naming
+    the figure and a `pyharness run` command that reproduces it."""
+    from pyharness import BenchRunError, Config
+    from pyharness.bench import _Figure
+    fig = _Figure("rfc/alias/cpuid/secondaries=1", "rfc",
+                  Config(cpus=two_cpus, sites=64, poke="alias", sync="cpuid",
+                         mutant="skip-ack-wait", trace_len=0), "")
+    prim = {"sync_cpuid": 1.0, "poke_alias": 1.0}
+    with pytest.raises(BenchRunError, match=r"rfc/alias/cpuid/secondaries=1: .*violation.*"
+                                            r"pyharness run --cpus .* --poke alias --sync cpuid"):
+        fig.run_once(prim, 0, 64, "", lambda text: None, 10)
+    assert BenchRunError.exit_code == 1
