@@ -160,7 +160,9 @@ def format_report(rows, summ, old=None, new=None):
             lines.append(f"{tag}: {m.get('hostname', '?')} {m.get('cpu_model', '?')}, kernel "
                          f"{m.get('kernel', '?')}, CPUs {d.get('cpus')}, "
                          f"{'quick' if d.get('quick') else 'full'}, {d.get('started', '')}"
-                         + (f", inject {d['inject_delay_ns']} ns" if d.get("inject_delay_ns") else ""))
+                         + (f", inject {d['inject_delay_ns']} ns" if d.get("inject_delay_ns") else "")
+                         + (f", INTERRUPTED in round {d['interrupted_in_round']} (fewer samples)"
+                            if d.get("interrupted_in_round") is not None else ""))
     lines.append(f"{'figure':44s} {'old':>9s} {'new':>9s} {'raw':>6s} {'norm':>6s} {'p':>8s}  verdict")
     for r in rows:
         note = "" if r["gates"] else " (not gating)"
