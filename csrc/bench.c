@@ -19,14 +19,14 @@
 
 #define BENCH_DEADLINE_NS (30ULL * 1000000000ULL)
 
-/* PAUSEs before a wait yields: as the engine's cfg.spin_pauses (0: 1024),
+/* PAUSEs before a wait yields: as the engine's cfg.spin_pauses (0: default),
  * so a hand-off on a shared CPU is timed as the protocol pays it.  Set
  * before the threads start (thread creation orders it; relaxed is enough). */
-static uint32_t bench_pauses = 1024;
+static uint32_t bench_pauses = PH_SPIN_PAUSES_DEFAULT;
 
 void ph_bench_set_spin_pauses(uint32_t pauses)
 {
-    ph_store_relaxed(&bench_pauses, pauses ? pauses : 1024);
+    ph_store_relaxed(&bench_pauses, pauses ? pauses : PH_SPIN_PAUSES_DEFAULT);
 }
 
 /*

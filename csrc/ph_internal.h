@@ -143,6 +143,9 @@ void ph_bp_sample(struct ph_engine *e, int thread, uint64_t ns);
 uint64_t ph_splitmix(uint64_t *state);
 void ph_clock_calibrate(void);
 /* Liveness only: a plain increment; a handler's bump may be lost, never torn. */
+/* PAUSEs before a wait yields when cfg.spin_pauses is 0 (no shared CPU). */
+#define PH_SPIN_PAUSES_DEFAULT 1024u
+
 #define ph_beat(c) ph_store_relaxed(&(c)->heartbeat, ph_load_relaxed(&(c)->heartbeat) + 1)
 
 /* text.c */

@@ -843,7 +843,7 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     }
     e->cfg = *cfg;
     if (!e->cfg.spin_pauses)
-        e->cfg.spin_pauses = 1024;
+        e->cfg.spin_pauses = PH_SPIN_PAUSES_DEFAULT;
     e->memfd = -1;
     e->nmi_signal = cfg->nmi_signal ? cfg->nmi_signal : SIGRTMIN + 3;
     e->rng = cfg->seed;

@@ -105,15 +105,14 @@ def _ns_per_op(cfn, iters, what):
 
 
 class _Spinner:
-    """Threads of ours busy on other CPUs (one per CPU in `cpus`; None or
-    [] for none) while a primitive is timed, as the secondaries are during
+    """Threads of ours busy on other CPUs (one per CPU in `cpus`) while a primitive is timed, as the secondaries are during
     the protocol: mprotect then pays its TLB shootdown IPIs and membarrier
     its SYNC_CORE IPIs, one per CPU that runs our mm."""
 
     token = 0
 
     def __init__(self, cpus):
-        self.cpus = [cpus] if isinstance(cpus, int) else list(cpus or [])
+        self.cpus = list(cpus)
 
     def __enter__(self):
         _Spinner.token += 1
@@ -210,7 +209,7 @@ class _Primitives:
             s[f"sync_{sync}"] = _on_cpus([c0], lambda i, sy=sync: _ns_per_op(
                 lambda it, ns: lib.ph_bench_sync(SYNCS[sy], it, ns), iters, "ph_bench_sync"))[0]
         progress("primitives: membarrier, mprotect, poke (another thread running)")
-        with _Spinner(self.c1):
+        with _Spinner([] if self.c1 is None else [self.c1]):
             if self.membarrier:
                 s["membarrier_sync_core"] = _on_cpus([c0], lambda i: _ns_per_op(
                     lib.ph_bench_membarrier, 100, "ph_bench_membarrier"))[0]
@@ -255,7 +254,7 @@ class _Figure:
         self.runs = []
         self.late_runs = 0
 
-    def floor(self, prim, handoff, membarrier=None):
+    def floor(self, prim, handoff, membarrier):
         """ns per site from the primitives alone (prim: this round's;
         handoff and membarrier: timed on this run's CPUs around it)."""
         c = self.cfg
@@ -263,12 +262,10 @@ class _Figure:
         poke = prim.get(f"poke_{c.poke}", 0.0)
         if self.kind == "upstream":
             # 3 x (membarrier SYNC_CORE to the others + the primary's own sync_one)
-            mb = membarrier if membarrier is not None else prim["membarrier_sync_core"]
-            return UPSTREAM_SYNCS * (mb + sync) + poke
+            return UPSTREAM_SYNCS * (membarrier + sync) + poke
         # Every participant runs sync_one once per round, the primary too,
         # in parallel on distinct CPUs; threads sharing a CPU take turns.
-        stacked = max(collections.Counter(c.cpus).values())
-        rounds = ROUNDS * (handoff + stacked * sync)
+        rounds = ROUNDS * (handoff + _stacked(c.cpus) * sync)
         if c.poke == "mprotect":          # one mprotect pair per batch: amortized
             return (rounds + poke) / c.batch
         return rounds / c.batch + poke    # writes: per site
@@ -346,9 +343,14 @@ def _secondary_counts(n_secondaries, quick):
     return sorted(out | {n_secondaries})
 
 
+def _stacked(cpus):
+    """The most threads on one CPU: they take turns at sync_one."""
+    return max(collections.Counter(cpus).values())
+
+
 def _stack(cpus):
-    """'k x ' when k threads share a CPU (they take turns at sync_one)."""
-    k = max(collections.Counter(cpus).values())
+    """'k x ' for the floor's formula when k threads share a CPU."""
+    k = _stacked(cpus)
     return f"{k} x " if k > 1 else ""
 
 
@@ -459,7 +461,6 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     progress.done()
     figs = {n: f for n, f in figs.items() if f.runs}
     prim_samples = {n: v for n, v in prim_samples.items() if v}
-
 
     figures = {}
     for name, v in prim_samples.items():

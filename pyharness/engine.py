@@ -60,7 +60,7 @@ def sync_available(name):
 
 
 def spin_pauses_for(cpus):
-    """PAUSEs before a wait yields (C: cfg.spin_pauses; 0 means 1024).
+    """PAUSEs before a wait yields (C: cfg.spin_pauses; 0: PH_SPIN_PAUSES_DEFAULT).
     Threads sharing a CPU: a waiter that spins keeps the thread it waits
     for off that CPU, so yield after a few PAUSEs instead."""
     return 16 if len(set(cpus)) < len(cpus) else 0
@@ -162,8 +162,6 @@ class Config:
         c.deadline_ns = int(self.deadline * 1e9)
         c.inject_delay_ns = self.inject_delay_ns
         c.force_nmi = self.force_nmi
-        # Threads sharing a CPU: a waiter that spins keeps the thread it
-        # waits for off that CPU, so yield after a few PAUSEs instead of 1024.
         c.spin_pauses = spin_pauses_for(self.cpus)
         return c
 

@@ -8,9 +8,7 @@ A protocol benchmark's unit is one run of SITES sites (engine created,
 threads started, sites patched, threads joined); the per-site figure from
 the C series is in extra_info so autosaved results carry it.  The last test
 checks `pyharness compare` end to end on real measurements."""
-import os
 import statistics
-import threading
 
 import pytest
 
@@ -75,25 +73,12 @@ def test_sync_one(benchmark, sync):
 def test_state_handoff(benchmark):
     """1000 state hand-offs (the protocol's round without sync_one) between
     two pinned threads per round."""
+    from pyharness.bench import _handoff
     a, b = cpus2()
     if a == b:
         pytest.skip("needs two CPUs")
-
-    def once():
-        lib.ph_bench_handoff_reset()
-        rcs = [None, None]
-
-        def side(i, cpu):
-            os.sched_setaffinity(0, {cpu})
-            ns = ffi.new("uint64_t[1]")
-            rcs[i] = lib.ph_bench_handoff(i, 1, -1, 1000, 1, ns)
-        ts = [threading.Thread(target=side, args=(i, c)) for i, c in enumerate((a, b))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        assert rcs == [0, 0]
-    benchmark.pedantic(once, rounds=20, iterations=1, warmup_rounds=2)
+    benchmark.pedantic(_handoff, args=([a, b], 1000, 1), rounds=20, iterations=1,
+                       warmup_rounds=2)
 
 
 def _handoff_median(result):
