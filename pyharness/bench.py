@@ -26,7 +26,7 @@ import time
 
 from . import cpus as cpumod
 from ._ffi import ffi, lib
-from .engine import SYNCS, Config, Engine, available_syncs, spin_pauses_for
+from .engine import SYNCS, Config, Engine, available_syncs, ctrl_c_deferred, spin_pauses_for
 from .errors import EXIT_INTERRUPTED, BenchRunError, UnsupportedError, UsageError, check
 from .machine import machine_info
 from .stats import summary
@@ -79,7 +79,8 @@ class _Progress:
 
 def _on_cpus(cpus, fn):
     """Run fn(index) on one thread per CPU in cpus, each pinned; return the
-    results in order.  The threads spend their time in C (GIL released)."""
+    results in order.  The threads spend their time in C (GIL released):
+    bounded loops, so Ctrl-C waits for them (ctrl_c_deferred)."""
     out, errs = [None] * len(cpus), []
 
     def body(i):
@@ -89,10 +90,11 @@ def _on_cpus(cpus, fn):
         except BaseException as exc:  # re-raised in the caller's thread
             errs.append(exc)
     ts = [threading.Thread(target=body, args=(i,), name=f"bench-{i}") for i in range(len(cpus))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    with ctrl_c_deferred():
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
     if errs:
         raise errs[0]
     return out
@@ -123,14 +125,20 @@ class _Spinner:
             lib.ph_bench_spin(self.tok)
         self.ts = [threading.Thread(target=spin, args=(c,), name=f"bench-spinner-{c}")
                    for c in self.cpus]
-        for t in self.ts:
-            t.start()
+        try:
+            with ctrl_c_deferred():
+                for t in self.ts:
+                    t.start()
+        except KeyboardInterrupt:   # __exit__ runs only if __enter__ returns
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
         lib.ph_bench_spin_stop(self.tok)     # every spinner waits for this token
-        for t in self.ts:
-            t.join()
+        with ctrl_c_deferred():
+            for t in self.ts:
+                t.join()
 
 
 def _membarrier(cpus, iters=40):

@@ -9,9 +9,11 @@ shared region.
 Arguments are validated here, in Python, before C sees them; C errors
 become exceptions in :func:`pyharness.errors.check` only.
 """
+import contextlib
 import dataclasses
 import os
 import random
+import signal
 import threading
 import time
 from typing import List, Optional
@@ -57,6 +59,28 @@ SERIES = {"site_ns": lib.PH_SERIES_SITE_NS, "ack_ns_SYNC_0": lib.PH_SERIES_ACK_N
 def sync_available(name):
     """True if this CPU can run the sync method (probed through CPUID)."""
     return bool(lib.ph_sync_method_available(SYNCS[name]))
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Hold Ctrl-C over a block that starts or joins threads running C;
+    raise it when the block ends.  Taken inside Thread.start(), it leaves a
+    thread started that its partners may never see (they wait in C until a
+    deadline); inside Thread.join(), CPython 3.11 may mark a thread still
+    running as stopped, so nothing waits for it at exit.  Only the main
+    thread can do this, and only over Python's own SIGINT handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    hit = []
+    signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hit:
+        raise KeyboardInterrupt
 
 
 def spin_pauses_for(cpus):
@@ -295,12 +319,12 @@ class Engine:
               poke=config.poke, sync=config.sync)
         self._e = p[0]
         self.view = SharedView(lib.ph_engine_shared(self._e), keepalive=self)
-        self._threads = []
+        self._in_c = set()    # participants that may still use the engine
 
     def close(self):
         if self._e is None:
             return
-        if any(t.is_alive() for t in self._threads):
+        if self._in_c:
             # Threads still inside C (a hung in-process run): freeing the
             # engine under them would crash.  Leak it; the process cannot
             # create another engine, which is the honest outcome.
@@ -371,8 +395,23 @@ class Engine:
         rng = random.Random(cfg.seed)
         nmi_first = [rng.randrange(1, 1_000_000) for _ in roles]  # seeded NMI phases
         rcs = {}
+        # Which participants may still touch the engine, kept by the
+        # participants themselves: after a KeyboardInterrupt in
+        # Thread.join(), CPython 3.11 can report a running thread as not
+        # alive, and freeing the engine under it crashes.
+        in_c, in_c_lock, all_out = set(range(len(roles))), threading.Lock(), threading.Event()
+        self._in_c = in_c
 
         def participant(idx):
+            try:
+                participate(idx)
+            finally:
+                with in_c_lock:
+                    in_c.discard(idx)
+                    if not in_c:
+                        all_out.set()
+
+        def participate(idx):
             try:
                 os.sched_setaffinity(0, {cfg.cpus[idx]})
             except OSError as exc:
@@ -411,19 +450,20 @@ class Engine:
 
         threads = [threading.Thread(target=participant, args=(i,), name=f"ph-{i}", daemon=True)
                    for i in range(len(roles))]
-        self._threads = threads
         t0 = time.monotonic()
         status = "complete"
-        for t in threads:
-            t.start()
         try:
-            self._join(threads, t0, on_tick, tick)
+            with ctrl_c_deferred():      # all start, so none runs under a freed engine
+                for t in threads:
+                    t.start()
+            self._join(all_out, t0, on_tick, tick)
         except KeyboardInterrupt:
             status = "interrupted"
             self.view.stop()
-            self._join(threads, t0, on_tick, tick, grace=cfg.deadline + 5)
+            self._join(all_out, t0, on_tick, tick, grace=cfg.deadline + 5)
         elapsed = time.monotonic() - t0
-        stuck = [self.describe_thread(i) for i, t in enumerate(threads) if t.is_alive()]
+        with in_c_lock:
+            stuck = [self.describe_thread(i) for i in sorted(in_c)]
         if stuck:
             status = "hung"
         elif self.view.sh.status == 2:
@@ -436,14 +476,13 @@ class Engine:
         return Outcome(view=self.view, elapsed=elapsed, status=status,
                        thread_rc={i: rc for i, (w, rc) in rcs.items()}, stuck=stuck)
 
-    def _join(self, threads, t0, on_tick, tick, grace=None):
-        """Sleep in join() on a live thread (never spin: the participants
-        need every CPU), waking each tick for on_tick."""
+    def _join(self, all_out, t0, on_tick, tick, grace=None):
+        """Sleep until every participant is out of C (never spin: the
+        participants need every CPU), waking each tick for on_tick."""
         end = None if grace is None else time.monotonic() + grace
         while True:
-            alive = [t for t in threads if t.is_alive()]
-            if not alive or (end is not None and time.monotonic() > end):
+            if all_out.is_set() or (end is not None and time.monotonic() > end):
                 return
-            alive[0].join(timeout=tick)
+            all_out.wait(timeout=tick)
             if on_tick:
                 on_tick(self.view, time.monotonic() - t0)

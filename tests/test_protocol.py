@@ -174,3 +174,39 @@ def test_run_arguments_are_checked(two_cpus):
             e.run()
         with pytest.raises(UsageError):
             e.run(duration=-1)
+
+
+def test_ctrl_c_is_held_until_the_block_ends():
+    """ctrl_c_deferred: a SIGINT inside the block lets it finish, then
+    raises KeyboardInterrupt; Python's handler is back afterwards."""
+    import os
+    import signal
+    from pyharness.engine import ctrl_c_deferred
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):       # the handler runs between bytecodes
+                pass
+            reached.append("end of block")
+    assert reached == ["end of block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_a_run_stops_it_and_frees_the_engine(two_cpus):
+    """SIGINT once sites are being patched: the run ends 'interrupted' with
+    every participant out of C, so the engine is destroyed, not leaked."""
+    import os
+    import signal
+    sent = []
+
+    def on_tick(view, elapsed):
+        if not sent and view.counters(0)["sites_patched"] > 0:
+            sent.append(elapsed)
+            os.kill(os.getpid(), signal.SIGINT)
+    e = Engine(Config(cpus=two_cpus, sites=64, poke="alias", sync="iret"))
+    o = e.run(duration=60, on_tick=on_tick, tick=0.01)
+    assert sent and o.status == "interrupted" and o.stuck == []
+    assert o.view.violations() == []
+    e.close()
+    assert e._e is None and not e._in_c      # destroyed: nobody was left in C
