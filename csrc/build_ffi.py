@@ -10,7 +10,7 @@ import re
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["shared.c", "text.c", "sync.c", "trap.c", "protocol.c", "bench.c"]
+SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "trap.c", "protocol.c", "bench.c"]
 
 
 def _cdef_text():

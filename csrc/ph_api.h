@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 7
+#define PH_ABI_VERSION 8
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -22,7 +22,11 @@ enum {
     PH_SAMPLES = 65536,         /* per-site and per-state sample rings */
     PH_BP_SAMPLES = 4096,       /* per-thread breakpoint handler samples */
     PH_SITE_MAX_LEN = 16,       /* longest patchable region */
-    PH_EXIT_RECURSION = 97      /* worker exit code after a recursive breakpoint */
+    PH_EXIT_RECURSION = 97,     /* worker exit code after a recursive breakpoint */
+    PH_EXIT_UNRESOLVED = 98,    /* worker exit code after an INT3 nobody resolves */
+    PH_TRAP_BOUND = 4,          /* traps one execution may take (1, plus late re-traps) */
+    PH_TRAP_HARD = 65536,       /* ... past which the worker ends, with a crash record */
+    PH_ORACLE_RING = 4          /* rounds the schedule oracle keeps for late readers */
 };
 
 /* Patch states, in protocol order (the RFC's PATCH_SYNC_0 .. PATCH_DONE). */
@@ -86,7 +90,23 @@ enum ph_invariant {
     PH_INV_BP_DEPTH = 7,           /* (h) breakpoint re-entry within bound */
     PH_INV_DEADLINE = 8,           /* (i) no wait exceeded its deadline */
     PH_INV_INT3_GUARD = 9,         /* (j) tail/first byte changed only behind INT3 */
-    PH_NINVARIANTS = 10
+    PH_INV_SERIALIZED = 10,        /* (k) each ack follows a real serializing instruction */
+    PH_INV_STATE_BYTES = 11,       /* (l) a published state implies its bytes */
+    PH_INV_SCHEDULE = 12,          /* (m) sites change as the schedule says, and run so */
+    PH_INV_TEXT_PROT = 13,         /* (n) text protection, in the kernel's view */
+    PH_INV_TRAP_BOUND = 14,        /* (o) traps per execution are bounded */
+    PH_INV_NMI_HELD_OFF = 15,      /* (p) no NMI inside a breakpoint handler or an NMI */
+    PH_INV_MEMBARRIER = 16,        /* (q) upstream: every state's membarrier happened */
+    PH_INV_SYNC_IN_BUILD = 17,     /* (r) the sync instruction is in the build and runs */
+    PH_NINVARIANTS = 18
+};
+
+/* Aimed stress (cfg.aim bits): executions and NMIs put into the windows
+ * between a round's pokes instead of left to chance. */
+enum ph_aim {
+    PH_AIM_PRIMARY = 1,     /* the primary NMIs itself right after a poke (step rotates per round) */
+    PH_AIM_SECONDARY = 2,   /* a secondary NMIs itself on seeing a new state, before acking */
+    PH_AIM_EXECUTOR = 4     /* executors run the sites under patch right after each state change */
 };
 
 enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 3 };
@@ -138,7 +158,7 @@ struct ph_config {
     uint32_t spin_pauses;      /* PAUSEs before a wait starts to sched_yield();
                                   0: 1024.  Small when threads share a CPU, so a
                                   waiter gives its CPU to the thread it waits on */
-    uint32_t pad0;
+    uint32_t aim;              /* enum ph_aim bits */
 };
 
 struct ph_event {
@@ -206,7 +226,6 @@ struct ph_counters {
     uint64_t acks[4];          /* per state SYNC_0..SYNC_DONE */
     uint64_t acks_bp;          /* ... of which from breakpoint context */
     uint64_t acks_done_in_sync_loop; /* must stay 0 (RFC: SYNC_DONE acked in finish loop) */
-    uint64_t acks_unsynced;    /* acks of SYNC_0..2 not preceded by sync_one */
     uint64_t sync_calls;       /* sync_one() */
     uint64_t wait_ns;          /* time spent spinning */
     uint64_t nmis;
@@ -218,7 +237,22 @@ struct ph_counters {
     int64_t where;             /* enum ph_where */
     int64_t bp_depth;          /* current breakpoint nesting */
     int64_t nmi_active;
-    uint64_t pad1[4];          /* to a multiple of 64 bytes (asserted) */
+    /* Written only by the observer (check.c, sync.c's instruction
+     * wrappers, the signal entry wrappers), never by protocol code. */
+    uint64_t sync_round;       /* round seen just before the last serializing
+                                  instruction whose token proved it ran */
+    uint64_t sync_bad;         /* sync calls whose instruction left no token */
+    uint64_t mb_round;         /* round seen before the last membarrier that returned 0 */
+    uint64_t mb_calls;         /* membarrier(SYNC_CORE) calls that returned 0 */
+    uint64_t traps;            /* SIGTRAPs the kernel delivered for our text */
+    uint64_t trap_exec[4];     /* traps within the execution at each nesting depth */
+    int64_t exec_depth;        /* nesting of executions (thread, NMI, ...) */
+    int64_t in_bp;             /* breakpoint handlers active (entry wrapper's count) */
+    int64_t in_nmi;            /* NMI handlers active (entry wrapper's count) */
+    uint64_t exec_checked;     /* executions held to the schedule's variant */
+    uint64_t bytes_checked;    /* states whose bytes this thread read back */
+    uint64_t probes;           /* NMIs sent into our own breakpoint handlers */
+    uint64_t pad1[6];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */
@@ -242,7 +276,16 @@ struct ph_shared {
     uint64_t desc_gen;
     uint64_t stuck_round;      /* the round whose wait for acks timed out, or 0 */
     uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map, used by PH_MUT_RFC_BITMAP */
-    uint64_t inv_count[16];     /* every violation counted, per invariant */
+    uint64_t inv_count[32];     /* every violation counted, per invariant */
+    /* The observer's own record (check.c). */
+    uint64_t oracle_rounds;     /* rounds the schedule issued */
+    uint64_t flips_scheduled;   /* site flips the schedule issued */
+    uint64_t flips_observed;    /* ... whose new bytes were read back at SYNC_DONE */
+    uint64_t prot_checks;       /* /proc/self/maps reads of the text's protection */
+    uint64_t sync_cost_ns;      /* per call, measured at engine start ... */
+    uint64_t plain_cost_ns;     /* ... against a plain call of the same shape */
+    uint64_t sync_token;        /* what the instruction returned at start */
+    uint64_t sync_token_expect; /* what it must return (CPUID: the vendor, read apart) */
     struct ph_crash crash;
     struct ph_violation violations[256];
     uint64_t series_count[6];
@@ -250,7 +293,7 @@ struct ph_shared {
     uint64_t off_trace;        /* offset of per-thread trace rings */
     uint64_t off_series;       /* offset of uint32_t[PH_NSERIES][PH_SAMPLES] */
     uint64_t off_bp_samples;   /* offset of uint32_t[nthreads][PH_BP_SAMPLES] */
-    uint64_t off_final;        /* offset of uint8_t[nsites]: final variant */
+    uint64_t off_final;        /* offset of uint8_t[nsites]: the schedule's variant */
 };
 
 struct ph_engine;
@@ -271,6 +314,8 @@ int ph_sync_method_available(int sync);
 void ph_sync_one(int sync);
 int ph_set_mdwe(void);
 uint64_t ph_now_ns(void);
+uint64_t ph_sync_token(int sync);
+uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */
 int ph_encode(int kind, int variant, uint64_t site_addr, uint64_t target_addr,

@@ -76,6 +76,7 @@ struct ph_bp_desc {
     int32_t refs;                  /* handlers take a ref only while non-zero */
     int32_t retired;               /* set once the primary moved on */
     uint64_t gen;
+    uint64_t seq;                  /* the round that owns its INT3s */
 };
 
 struct ph_site {
@@ -89,6 +90,33 @@ struct ph_site {
     uint8_t text[2][PH_SITE_MAX_LEN];
 };
 
+/* One round as the schedule oracle issued it (check.c).  seq is written
+ * last (release) and read first and last (acquire): a reader that sees the
+ * same seq before and after its reads read one round, not two. */
+struct ph_oround {
+    uint64_t seq;
+    int32_t n;
+    int32_t pad;
+    int32_t sites[PH_MAX_BATCH];
+    uint8_t newv[PH_MAX_BATCH];    /* the variant each site must end up as */
+};
+
+/* The observer's state: the schedule, derived from the seed alone, and what
+ * it needs to hold the protocol to it.  Protocol code never writes here. */
+struct ph_oracle {
+    int active;                    /* a run is under way: hooks check */
+    uint64_t seq;                  /* last round issued */
+    uint64_t pass;                 /* passes begun */
+    int cursor;
+    int *perm;                     /* this pass's order of sites */
+    uint64_t *last_seq;            /* per site: the last round that patches it */
+    uint64_t *trap_seq;            /* per site: the last round the primary trapped on it */
+    uint8_t *variant;              /* per site: variant the schedule implies (sh + off_final) */
+    struct ph_oround ring[PH_ORACLE_RING];
+    uint64_t prot_last_ns;         /* last /proc/self/maps check */
+    char *maps_buf;                /* /proc/self/maps, read by the primary */
+};
+
 struct ph_engine {
     struct ph_config cfg;
     struct ph_shared *sh;          /* shared region */
@@ -96,7 +124,6 @@ struct ph_engine {
     int sh_owned;                  /* anonymous mapping we created */
     struct ph_counters *thr;       /* sh + off_threads */
     struct ph_event *trace;        /* sh + off_trace */
-    uint8_t *final_variant;        /* sh + off_final */
 
     uint8_t *text_x;               /* the view that runs */
     uint8_t *text_w;               /* the view that is written (== text_x unless alias) */
@@ -117,7 +144,7 @@ struct ph_engine {
     uint8_t timer_made[PH_MAX_THREADS];
     void *altstacks[PH_MAX_THREADS];
     int nmi_signal;
-    uint64_t rng;                  /* primary's schedule */
+    struct ph_oracle orc;          /* the observer (check.c) */
 };
 
 /* The one live engine, read by the signal handlers. */
@@ -165,16 +192,39 @@ int ph_site_find(struct ph_engine *e, uint64_t addr);
 int ph_site_containing(struct ph_engine *e, uint64_t addr);
 int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);
 
-/* sync.c */
+/* sync.c: the serializing instructions and membarrier, each recording the
+ * evidence that it ran (the observer's, in the thread's counters). */
 void ph_sync_core(struct ph_engine *e);
+long ph_membarrier_core(struct ph_engine *e);
 
-/* trap.c */
+/* check.c: the observer.  The schedule oracle, and hooks placed where the
+ * evidence arises; each records violations itself, never trusts a flag. */
+int ph_oracle_init(struct ph_engine *e);
+void ph_oracle_free(struct ph_engine *e);
+int ph_oracle_next(struct ph_engine *e, int n, int *ids);
+void ph_chk_start(struct ph_engine *e);
+void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r);
+void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop);
+void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
+void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len);
+void ph_chk_round_end(struct ph_engine *e);
+void ph_chk_final(struct ph_engine *e);
+void ph_chk_aim_primary(struct ph_engine *e, int step);
+void ph_chk_aim_secondary(struct ph_engine *e, uint64_t r);
+void ph_chk_sync_build(struct ph_engine *e);
+void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *uc);
+void ph_chk_on_nmi(int sig, siginfo_t *si, void *uc);
+void ph_record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, uint64_t rip);
+
+/* trap.c: the protocol's handlers, entered through check.c's wrappers */
+void ph_bp_handle(int sig, siginfo_t *si, void *uc);
+void ph_nmi_handle(int sig, siginfo_t *si, void *uc);
 int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
 
 /* protocol.c */
-void ph_sync_site(struct ph_engine *e, int ctx);
+void ph_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq);
 int ph_spin_wait_until(struct ph_engine *e, uint64_t deadline, uint64_t *spins);
 int ph_current_ctx(void);
 

@@ -127,29 +127,13 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
     }
 }
 
-static void count_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                      int synced, int in_sync_loop)
-{
-    int st = PH_ROUND_STATE(r);
-    ph_count(&c->acks[st], 1);
-    if (ctx & PH_CTX_BP)
-        ph_count(&c->acks_bp, 1);
-    if (!synced && st < PH_SYNC_DONE)
-        ph_count(&c->acks_unsynced, 1);
-    if (in_sync_loop && st == PH_SYNC_DONE)
-        ph_count(&c->acks_done_in_sync_loop, 1);
-    /* Traced after the ack is visible, off the primary's critical path; arg
-     * bit 8 says a sync_one() preceded it (thread context logs no separate
-     * state-seen/sync events: they would delay the ack). */
-    ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
-}
-
 /*
- * Give the ack for round r.  synced: sync_one() ran since r was observed;
- * in_sync_loop: called from the sync loop (which must never ack SYNC_DONE).
+ * Give the ack for round r.  in_sync_loop: called from the sync loop (which
+ * must never ack SYNC_DONE).  The observer counts it and holds it to the
+ * serialization evidence once it is visible.
  */
 static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                     int synced, int in_sync_loop)
+                     int in_sync_loop)
 {
     uint64_t old = ph_load_relaxed(&c->acked_round);
     while (old < r) {
@@ -157,7 +141,7 @@ static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int
          * wait_for_acks(): the primary sees our sync_one() as done. */
         if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            count_ack(e, c, r, ctx, synced, in_sync_loop);
+            ph_chk_ack(e, c, r, ctx, in_sync_loop);
             return;
         }
     }
@@ -188,7 +172,7 @@ static void rfc_bitmap_ack(struct ph_engine *e, struct ph_counters *c, uint64_t 
         ph_sync_core(e);
     map_set(e, ph_self.idx);
     ph_store_relaxed(&c->acked_round, r);     /* for reports only */
-    count_ack(e, c, r, ctx, sync, in_sync_loop);
+    ph_chk_ack(e, c, r, ctx, in_sync_loop);
 }
 
 /* The secondary's handling of one observed state below SYNC_DONE. */
@@ -200,24 +184,30 @@ static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r,
     }
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;                     /* a state already acked is not acked again */
-    int synced = 0;
     if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
         ph_sync_core(e);
         if (ctx != PH_CTX_THREAD)
             ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-        synced = 1;
     }
-    give_ack(e, c, r, ctx, synced, 1);
+    give_ack(e, c, r, ctx, 1);
     if (e->cfg.mutant == PH_MUT_DOUBLE_ACK)
-        give_ack(e, c, r + 1, ctx, 0, 1);   /* the second ack lands on the next state */
+        give_ack(e, c, r + 1, ctx, 1);   /* the second ack lands on the next state */
 }
 
 /*
  * text_poke_sync_site(): called in thread context with the state below
- * SYNC_DONE, or re-entrantly from breakpoint context with any state below
- * SYNC_DONE.  Returns having observed SYNC_DONE (or later), without acking it.
+ * SYNC_DONE, or re-entrantly from breakpoint context.  Returns having
+ * observed SYNC_DONE (or later) of round seq `min_seq` or later, without
+ * acking it.
+ *
+ * min_seq: the round that owns the INT3 a breakpoint hit (0 in thread
+ * context).  The primary writes a round's INT3 before it publishes the
+ * round's SYNC_0; a handler that trapped in between still sees the previous
+ * round's SYNC_DONE.  Returning then would re-execute straight into the
+ * same INT3, again and again until the primary publishes (a trap storm the
+ * aimed NMIs made visible): wait for the owning round instead, then help it.
  */
-void ph_sync_site(struct ph_engine *e, int ctx)
+void ph_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
 {
     struct ph_counters *c = ph_self.c;
     int64_t where = c->where;
@@ -225,6 +215,14 @@ void ph_sync_site(struct ph_engine *e, int ctx)
         c->where = PH_WHERE_SYNC_LOOP;
     /* Pairs with the release store of the round in publish(). */
     uint64_t r = ph_load_acquire(&e->sh->round), waited = 0;
+    while (PH_ROUND_SEQ(r) < min_seq) {
+        int err = 0;
+        r = wait_round_change(e, r, ctx, &err, &waited);
+        if (err) {
+            c->where = where;
+            return;
+        }
+    }
     for (;;) {
         int st = PH_ROUND_STATE(r), err = 0;
         if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
@@ -241,7 +239,10 @@ void ph_sync_site(struct ph_engine *e, int ctx)
         if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
             ph_load_relaxed(&c->acked_round) < r)
             ph_nmi_self(e);         /* take the breakpoint in NMI context */
+        if (ctx == PH_CTX_THREAD)
+            ph_chk_aim_secondary(e, r);
         sync_and_ack(e, c, r, ctx);
+        ph_chk_seen(e, c, r, ctx);
         account_wait(c, waited);
         r = wait_round_change(e, r, ctx, &err, &waited);
         if (err)
@@ -295,30 +296,12 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     return 0;
 }
 
-/* (e): before publishing, the previous round must be fully acked. */
-static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
-{
-    if (PH_ROUND_SEQ(prev) == 0)
-        return;
-    for (int i = 0; i < e->cfg.nthreads; i++) {
-        if (!acks_from(e, i))
-            continue;
-        /* Pairs with the release CAS in give_ack() / fetch_or in map_set(). */
-        uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
-        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
-            a = map_test(e, i) ? prev : 0;
-        if (a < prev)
-            ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
-                         (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
-    }
-}
-
 /* Returns the time of publication (the start of the ack wait).  The
  * publish event's arg names the poke just written (STEP_*: 1 INT3, 2 tail,
  * 3 first byte, 0 none): one event per round on the critical path. */
 static uint64_t publish(struct ph_engine *e, uint64_t r, int step)
 {
-    check_prev_acked(e, ph_load_relaxed(&e->sh->round), r);
+    ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
     if (e->cfg.mutant == PH_MUT_RFC_BITMAP)   /* the RFC clears its map each state */
         for (int w = 0; w < 16; w++)
             ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
@@ -332,29 +315,11 @@ static uint64_t publish(struct ph_engine *e, uint64_t r, int step)
     return t;
 }
 
-/* (j): a write that changes a site must happen behind INT3, except the
- * final byte-0 write once the tail is complete. */
-static void guard(struct ph_engine *e, struct ph_patch *p, int step)
-{
-    const uint8_t *cur = ph_text_bytes(e, p->addr);
-    if (cur[0] == PH_INT3)
-        return;
-    if (memcmp(cur + 1, p->text + 1, (size_t)p->len - 1) == 0)
-        return;   /* tail already complete (e.g. the primary's breakpoint finished it) */
-    ph_violation(e, PH_INV_INT3_GUARD, ph_self.idx, p->site, PH_CTX_THREAD,
-                 ph_load_relaxed(&e->sh->round), (uint64_t)step, cur[0]);
-}
-
 static void busy_wait(uint64_t ns)
 {
     uint64_t end = ph_now_ns() + ns;
     while (ph_now_ns() < end)
         ph_cpu_relax();
-}
-
-static long membarrier_sync_core(void)
-{
-    return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
 }
 
 static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
@@ -372,15 +337,14 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
             if (step == STEP_INT3) {
                 ph_text_poke(e, p->addr, &int3, 1);
             } else if (step == STEP_TAIL) {
-                guard(e, p, step);
                 if (e->cfg.mutant != PH_MUT_LOST_TAIL)
                     ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             } else {
-                guard(e, p, step);
                 ph_text_poke(e, p->addr, p->text, 1);
             }
         }
         c->where = where;
+        ph_chk_aim_primary(e, step);
     }
     if (e->cfg.inject_delay_ns)
         busy_wait(e->cfg.inject_delay_ns);
@@ -396,7 +360,7 @@ static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, i
      * trace event here on the critical path). */
     ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
     if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
-        if (st < PH_SYNC_DONE && membarrier_sync_core() < 0)
+        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)
             return -errno;
         return 0;
     }
@@ -452,6 +416,7 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     d->vec = vec;
     d->nr = n;
     d->native = e->cfg.bp == PH_BP_NATIVE;
+    d->seq = e->seq;
     ph_store_relaxed(&d->gen, ++e->sh->desc_gen);   /* read by handlers holding a ref */
     ph_store_relaxed(&d->retired, 0);
     /* Pairs with the acquire CAS in desc_try_get(). */
@@ -524,20 +489,10 @@ out:
     if (rc2)
         return rc2;
 
-    /* (g): the bytes are the intended bytes. */
-    for (int i = 0; i < n; i++) {
-        struct ph_patch *p = &vec[i];
-        const uint8_t *cur = ph_text_bytes(e, p->addr);
-        for (int k = 0; k < p->len; k++)
-            if (cur[k] != p->text[k]) {   /* a: offset, b: found << 8 | intended */
-                ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, p->site, PH_CTX_THREAD,
-                             ph_load_relaxed(&e->sh->round), (uint64_t)k,
-                             ((uint64_t)cur[k] << 8) | p->text[k]);
-                break;
-            }
-        e->sites[p->site].variant = p->new_variant;
-        e->final_variant[p->site] = (uint8_t)p->new_variant;
-    }
+    /* The protocol's own record of what each site now is.  The observer
+     * judges the bytes against the schedule, not against this. */
+    for (int i = 0; i < n; i++)
+        e->sites[vec[i].site].variant = vec[i].new_variant;
     ph_count(&c->sites_patched, (uint64_t)n);
     uint64_t dt = ph_now_ns() - t0;
     ph_series_add(e, PH_SERIES_BATCH_NS, dt);
@@ -550,20 +505,14 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e || ph_self.idx != e->cfg.primary)
         return -EPERM;
-    int ns = e->cfg.nsites, batch = e->cfg.batch, rc = 0;
-    int *perm = malloc(sizeof(int) * (size_t)ns);
+    int batch = e->cfg.batch, rc = 0;
     int *ids = malloc(sizeof(int) * (size_t)batch);
-    if (!perm || !ids) {
-        free(perm);
-        free(ids);
+    if (!ids)
         return -ENOMEM;
-    }
-    for (int i = 0; i < ns; i++)
-        perm[i] = i;
-    int cursor = ns;   /* reshuffle on first use */
     int64_t done = 0;
     c->where = PH_WHERE_POKE;
     e->sh->t_start = ph_now_ns();
+    ph_chk_start(e);
     for (;;) {
         if (nsites >= 0 && done >= nsites)
             break;
@@ -575,31 +524,27 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
         int n = batch;
         if (nsites >= 0 && nsites - done < n)
             n = (int)(nsites - done);
-        if (cursor + n > ns) {
-            /* a new pass: a seeded shuffle, so schedules replay */
-            for (int i = ns - 1; i > 0; i--) {
-                int j = (int)(ph_splitmix(&e->rng) % (uint64_t)(i + 1));
-                int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
-            }
-            cursor = 0;
-        }
-        memcpy(ids, perm + cursor, sizeof(int) * (size_t)n);
-        cursor += n;
+        /* The sites to patch come from the schedule (check.c), as the
+         * kernel's caller hands text_poke_bp its sites. */
+        if ((rc = ph_oracle_next(e, n, ids)) < 0)
+            break;
         ph_beat(c);
         if ((rc = patch_batch(e, ids, n)) < 0)
             break;
+        ph_chk_round_end(e);
         done += n;
     }
     /* After the last site: DONE, with release (pairs with every acquire
-     * load of the round; final_variant[] is visible to whoever sees DONE). */
+     * load of the round; the schedule's variants are visible to whoever
+     * sees DONE). */
     publish(e, PH_ROUND(e->seq, PH_DONE), STEP_NONE);
     e->sh->t_end = ph_now_ns();
+    ph_chk_final(e);
     /* running -> done, unless a deadline already marked the run aborted. */
     uint64_t running = STATUS_RUNNING;
     __atomic_compare_exchange_n(&e->sh->status, &running, STATUS_DONE, 0,
                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     c->where = PH_WHERE_VERIFY;
-    free(perm);
     free(ids);
     return rc;
 }
@@ -620,7 +565,7 @@ int ph_secondary_run(struct ph_engine *e)
         if (st == PH_DONE)
             break;
         if (st < PH_SYNC_DONE) {
-            ph_sync_site(e, PH_CTX_THREAD);
+            ph_sync_site(e, PH_CTX_THREAD, 0);
             r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
             if (aborted(e))
                 return -ECANCELED;
@@ -631,7 +576,8 @@ int ph_secondary_run(struct ph_engine *e)
         if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
             rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
         else
-            give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+            give_ack(e, c, r, PH_CTX_THREAD, 0);
+        ph_chk_seen(e, c, r, PH_CTX_THREAD);
         account_wait(c, waited);
         r = wait_round_change(e, r, PH_CTX_THREAD, &err, &waited);
         if (err)
@@ -641,13 +587,16 @@ int ph_secondary_run(struct ph_engine *e)
     return 0;
 }
 
-/* Executors run sites at full speed; with acks they also ack each state. */
+/* Executors run sites at full speed; with acks they also ack each state.
+ * Aimed (PH_AIM_EXECUTOR), an executor that sees the state change runs the
+ * sites under patch at once, in the window before the next poke. */
 int ph_executor_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e)
         return -EPERM;
     c->where = PH_WHERE_EXECUTING;
+    uint64_t last = 0;
     for (uint64_t k = 0;; k++) {
         /* Pairs with the release store in publish(). */
         uint64_t r = ph_load_acquire(&e->sh->round);
@@ -662,11 +611,19 @@ int ph_executor_run(struct ph_engine *e)
             else if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
                 rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
             else
-                give_ack(e, c, r, PH_CTX_THREAD, 0, 0);
+                give_ack(e, c, r, PH_CTX_THREAD, 0);
+        }
+        /* Pairs: patch_batch() cur_n. */
+        int32_t n = ph_load_acquire(&e->cur_n);
+        if (r != last) {
+            last = r;
+            if (e->cfg.aim & PH_AIM_EXECUTOR)
+                for (int32_t i = 0; i < n && i < 4; i++)
+                    ph_exec_check(e, e->cur_ids[i], PH_CTX_THREAD, NULL);
+            ph_chk_seen(e, c, r, PH_CTX_THREAD);
         }
         uint64_t rnd = ph_splitmix(&ph_self.rng);
-        /* Half the time a site being patched. Pairs: patch_batch() cur_n. */
-        int32_t n = ph_load_acquire(&e->cur_n);
+        /* Half the time a site being patched. */
         int site = (n > 0 && (rnd & 1)) ? e->cur_ids[(rnd >> 1) % (uint64_t)n]
                                         : (int)((rnd >> 1) % (uint64_t)e->cfg.nsites);
         ph_exec_check(e, site, PH_CTX_THREAD, NULL);
@@ -677,7 +634,8 @@ int ph_executor_run(struct ph_engine *e)
     return 0;
 }
 
-/* (c): after DONE, this thread runs every site and must see its final variant. */
+/* (c): after DONE, this thread runs every site and must see the variant
+ * the schedule implies. */
 int ph_verify_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;
@@ -690,7 +648,8 @@ int ph_verify_run(struct ph_engine *e)
     c->where = PH_WHERE_VERIFY;
     ph_sync_core(e);    /* like any CPU leaving stop_machine */
     for (int s = 0; s < e->cfg.nsites; s++) {
-        int want = e->final_variant[s];
+        /* The schedule's variant, not the primary's record of it. */
+        int want = ph_load_relaxed(&e->orc.variant[s]);
         uint32_t v;
         int got = ph_exec_check(e, s, PH_CTX_THREAD, &v);
         if (got >= 0 && got != want)
@@ -846,7 +805,6 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
         e->cfg.spin_pauses = PH_SPIN_PAUSES_DEFAULT;
     e->memfd = -1;
     e->nmi_signal = cfg->nmi_signal ? cfg->nmi_signal : SIGRTMIN + 3;
-    e->rng = cfg->seed;
     uint64_t size = ph_shared_size(cfg);
     if (shm_fd >= 0) {
         struct stat st;
@@ -861,7 +819,6 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     ph_shared_layout(e->sh, cfg, size);
     e->thr = (struct ph_counters *)((char *)e->sh + e->sh->off_threads);
     e->trace = (struct ph_event *)((char *)e->sh + e->sh->off_trace);
-    e->final_variant = (uint8_t *)e->sh + e->sh->off_final;
     for (int i = 0; i < cfg->nthreads; i++)
         e->thr[i].role = i == cfg->primary ? PH_ROLE_PRIMARY : -1;
 
@@ -869,6 +826,8 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     e->patches = calloc(2 * PH_MAX_BATCH, sizeof(*e->patches));
     e->cur_ids = calloc(PH_MAX_BATCH, sizeof(int32_t));
     if (!e->sites || !e->patches || !e->cur_ids) { rc = -ENOMEM; goto fail; }
+    if ((rc = ph_oracle_init(e)) < 0)
+        goto fail;
     if ((rc = ph_text_create(e)) < 0)
         goto fail;
     if (cfg->secsync == PH_SECSYNC_MEMBARRIER &&
@@ -882,10 +841,12 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     }
     /* Pairs with the acquire loads of ph_engine_live in the handlers. */
     ph_store_release(&ph_engine_live, e);
+    ph_chk_sync_build(e);   /* the serializing instruction is in this build */
     *out = e;
     return 0;
 fail:
     ph_text_destroy(e);
+    ph_oracle_free(e);
     if (e->sh)
         munmap(e->sh, e->sh_len);
     free(e->sites);
@@ -908,6 +869,7 @@ void ph_engine_destroy(struct ph_engine *e)
     ph_signals_restore(e);
     ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
     ph_text_destroy(e);
+    ph_oracle_free(e);
     munmap(e->sh, e->sh_len);
     free(e->sites);
     free(e->patches);
@@ -956,6 +918,7 @@ int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
     struct ph_patch *p = e->patches + (e->seq & 1) * PH_MAX_BATCH;
     struct ph_site *s = &e->sites[site];
     static const uint8_t int3 = PH_INT3;
+    e->orc.active = 0;      /* a test of the handler alone, outside any round */
     fill_patch(e, p, site);
     int rc = ph_text_open(e, p->addr, p->addr + (uint64_t)p->len);
     if (rc < 0)

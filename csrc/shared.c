@@ -149,7 +149,7 @@ void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
 {
     struct ph_shared *sh = e->sh;
     ph_trace(e, PH_EV_VIOLATION, ctx, site, round, (uint32_t)inv);
-    uint64_t seen = __atomic_fetch_add(&sh->inv_count[inv & 15], 1, __ATOMIC_RELAXED);
+    uint64_t seen = __atomic_fetch_add(&sh->inv_count[inv & 31], 1, __ATOMIC_RELAXED);
     if (seen >= PH_MAX_PER_INVARIANT)
         return;                 /* counted, not recorded */
     uint64_t i = __atomic_fetch_add(&sh->nviolations, 1, __ATOMIC_RELAXED);

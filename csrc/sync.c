@@ -52,57 +52,133 @@ int ph_sync_method_available(int sync)
     }
 }
 
-static inline void sync_cpuid(void)
+/*
+ * Each instruction wrapper returns a token that only the instruction can
+ * produce, so the evidence that a thread serialized is the instruction's
+ * own output, not a flag set next to the call:
+ *   CPUID leaf 0 returns the vendor string (EBX: "Genu", "Auth", ...);
+ *   IRET loads RFLAGS from its frame: ID is cleared first (POPFQ, which
+ *   does not serialize), the frame carries ID set, and ID reads back set
+ *   only if IRET loaded the frame.  Every call ends with ID set, so a
+ *   signal handler's own call between our IRET and our read-back (sigreturn
+ *   does not restore ID) cannot clear the evidence;
+ *   SERIALIZE has no output: its token only says the wrapper ran (the
+ *   engine's start-up cost check is its only evidence; see check.c).
+ * They are noinline so that the start-up cost check times the same code.
+ */
+__attribute__((noinline)) static uint64_t sync_cpuid(void)
 {
     unsigned a = 0, b, c = 0, d;
     __asm__ __volatile__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
+    return b;
 }
+
+#define RFLAGS_ID (1L << 21)
 
 /*
  * IRET to the next instruction, from user mode to user mode.  The frame is
  * built below the red zone (sub 128 first): the C core is also built with
  * -mno-red-zone, but this must stay correct if someone inlines it elsewhere.
  */
-static inline void sync_iret(void)
+__attribute__((noinline)) static uint64_t sync_iret(void)
 {
-    unsigned long tmp;
+    unsigned long tmp, flags, after;
     __asm__ __volatile__(
+        "pushfq\n\t"
+        "pop %1\n\t"
+        "and %3, %1\n\t"
+        "push %1\n\t"
+        "popfq\n\t"               /* ID clear */
+        "or %4, %1\n\t"            /* the frame's RFLAGS: ID set */
         "sub $128, %%rsp\n\t"
         "mov %%ss, %k0\n\t"
         "push %0\n\t"               /* SS */
         "lea 8(%%rsp), %0\n\t"
         "push %0\n\t"               /* RSP after the IRET */
-        "pushfq\n\t"                /* RFLAGS */
+        "push %1\n\t"               /* RFLAGS */
         "mov %%cs, %k0\n\t"
         "push %0\n\t"               /* CS */
         "lea 1f(%%rip), %0\n\t"
         "push %0\n\t"               /* RIP */
         "iretq\n"
         "1:\n\t"
-        "add $128, %%rsp"
-        : "=&r"(tmp) : : "memory", "cc");
+        "add $128, %%rsp\n\t"
+        "pushfq\n\t"
+        "pop %2"                    /* ID set iff IRET loaded the frame */
+        : "=&r"(tmp), "=&r"(flags), "=&r"(after)
+        : "i"(~RFLAGS_ID), "i"(RFLAGS_ID) : "memory", "cc");
+    return (after & RFLAGS_ID) ? 1 : 0;
 }
 
-static inline void sync_serialize(void)
+__attribute__((noinline)) static uint64_t sync_serialize(void)
 {
     __asm__ __volatile__(".byte 0x0f, 0x01, 0xe8" : : : "memory");  /* SERIALIZE */
+    return 1;
 }
 
 /* Callers must have checked ph_sync_method_available(). */
-void ph_sync_one(int sync)
+uint64_t ph_sync_token(int sync)
 {
     switch (sync) {
-    case PH_SYNC_IRET: sync_iret(); break;
-    case PH_SYNC_SERIALIZE: sync_serialize(); break;
-    default: sync_cpuid(); break;
+    case PH_SYNC_IRET: return sync_iret();
+    case PH_SYNC_SERIALIZE: return sync_serialize();
+    default: return sync_cpuid();
     }
 }
 
+/* The token each method must return, found without the wrappers above
+ * (CPUID's vendor through the compiler's own cpuid.h). */
+uint64_t ph_sync_token_expect(int sync)
+{
+    unsigned a, b = 0, c, d;
+    switch (sync) {
+    case PH_SYNC_IRET: case PH_SYNC_SERIALIZE: return 1;
+    default:
+        __get_cpuid(0, &a, &b, &c, &d);
+        return b;
+    }
+}
+
+void ph_sync_one(int sync)
+{
+    (void)ph_sync_token(sync);
+}
+
+/* sync_one() for a participant: the round it had seen when it serialized,
+ * kept only when the instruction's token proves the instruction ran.  The
+ * observer holds every ack to it (check.c, ph_chk_ack). */
 void ph_sync_core(struct ph_engine *e)
 {
-    ph_sync_one(e->cfg.sync);
-    if (ph_self.c)
-        ph_count(&ph_self.c->sync_calls, 1);
+    struct ph_counters *c = ph_self.c;
+    /* Pairs with the release store of the round in publish(): what we saw
+     * before the instruction is what the instruction serializes after. */
+    uint64_t seen = ph_load_acquire(&e->sh->round);
+    uint64_t tok = ph_sync_token(e->cfg.sync);
+    if (!c)
+        return;
+    ph_count(&c->sync_calls, 1);
+    if (tok != ph_load_relaxed(&e->sh->sync_token_expect)) {
+        ph_count(&c->sync_bad, 1);
+        return;
+    }
+    /* Forward only: a handler that serialized for a later round keeps it. */
+    if (seen > ph_load_relaxed(&c->sync_round))
+        ph_store_relaxed(&c->sync_round, seen);
+}
+
+/* membarrier(PRIVATE_EXPEDITED_SYNC_CORE) for the primary, upstream style:
+ * a return of 0 is the kernel's word that every CPU running us was
+ * serialized; the round seen before it is the evidence (check.c). */
+long ph_membarrier_core(struct ph_engine *e)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t seen = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+    long rc = syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    if (rc == 0 && c) {
+        ph_count(&c->mb_calls, 1);
+        ph_store_relaxed(&c->mb_round, seen);
+    }
+    return rc;
 }
 
 int ph_set_mdwe(void)

@@ -218,6 +218,7 @@ int ph_text_close(struct ph_engine *e, uint64_t lo, uint64_t hi)
  * state (poke_sync) and by their sync_one(). */
 void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len)
 {
+    ph_chk_poke(e, addr, src, len);   /* the observer sees every write before it lands */
     volatile uint8_t *dst = e->text_w + (addr - (uint64_t)e->text_x);
     for (size_t i = 0; i < len; i++)
         dst[i] = src[i];
@@ -247,30 +248,4 @@ int ph_site_containing(struct ph_engine *e, uint64_t addr)
     if (addr < base || addr >= base + (uint64_t)e->cfg.nsites * PH_SLOT)
         return -1;
     return (int)((addr - base) / PH_SLOT);
-}
-
-typedef uint32_t (*ph_site_fn)(void);
-
-/* Run a site once and check invariant (a): a known variant came back. */
-int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
-{
-    struct ph_site *s = &e->sites[site];
-    struct ph_counters *c = ph_self.c;
-    uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
-    if (value)
-        *value = v;
-    if (!c)
-        return v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
-    if (v == s->value[0]) {
-        ph_count(&c->exec[0], 1);
-        return 0;
-    }
-    if (v == s->value[1]) {
-        ph_count(&c->exec[1], 1);
-        return 1;
-    }
-    ph_count(&c->exec_torn, 1);
-    ph_violation(e, PH_INV_KNOWN_VARIANT, ph_self.idx, site, ctx,
-                 ph_load_relaxed(&e->sh->round), v, s->value[0]);
-    return -1;
 }

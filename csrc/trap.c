@@ -2,7 +2,9 @@
  * trap.c -- the breakpoint path (SIGTRAP), the "NMI" (a per-thread signal)
  * and the fault recorder (SIGILL/SIGSEGV/SIGBUS).
  *
- * All three handlers are async-signal-safe: they save errno, touch only
+ * The kernel enters the breakpoint and NMI handlers through the observer's
+ * wrappers (check.c), which count what the kernel delivered and save errno.
+ * All handlers are async-signal-safe: they save errno, touch only
  * lock-free shared state and the interrupted context, and never call into
  * Python.  They run on each participant's alternate signal stack.
  *
@@ -124,7 +126,7 @@ static int emulate(struct ph_patch *p, ucontext_t *uc)
     }
 }
 
-static void record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, uint64_t rip)
+void ph_record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, uint64_t rip)
 {
     struct ph_shared *sh = e->sh;
     int32_t zero = 0;
@@ -149,9 +151,9 @@ static void record_crash(struct ph_engine *e, int signo, int code, uint64_t addr
     ph_store_release(&sh->crash.valid, 1);
 }
 
-static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
+/* Entered through ph_chk_on_sigtrap() (check.c), which saves errno. */
+void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
 {
-    int saved_errno = errno;
     ucontext_t *uc = ucv;
     /* Pairs with the release store in ph_engine_create(). */
     struct ph_engine *e = ph_load_acquire(&ph_engine_live);
@@ -159,13 +161,26 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
     uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] - 1;  /* the INT3 */
     int site = -1;
 
-    if (e && c && ph_self.e == e && si->si_code == SI_KERNEL)
+    if (e && c && ph_self.e == e && si->si_code == SI_KERNEL) {
         site = ph_site_find(e, ip);
+        uint64_t lo = (uint64_t)e->text_x;
+        if (site < 0 && ip >= lo && ip < lo + e->text_len) {
+            /* An INT3 in our text that starts no site: a fill byte, or the
+             * middle of a site, reached by a bad jump, a bad rewind or a
+             * torn site.  Nothing resolves it: this is the protocol failure
+             * itself, so record it like a fault and end the worker.
+             * a: the address, b: the site holding it (-1: a fill byte). */
+            int holder = ph_site_containing(e, ip);
+            ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, holder, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), ip, (uint64_t)(int64_t)holder | (3ULL << 32));
+            ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
+            syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
+        }
+    }
     if (site < 0) {
         if (c)
             ph_count(&c->bp_foreign, 1);
         chain_trap(sig, si, ucv);
-        errno = saved_errno;
         return;
     }
 
@@ -186,7 +201,7 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
          * handler's own path (the RFC's unhandled case).  Returning would
          * recurse forever; record it and end the worker. */
         ph_violation(e, PH_INV_BP_DEPTH, ph_self.idx, site, ctx, round, (uint64_t)depth, ip);
-        record_crash(e, SIGTRAP, PH_EXIT_RECURSION, ip, ip);
+        ph_record_crash(e, SIGTRAP, PH_EXIT_RECURSION, ip, ip);
         syscall(SYS_exit_group, PH_EXIT_RECURSION);
     }
 
@@ -216,17 +231,24 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
         } else {
             /* Secondary: keep the primary moving -- ack the remaining states
              * re-entrantly until SYNC_DONE is seen. */
-            ph_sync_site(e, ctx);
+            ph_sync_site(e, ctx, d->seq);
         }
         uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */
         ph_count(&c->bp_native, 1);
     } else if (emulate(p, uc) == 0) {
         ph_count(&c->bp_emulated, 1);
     } else {
-        /* upstream BUG()s here: a multi-instruction site cannot be emulated. */
-        ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ctx, round, p->text[0], 1);
-        record_crash(e, SIGTRAP, 0, ip, ip);
-        syscall(SYS_exit_group, PH_EXIT_RECURSION);
+        /* upstream BUG()s here.  Name the real cause: a descriptor retired
+         * or rewritten under us (its bytes are then no variant of the site)
+         * is not a site that cannot be emulated. */
+        const struct ph_site *st = &e->sites[site];
+        int reused = ph_load_acquire(&d->retired) || ph_load_relaxed(&d->gen) != gen ||
+                     (memcmp(p->text, st->text[0], (size_t)st->len) != 0 &&
+                      memcmp(p->text, st->text[1], (size_t)st->len) != 0);
+        ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ctx, round,
+                     reused ? gen : p->text[0], reused ? 2 : 1);
+        ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
+        syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
     }
 
     if (d) {
@@ -241,21 +263,17 @@ static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
     ph_trace(e, PH_EV_BP_EXIT, ctx, site, ph_load_relaxed(&e->sh->round), (uint32_t)depth);
     c->where = where;
     c->bp_depth = depth - 1;
-    errno = saved_errno;
 }
 
 /* The "NMI": executes the sites assigned to the NMI path -- the ones being
  * patched right now, so that breakpoints are hit in NMI context. */
-static void on_nmi(int sig, siginfo_t *si, void *ucv)
+void ph_nmi_handle(int sig, siginfo_t *si, void *ucv)
 {
     (void)sig; (void)si; (void)ucv;
-    int saved_errno = errno;
     struct ph_engine *e = ph_load_acquire(&ph_engine_live);  /* pairs: ph_engine_create() */
     struct ph_counters *c = ph_self.c;
-    if (!e || !c || ph_self.e != e) {
-        errno = saved_errno;
+    if (!e || !c || ph_self.e != e)
         return;
-    }
     int64_t where = c->where;
     c->nmi_active = 1;
     c->where = PH_WHERE_NMI;
@@ -270,7 +288,6 @@ static void on_nmi(int sig, siginfo_t *si, void *ucv)
     ph_trace(e, PH_EV_NMI_EXIT, PH_CTX_NMI, site, ph_load_relaxed(&e->sh->round), 0);
     c->where = where;
     c->nmi_active = 0;
-    errno = saved_errno;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *ucv)
@@ -280,7 +297,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     struct ph_engine *e = ph_load_acquire(&ph_engine_live);  /* pairs: ph_engine_create() */
     uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
     if (e) {
-        record_crash(e, sig, si->si_code, (uint64_t)si->si_addr, rip);
+        ph_record_crash(e, sig, si->si_code, (uint64_t)si->si_addr, rip);
         ph_violation(e, PH_INV_NO_FAULT, ph_self.idx, ph_site_containing(e, rip), ph_current_ctx(),
                      ph_load_relaxed(&e->sh->round), (uint64_t)sig, rip);
     }
@@ -296,7 +313,7 @@ int ph_signals_install(struct ph_engine *e)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_sigtrap;
+    sa.sa_sigaction = ph_chk_on_sigtrap;   /* the observer's entry, then ours */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     sigaddset(&sa.sa_mask, e->nmi_signal);         /* no NMI during a breakpoint */
@@ -304,7 +321,7 @@ int ph_signals_install(struct ph_engine *e)
         return -errno;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_nmi;
+    sa.sa_sigaction = ph_chk_on_nmi;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigemptyset(&sa.sa_mask);                      /* the NMI signal itself is blocked while it runs */
     if (sigaction(e->nmi_signal, &sa, &old_nmi) < 0)

@@ -1,13 +1,19 @@
 """The invariants, and the checks that turn counters, C records and the
 worker's fate into named violations.
 
-C records violations at the spot (with the trace events around them);
-this module adds what only totals can show (ack counts, unresolved traps,
-verification), and what only the parent can see (a crash, a hang).
+The C observer (csrc/check.c) records violations at the spot, with the
+trace events around them, from evidence the protocol code does not produce
+about itself (bytes read back, the instruction's own token, the kernel's
+view of the mappings, the schedule derived from the seed).  This module
+adds what only totals can show (ack counts, flips observed against flips
+scheduled, unresolved traps), derives the schedule once more in Python
+(pyharness.schedule), and adds what only the parent can see (a crash, a
+hang).
 """
 import signal
 
-from .engine import CTX_NAMES, POKE_STEP_NAMES, ROLE_NAMES, STATE_NAMES, lib
+from . import schedule
+from .engine import CTX_NAMES, ROLE_NAMES, STATE_NAMES, lib
 
 INVARIANTS = [
     ("known-variant", "(a) every execution of a site returned one of its two known variants "
@@ -22,11 +28,39 @@ INVARIANTS = [
     ("bytes-intended", "(g) after each site, its bytes equal the intended bytes"),
     ("bp-depth", "(h) breakpoint re-entry depth stays within the protocol's bound (1)"),
     ("deadline", "(i) no wait exceeded its deadline; the run ended in time"),
-    ("int3-guard", "(j) a site's bytes change only behind INT3: the tail while byte 0 is INT3, "
-                   "byte 0 last"),
+    ("int3-guard", "(j) every write to the text, seen before it lands: only INT3 or the scheduled "
+                   "bytes, to a site the round patches; the tail only while byte 0 is INT3; "
+                   "byte 0 alone and last"),
+    ("serialized", "(k) each ack of SYNC_0..SYNC_2 (and each step of the primary) follows a "
+                   "serializing instruction that ran after the state was seen, proven by the "
+                   "instruction's own output"),
+    ("state-bytes", "(l) a published state implies its bytes: INT3 from SYNC_0, the new tail from "
+                    "SYNC_1, the whole new site from SYNC_2 (read back by the primary before it "
+                    "publishes and by each secondary through the view that runs)"),
+    ("schedule", "(m) sites change as the schedule derived from the seed says: every scheduled "
+                 "flip observed, executions of a site not under patch run the scheduled variant"),
+    ("text-protection", "(n) outside its patch window the text is what the poke method promises "
+                        "(mprotect, alias: r-x; the alias's written view never executable), in "
+                        "the kernel's view (/proc/self/maps)"),
+    ("trap-bound", f"(o) one execution takes at most {lib.PH_TRAP_BOUND} breakpoint traps: a thread "
+                   f"that traps helps the round along, then runs the new site"),
+    ("nmi-held-off", "(p) no NMI is delivered inside a breakpoint handler or inside a NMI "
+                     "(probed by sending one from there)"),
+    ("membarrier", "(q) upstream style: a membarrier(SYNC_CORE) returned 0 after each of SYNC_0, "
+                   "SYNC_1 and SYNC_2 was published"),
+    ("sync-in-build", "(r) the serializing instruction is in the build: its token is the "
+                      "instruction's own output, and it costs more than a plain call"),
 ]
 NAMES = [n for n, _ in INVARIANTS]
 MAX_BP_DEPTH = 1
+
+
+def _st(r):
+    return f"seq {r >> 3} {STATE_NAMES.get(r & 7, r & 7)}"
+
+
+_PATTERNS = {1: "the old variant", 2: "INT3 + the old tail", 3: "INT3 + the new tail",
+             4: "the new variant", 5: "INT3 + a mixed tail", 6: "bytes of neither variant"}
 
 
 def _detail(name, v):
@@ -36,27 +70,75 @@ def _detail(name, v):
     if name == "no-fault":
         return f"{signal.Signals(a).name if a in signal.Signals._value2member_map_ else a} at rip {b:#x}"
     if name == "new-variant-after-done":
-        return f"after DONE site {v['site']} returned {a:#010x}, expected {b:#010x}"
+        return f"after DONE site {v['site']} returned {a:#010x}; the schedule implies {b:#010x}"
     if name == "acked-before-publish":
         return (f"published seq {v['seq']} {v['state']} while thread {v['thread']} had acked only "
-                f"seq {b >> 3} {STATE_NAMES.get(b & 7)} of the previous seq {a >> 3} {STATE_NAMES.get(a & 7)}")
+                f"{_st(b)} of the previous {_st(a)}")
     if name == "int3-resolved":
+        if b >> 32 == 3:
+            holder = b & 0xFFFFFFFF
+            where = "a fill byte outside any site" if holder == 0xFFFFFFFF else f"inside site {holder}, not its start"
+            return (f"INT3 at {a:#x} is {where}: nothing can resolve it (a bad jump, rewind or torn "
+                    f"site reached it); the worker ended with the evidence")
         if b == 1:
             return f"breakpoint on site {v['site']} cannot be emulated (opcode {a:#04x}): not one instruction"
-        return (f"breakpoint descriptor (generation {a}) was retired, or reused, while this handler "
+        return (f"breakpoint descriptor (generation {a}) was retired, or rewritten, while this handler "
                 f"still held a reference")
     if name == "bytes-intended":
-        return (f"site {v['site']} byte {a} is {b >> 8:#04x} after patching, "
-                f"intended {b & 0xff:#04x}")
+        return (f"site {v['site']} byte {a} is {b >> 8:#04x} after its round, read through the view "
+                f"that runs; the schedule intends {b & 0xff:#04x}")
     if name == "bp-depth":
         return f"breakpoint taken at depth {a} (bound {MAX_BP_DEPTH}) at {b:#x}: a site on the handler's own path"
     if name == "deadline":
         return (f"a wait exceeded its {a / 1e9:g} s deadline in seq {v['seq']} {v['state']}"
-                + (f"; thread {v['thread']} had acked up to seq {b >> 3} {STATE_NAMES.get(b & 7)}"
-                   if b else ""))
+                + (f"; thread {v['thread']} had acked up to {_st(b)}" if b else ""))
     if name == "int3-guard":
-        return (f"the {POKE_STEP_NAMES.get(a, a)} write changed site {v['site']} while byte 0 was "
-                f"{b:#04x}, not INT3")
+        code, low = b >> 32, b & 0xFFFFFFFF
+        return {
+            1: f"a write of {low} bytes at {a:#x} lies outside any site's patchable bytes",
+            2: f"a write changed site {v['site']}, which the current round (seq {a}) does not patch",
+            3: f"a write of bytes {a:#x} at offset {low} of site {v['site']} is neither INT3 nor the "
+               f"scheduled variant's bytes",
+            4: f"byte 0 of site {v['site']} was written together with the tail, not behind INT3 "
+               f"(byte 0 was {a:#04x})",
+            5: f"byte 0 of site {v['site']} was written before its tail was complete (byte 0 was {a:#04x})",
+            6: f"the tail of site {v['site']} was written while byte 0 was {a:#04x}, not INT3",
+        }.get(code, f"a={a:#x} b={b:#x}")
+    if name == "serialized":
+        return (f"thread {v['thread']} acked {_st(a)} without a serializing instruction that ran after "
+                f"it saw the state (the last one proven ran after {_st(b)})" if b or a else
+                "an ack without any serializing instruction proven to have run")
+    if name == "state-bytes":
+        who = "a secondary read through the view that runs" if a & 0x100 else "the primary published it"
+        return (f"{v['state']} of seq {v['seq']} ({who}) while site {v['site']} held "
+                f"{_PATTERNS.get(a & 0xff, a & 0xff)} (bytes {b.to_bytes(8, 'little').hex(' ')})")
+    if name == "schedule":
+        if b >> 63:
+            want, traps = b & 0xFFFFFFFF, (b >> 32) & 0x7FFFFFFF
+            how = f"after {traps} trap(s) resolved it" if traps else "while no round was patching it"
+            return (f"site {v['site']} returned {a:#010x} {how}; the schedule implies {want:#010x} "
+                    f"(a stale or wrong variant ran)")
+        return f"round seq {a} was published, but the schedule issued rounds up to seq {b} only"
+    if name == "text-protection":
+        perms = (b & 0xFFFFFFFF).to_bytes(4, "little").decode("ascii", "replace").strip("\x00") or "unmapped"
+        view = "the alias's written view" if b >> 40 & 1 else "the text"
+        return (f"{view} at {a:#x} is '{perms}' in /proc/self/maps outside any patch window "
+                f"(promised {'rw-' if b >> 40 & 1 else 'r-x'})")
+    if name == "trap-bound":
+        return (f"one execution took {a} breakpoint traps at {b:#x} (bound {lib.PH_TRAP_BOUND}): the "
+                f"breakpoint path re-executes without moving the patch along")
+    if name == "nmi-held-off":
+        return (f"a NMI was delivered at breakpoint depth {a}, NMI depth {b}: NMIs must be held off "
+                f"there")
+    if name == "membarrier":
+        return (f"{_st(a)} was followed by the next state without a membarrier(SYNC_CORE) that "
+                f"returned 0 after it (the last one followed {_st(b)})")
+    if name == "sync-in-build":
+        if b >> 63:
+            return (f"the serializing instruction returned {a:#x}, not the {b & 0xFFFFFFFF:#x} only "
+                    f"the instruction produces: it did not run")
+        return (f"a sync_one() costs {a} ns against {b} ns for a plain call: the instruction is not "
+                f"in this build")
     return f"a={a:#x} b={b:#x}"
 
 
@@ -117,12 +199,13 @@ def counter_violations(counters, config, complete, verify=True):
                 want, got = published[st], c["acks"][st]
                 if got > want or (complete and got != want) or got < want - 1:
                     add("ack-once", i, f"acked {STATE_NAMES[st]} {got} times in {want} published rounds")
-            if c["acks_unsynced"]:
-                add("ack-once", i, f"{c['acks_unsynced']} acks given without a sync_one() before them")
             if c["acks_done_in_sync_loop"]:
                 add("ack-once", i, f"SYNC_DONE acked {c['acks_done_in_sync_loop']} times inside the "
                                    f"sync loop (must be acked in the finish loop only)")
     for i, c in enumerate(counters):
+        if c["sync_bad"]:
+            add("serialized", i, f"{c['sync_bad']} of {c['sync_calls']} sync_one() calls left no token "
+                                 f"from the serializing instruction: it did not run")
         resolved = c["bp_native"] + c["bp_emulated"] + c["bp_late"]
         if complete and c["bp_hits"] != resolved:
             add("int3-resolved", i, f"{c['bp_hits']} breakpoint hits, {resolved} resolved")
@@ -130,6 +213,42 @@ def counter_violations(counters, config, complete, verify=True):
             add("bp-depth", i, f"breakpoint depth reached {c['bp_depth_max']} (bound {MAX_BP_DEPTH})")
         if complete and verify and c["verified"] != config.sites:
             add("new-variant-after-done", i, f"verified {c['verified']} of {config.sites} sites after DONE")
+    return out
+
+
+def schedule_violations(view, spec, complete):
+    """(m) from totals: every flip the schedule issued was observed; a
+    ``--sites`` run took exactly the rounds its size implies; and the
+    schedule derived again in Python agrees with the one the run followed."""
+    out = []
+    cfg = spec.config
+    sh = view.sh
+
+    def add(detail):
+        out.append({"invariant": "schedule", "detail": detail, "thread": None, "cpu": None,
+                    "role": None, "site": None, "seq": None, "state": None, "ctx": None,
+                    "source": "schedule"})
+    if not complete:
+        return out
+    rounds, sched, seen = sh.oracle_rounds, sh.flips_scheduled, sh.flips_observed
+    asked = spec.sites if spec.duration is None else None
+    if asked is not None and rounds != schedule.expected_rounds(asked, cfg.batch):
+        add(f"{asked} sites in rounds of {cfg.batch} take {schedule.expected_rounds(asked, cfg.batch)} "
+            f"rounds; the run took {rounds}")
+    if (asked is None or asked > 0) and (spec.duration is None or spec.duration > 0) and seen == 0:
+        add("the run patched nothing: no scheduled flip was ever read back")
+    elif seen != sched:
+        add(f"{sched} site flips scheduled, {seen} read back as the new variant at SYNC_DONE")
+    done_seq = sh.round >> 3
+    if (sh.round & 7) == 4 and done_seq != rounds:
+        add(f"DONE was published after seq {done_seq}; the schedule issued {rounds} rounds")
+    derived = schedule.final_variants(cfg.seed, cfg.sites, cfg.batch, rounds, asked)
+    if derived is not None:
+        followed = view.final_variants()
+        bad = [s for s in range(cfg.sites) if derived[s] != followed[s]]
+        if bad:
+            add(f"the schedule derived in Python and the one the run followed disagree on "
+                f"{len(bad)} sites (first: site {bad[0]})")
     return out
 
 

@@ -72,6 +72,9 @@ def build_parser():
     r.add_argument("--executors", type=_nonneg_int, default=None,
                    help="threads that execute sites at full speed")
     r.add_argument("--batch", type=_pos_int, default=None, help="sites per poke_sync round")
+    r.add_argument("--aim", default=None,
+                   help="aim NMIs and executions at the windows between pokes: comma list of "
+                        "primary,secondary,executor, or all, or none (default: the scenario's)")
     r.add_argument("--trace", type=_nonneg_int, default=4096,
                    help="trace events kept per thread (power of two; 0 = off)")
     r.add_argument("--mutant", default="none", help="run a deliberately broken protocol")

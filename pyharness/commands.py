@@ -3,7 +3,7 @@ import sys
 
 from . import cpus as cpumod
 from .errors import UsageError
-from .scenarios import DEFAULT, SCENARIOS
+from .scenarios import DEFAULT, SCENARIOS, aim_bits, parse_aim
 
 
 def scenarios_main(args):
@@ -13,7 +13,7 @@ def scenarios_main(args):
             c = sc["config"]
             print(f"{'':18s}   bp={c['bp']} secondary-sync={c['secondary_sync']} batch={c['batch']} "
                   f"site-kinds={','.join(c['kinds'])} nmi-rate={sc['nmi_rate']:g} "
-                  f"executors={sc['executors']}")
+                  f"executors={sc['executors']} aim={','.join(sc.get('aim', ())) or 'none'}")
     return 0
 
 
@@ -52,10 +52,14 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
             secsync = "ack"
     duration = args.duration if duration is None else duration
     sites = args.sites or 1000
+    aim = parse_aim(getattr(args, "aim", None))
+    if aim is None:
+        aim = sc.get("aim", ())
     cfg = Config(cpus=thread_cpus, primary=primary, sites=sites, kinds=kinds, poke=args.poke,
                  sync=args.sync, bp=args.bp or c["bp"], secondary_sync=secsync, executors=executors,
                  batch=args.batch or c["batch"], mutant=args.mutant, seed=args.seed,
-                 deadline=args.deadline, trace_len=args.trace, inject_delay_ns=args.inject_delay_ns)
+                 deadline=args.deadline, trace_len=args.trace, inject_delay_ns=args.inject_delay_ns,
+                 aim=aim_bits(aim))
     cfg.validate()
     nmi_rate = sc["nmi_rate"] if args.nmi_rate is None else args.nmi_rate
     # The exact command that replays this run, every choice spelled out.
@@ -64,7 +68,8 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
         "--threads", str(len(thread_cpus)), "--primary", str(thread_cpus[primary]),
         "--poke", cfg.poke, "--sync", cfg.sync, "--bp", cfg.bp, "--secondary-sync", secsync,
         "--site-kinds", ",".join(kinds), "--executors", str(executors), "--batch", str(cfg.batch),
-        "--nmi-rate", f"{nmi_rate:g}", "--trace", str(cfg.trace_len), "--mutant", cfg.mutant,
+        "--nmi-rate", f"{nmi_rate:g}", "--aim", ",".join(aim) or "none",
+        "--trace", str(cfg.trace_len), "--mutant", cfg.mutant,
         "--seed", str(cfg.seed), "--deadline", f"{cfg.deadline:g}", "--sites", str(sites)]
     if duration is not None:
         replay += ["--duration", f"{duration:g}"]

@@ -116,6 +116,7 @@ class Config:
     trace_len: int = 4096
     inject_delay_ns: int = 0
     force_nmi: int = 0
+    aim: int = 0
 
     def validate(self):
         """Raise UsageError / UnsupportedError naming the bad field."""
@@ -186,6 +187,7 @@ class Config:
         c.deadline_ns = int(self.deadline * 1e9)
         c.inject_delay_ns = self.inject_delay_ns
         c.force_nmi = self.force_nmi
+        c.aim = self.aim
         c.spin_pauses = spin_pauses_for(self.cpus)
         return c
 
@@ -249,6 +251,25 @@ class SharedView:
                 "addr": c.addr, "rip": c.rip, "round": c.round, "seq": c.round >> 3,
                 "state": STATE_NAMES.get(c.round & 7), "ts": c.ts, "bytes": bytes(c.bytes).hex(" ")}
 
+    def final_variants(self):
+        """The variant the schedule implies for every site (the C observer's)."""
+        return bytes(ffi.buffer(ffi.cast("char *", self.base) + self.sh.off_final, self.sh.nsites))
+
+    def checks(self):
+        """How much evidence the observer gathered: what each check rests on."""
+        cs = self.all_counters()
+        sh = self.sh
+        return {"flips_scheduled": sh.flips_scheduled, "flips_observed": sh.flips_observed,
+                "rounds_scheduled": sh.oracle_rounds, "protection_checks": sh.prot_checks,
+                "states_read_back": sum(c["bytes_checked"] for c in cs),
+                "executions_held_to_schedule": sum(c["exec_checked"] for c in cs),
+                "serializations_proven": sum(c["sync_calls"] - c["sync_bad"] for c in cs),
+                "membarriers_returned_0": sum(c["mb_calls"] for c in cs),
+                "traps_delivered": sum(c["traps"] for c in cs),
+                "nmi_probes": sum(c["probes"] for c in cs),
+                "sync_cost_ns": sh.sync_cost_ns, "plain_call_ns": sh.plain_cost_ns,
+                "sync_token": hex(sh.sync_token), "sync_token_expected": hex(sh.sync_token_expect)}
+
     def trace(self, thread, max_events=64):
         buf = ffi.new("struct ph_event[]", max_events)
         n = lib.ph_trace_read(self.base, thread, buf, max_events)
@@ -283,7 +304,7 @@ class SharedView:
              "nmis": sum(c["nmis"] for c in cs),
              "sync_calls": sum(c["sync_calls"] for c in cs),
              "verified": sum(c["verified"] for c in cs),
-             "violations": sum(self.sh.inv_count[i] for i in range(16))}
+             "violations": sum(self.sh.inv_count[i] for i in range(32))}
         bp = {"primary": 0, "secondary": 0, "primary_nmi": 0, "secondary_nmi": 0,
               "native": 0, "emulated": 0, "late": 0, "foreign": 0}
         for c in cs:

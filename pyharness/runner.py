@@ -233,6 +233,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         violations += checker.recorded_violations(view, cfg.cpus, roles)
         violations += checker.counter_violations(counters, cfg, complete=(status == "complete"),
                                                  verify=True)
+        violations += checker.schedule_violations(view, spec, complete=(status == "complete"))
     violations += checker.fate_violations(exit_info, crash, cfg.cpus, roles)
     counts = {}
     for v in violations:
@@ -265,6 +266,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "totals": view.totals() if laid_out else {"sites_patched": 0, "bp_hits": {}},
         "threads": rpt.thread_table(view, cfg) if laid_out else [],
         "distributions": rpt.distributions(view) if laid_out else {},
+        "checks": rpt.checks_section(view, cfg) if laid_out else {},
         "crash": crash,
         "stuck_threads": exit_info.get("stuck") or [],
         "worker": {"returncode": exit_info["returncode"], "signal": exit_info["signal"],

@@ -13,6 +13,7 @@ SCENARIOS = {
         "config": {"bp": "native", "secondary_sync": "ack", "kinds": ALL_KINDS, "batch": 1},
         "nmi_rate": 1000.0,
         "executors": 0,
+        "aim": ("primary", "secondary"),
     },
     "upstream-emulated": {
         "description": "text_poke_bp style: executor threads call single-instruction sites at "
@@ -22,6 +23,7 @@ SCENARIOS = {
                    "batch": 1},
         "nmi_rate": 0.0,
         "executors": "all",
+        "aim": ("executor",),
     },
     "batch": {
         "description": "text_poke_bp_batch: many sites per poke_sync round; the breakpoint "
@@ -29,6 +31,7 @@ SCENARIOS = {
         "config": {"bp": "native", "secondary_sync": "ack", "kinds": ALL_KINDS, "batch": 64},
         "nmi_rate": 1000.0,
         "executors": 0,
+        "aim": ("primary", "secondary"),
     },
     "mixed": {
         "description": "rfc-native, upstream-emulated and batch interleaved across the run "
@@ -37,3 +40,27 @@ SCENARIOS = {
     },
 }
 DEFAULT = "rfc-native"
+
+# --aim: where aimed NMIs and executions go (csrc/ph_api.h, enum ph_aim)
+AIMS = {"primary": 1, "secondary": 2, "executor": 4}
+
+
+def parse_aim(text):
+    """'primary,secondary' | 'all' | 'none' -> a tuple of aim names."""
+    from .errors import UsageError
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "none":
+        return ()
+    if text == "all":
+        return tuple(AIMS)
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    for a in names:
+        if a not in AIMS:
+            raise UsageError(f"unknown --aim '{a}'; choose from {', '.join(AIMS)}, all or none")
+    return names
+
+
+def aim_bits(names):
+    return sum(AIMS[a] for a in set(names))

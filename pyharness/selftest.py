@@ -39,7 +39,7 @@ def _args(cpus, mutant, seconds, **extra):
                             bp=None, secondary_sync=None, site_kinds=None, nmi_rate=None,
                             executors=None, batch=None, trace=4096, mutant=mutant, seed=1,
                             deadline=5.0, timeout=600.0, grace=5.0, inject_delay_ns=0,
-                            sites=1000, duration=seconds, mdwe=False)
+                            sites=1000, duration=seconds, mdwe=False, aim=None)
     for k, v in extra.items():
         setattr(ns, k, v)
     return ns

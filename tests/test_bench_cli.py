@@ -141,7 +141,7 @@ def test_a_benchmark_run_that_breaks_the_protocol_is_a_finding(two_cpus):
     from pyharness.bench import _Figure
     fig = _Figure("rfc/alias/cpuid/secondaries=1", "rfc",
                   Config(cpus=two_cpus, sites=64, poke="alias", sync="cpuid",
-                         mutant="skip-ack-wait", trace_len=0), "")
+                         mutant="lost-tail", trace_len=0), "")
     prim = {"sync_cpuid": 1.0, "poke_alias": 1.0}
     with pytest.raises(BenchRunError, match=r"rfc/alias/cpuid/secondaries=1: .*violation.*"
                                             r"pyharness run --cpus .* --poke alias --sync cpuid"):

@@ -19,11 +19,14 @@ def assert_clean_run(o, nsites, nthreads=2, rounds=None):
     assert counters[0]["sites_patched"] == nsites
     for c in counters[1:]:
         assert c["acks"] == [rounds or nsites] * 4  # each state acked exactly once per round
-        assert c["acks_unsynced"] == 0
+        assert c["sync_bad"] == 0                  # every serialization left its token
+        assert c["sync_round"] > 0
         assert c["acks_done_in_sync_loop"] == 0
     for c in counters:
         assert c["verified"] == o.view.sh.nsites   # every site re-run after DONE
         assert c["exec_torn"] == 0
+    # the observer read every scheduled flip back
+    assert o.view.sh.flips_observed == o.view.sh.flips_scheduled == nsites
 
 
 @pytest.mark.parametrize("sync", available_syncs())
@@ -66,7 +69,8 @@ def test_emulated_breakpoint_for_each_single_instruction_kind(two_cpus, kind):
         o = e.run(sites=SITES)
         assert_clean_run(o, SITES)
         t = o.view.totals()["bp_hits"]
-        assert t["emulated"] == 2 * SITES and t["native"] == 0
+        # at least one trap per side per site; the observer's NMI probes may add more
+        assert t["emulated"] >= 2 * SITES and t["native"] == 0
         assert sum(c["exec"][1] for c in o.view.all_counters()) > 0
 
 

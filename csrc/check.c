@@ -1,0 +1,708 @@
+/*
+ * check.c -- the observer: evidence the protocol code does not produce
+ * about itself.
+ *
+ * The protocol (protocol.c, trap.c) keeps its own bookkeeping: the variant
+ * it thinks a site has, the step it thinks it poked, the ack it thinks it
+ * gave.  A bug that keeps that bookkeeping consistent would pass a checker
+ * that reads it.  This file holds the checks that rest on something else:
+ *
+ *   - the schedule oracle: which sites each round patches and to which
+ *     variant, derived from the seed alone.  The primary patches the sites
+ *     it is handed; whether it wrote the right bytes is judged against the
+ *     oracle's variants, never against its own (pyharness/schedule.py
+ *     derives the same schedule once more, in Python, after the run);
+ *   - every write to the text, seen in the poke primitive before it lands:
+ *     only INT3 or the scheduled bytes, the tail only behind INT3, byte 0
+ *     only after the tail is complete;
+ *   - every published state, with the site bytes read back: a state implies
+ *     its bytes (the primary before it publishes; each secondary after it
+ *     saw the state, through the view that runs);
+ *   - every ack, held to the serialization evidence that sync.c records
+ *     from the instruction's own output;
+ *   - every execution: how many traps it took, and, when the site was not
+ *     being patched, that it ran the variant the schedule implies;
+ *   - the signal entry wrappers: a NMI inside a breakpoint handler (probed
+ *     by sending one), a NMI inside a NMI;
+ *   - the text's protection as the kernel reports it (/proc/self/maps);
+ *   - at start, that the serializing instruction is in the build: its
+ *     token, and its cost against a plain call.
+ *
+ * Everything called from a signal handler here is async-signal-safe.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include "ph_internal.h"
+
+#define SPLITMIX_GAMMA 0x9e3779b97f4a7c15ULL
+#define SCHEDULE_SALT 0x5c4ed01e5c4ed01eULL
+#define PROT_EVERY_NS 10000000ULL      /* /proc/self/maps at most every 10 ms */
+#define MAPS_BUF (1 << 20)
+
+/* ------------------------------------------------------------------ */
+/* The schedule oracle                                                 */
+
+int ph_oracle_init(struct ph_engine *e)
+{
+    struct ph_oracle *o = &e->orc;
+    int n = e->cfg.nsites;
+    o->perm = calloc((size_t)n, sizeof(int));
+    o->last_seq = calloc((size_t)n, sizeof(uint64_t));
+    o->trap_seq = calloc((size_t)n, sizeof(uint64_t));
+    o->maps_buf = malloc(MAPS_BUF);
+    if (!o->perm || !o->last_seq || !o->trap_seq || !o->maps_buf)
+        return -ENOMEM;
+    o->variant = (uint8_t *)e->sh + e->sh->off_final;
+    o->cursor = n;          /* a pass begins with the first round */
+    return 0;
+}
+
+void ph_oracle_free(struct ph_engine *e)
+{
+    free(e->orc.perm);
+    free(e->orc.last_seq);
+    free(e->orc.trap_seq);
+    free(e->orc.maps_buf);
+    e->orc.maps_buf = NULL;
+    e->orc.perm = NULL;
+    e->orc.last_seq = e->orc.trap_seq = NULL;
+}
+
+/*
+ * The sites of the next round.  Pass p orders every site by a Fisher-Yates
+ * shuffle of the identity, driven by splitmix64 from the state
+ *     (seed ^ SALT) + p * (nsites - 1) * GAMMA
+ * (each pass draws nsites - 1 numbers), so any pass can be derived without
+ * the ones before it.  Rounds take consecutive runs of n sites; a round
+ * that does not fit in what is left of a pass starts the next pass.
+ * The round's entry is complete (seq written last) before this returns,
+ * i.e. before the protocol writes or publishes anything for it.
+ */
+int ph_oracle_next(struct ph_engine *e, int n, int *ids)
+{
+    struct ph_oracle *o = &e->orc;
+    int ns = e->cfg.nsites;
+    if (n < 1 || n > ns || n > PH_MAX_BATCH)
+        return -EINVAL;
+    if (o->cursor + n > ns) {
+        uint64_t st = (e->cfg.seed ^ SCHEDULE_SALT) +
+                      o->pass * (uint64_t)(ns - 1) * SPLITMIX_GAMMA;
+        for (int i = 0; i < ns; i++)
+            o->perm[i] = i;
+        for (int i = ns - 1; i > 0; i--) {
+            int j = (int)(ph_splitmix(&st) % (uint64_t)(i + 1));
+            int t = o->perm[i]; o->perm[i] = o->perm[j]; o->perm[j] = t;
+        }
+        o->pass++;
+        o->cursor = 0;
+    }
+    uint64_t seq = ++o->seq;
+    struct ph_oround *rd = &o->ring[seq % PH_ORACLE_RING];
+    /* Readers of the old entry see its seq change (pairs with their acquire
+     * re-read) before they could see it half rewritten. */
+    ph_store_release(&rd->seq, 0);
+    for (int i = 0; i < n; i++) {
+        int s = o->perm[o->cursor + i];
+        ids[i] = s;
+        /* last_seq first, then the variant: an execution that reads the
+         * same last_seq before and after it ran read a variant of that
+         * round (pairs with the acquire loads in ph_exec_check()). */
+        ph_store_release(&o->last_seq[s], seq);
+        uint8_t v = (uint8_t)!ph_load_relaxed(&o->variant[s]);
+        ph_store_release(&o->variant[s], v);
+        rd->sites[i] = s;
+        rd->newv[i] = v;
+    }
+    o->cursor += n;
+    rd->n = n;
+    ph_store_release(&rd->seq, seq);   /* pairs: round_entry() */
+    ph_store_relaxed(&e->sh->oracle_rounds, seq);
+    ph_store_relaxed(&e->sh->flips_scheduled, ph_load_relaxed(&e->sh->flips_scheduled) + (uint64_t)n);
+    return n;
+}
+
+/* The oracle's entry for round seq, or NULL once the ring moved past it. */
+static const struct ph_oround *round_entry(struct ph_engine *e, uint64_t seq)
+{
+    const struct ph_oround *rd = &e->orc.ring[seq % PH_ORACLE_RING];
+    /* Pairs with the release store of seq in ph_oracle_next(). */
+    return ph_load_acquire(&rd->seq) == seq ? rd : NULL;
+}
+
+static int entry_still(const struct ph_oround *rd, uint64_t seq)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* our reads of it came first */
+    return ph_load_relaxed(&rd->seq) == seq;
+}
+
+void ph_chk_start(struct ph_engine *e)
+{
+    e->orc.active = 1;
+    e->orc.prot_last_ns = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Byte patterns                                                       */
+
+enum { PAT_OLD = 1, PAT_INT3_OLD = 2, PAT_INT3_NEW = 3, PAT_NEW = 4, PAT_INT3_MIXED = 5,
+       PAT_OTHER = 6 };
+
+/* What the bytes at a site are, against its old and new variant. */
+static int pattern(const uint8_t *cur, const struct ph_site *s, int newv)
+{
+    const uint8_t *nw = s->text[newv], *od = s->text[!newv];
+    size_t tl = (size_t)s->len - 1;
+    int tail_new = memcmp(cur + 1, nw + 1, tl) == 0;
+    int tail_old = memcmp(cur + 1, od + 1, tl) == 0;
+    if (cur[0] == PH_INT3)
+        return tail_new ? PAT_INT3_NEW : tail_old ? PAT_INT3_OLD : PAT_INT3_MIXED;
+    if (cur[0] == nw[0] && tail_new)
+        return PAT_NEW;
+    if (cur[0] == od[0] && tail_old)
+        return PAT_OLD;
+    return PAT_OTHER;
+}
+
+/*
+ * A site's bytes as one moment saw them, through the written view.  On the
+ * primary, its own NMI may take the INT3 and finish the site between two
+ * byte reads; that only happens through a trap on this thread, so a copy
+ * during which the thread's trap count did not move is consistent.
+ */
+static void snap(struct ph_engine *e, const struct ph_site *s, uint8_t *out)
+{
+    struct ph_counters *c = ph_self.c;
+    const volatile uint8_t *w = ph_text_bytes(e, s->addr);
+    for (;;) {
+        uint64_t t = c ? ph_load_relaxed(&c->traps) : 0;
+        __asm__ __volatile__("" : : : "memory");
+        for (int i = 0; i < s->len; i++)
+            out[i] = w[i];
+        __asm__ __volatile__("" : : : "memory");
+        if (!c || ph_load_relaxed(&c->traps) == t)
+            return;
+    }
+}
+
+static uint64_t pack8(const uint8_t *p, int len)
+{
+    uint64_t v = 0;
+    memcpy(&v, p, (size_t)(len < 8 ? len : 8));
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writes to the text (called by the poke primitive, before its stores) */
+
+void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len)
+{
+    struct ph_oracle *o = &e->orc;
+    if (!o->active || !len)
+        return;
+    int idx = ph_self.idx, ctx = ph_current_ctx();
+    uint64_t round = ph_load_relaxed(&e->sh->round);
+    int site = ph_site_containing(e, addr);
+    const struct ph_site *s = site >= 0 ? &e->sites[site] : NULL;
+    if (!s || addr < s->addr || addr + len > s->addr + (uint64_t)s->len) {
+        /* a: the address, b: the length */
+        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, addr, (uint64_t)len | (1ULL << 32));
+        return;
+    }
+    uint8_t cur[PH_SITE_MAX_LEN];
+    snap(e, s, cur);
+    size_t off = (size_t)(addr - s->addr);
+    if (memcmp(cur + off, src, len) == 0)
+        return;             /* changes nothing (e.g. a site the primary's trap finished) */
+    if (ph_load_relaxed(&o->last_seq[site]) != o->seq) {
+        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, o->seq, 2ULL << 32);
+        return;             /* the current round does not patch this site */
+    }
+    const uint8_t *nw = s->text[ph_load_relaxed(&o->variant[site])];
+    if (off == 0 && len == 1 && src[0] == PH_INT3)
+        return;             /* the first step */
+    if (memcmp(src, nw + off, len) != 0) {
+        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, pack8(src, (int)len),
+                     (3ULL << 32) | off);
+        return;             /* bytes that are neither INT3 nor the scheduled variant */
+    }
+    if (off == 0) {
+        /* byte 0 last: alone, after the whole tail is in place */
+        if (len > 1 || memcmp(cur + 1, nw + 1, (size_t)s->len - 1) != 0)
+            ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, cur[0],
+                         (len > 1 ? 4ULL : 5ULL) << 32);
+    } else if (cur[0] != PH_INT3) {
+        /* the tail only behind INT3 */
+        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, cur[0], 6ULL << 32);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Publication: the primary, just before it stores the new state       */
+
+static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
+{
+    if (PH_ROUND_SEQ(prev) == 0 || e->cfg.secsync != PH_SECSYNC_ACK)
+        return;
+    for (int i = 0; i < e->cfg.nthreads; i++) {
+        if (i == e->cfg.primary || e->thr[i].role == PH_ROLE_PRIMARY)
+            continue;
+        /* Pairs with the release CAS in give_ack() / fetch_or in map_set(). */
+        uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
+        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
+            a = (ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1 ? prev : 0;
+        if (a < prev)
+            ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
+                         (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
+    }
+}
+
+void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
+{
+    struct ph_oracle *o = &e->orc;
+    struct ph_counters *pc = &e->thr[e->cfg.primary];
+    int idx = ph_self.idx, pst = PH_ROUND_STATE(prev), st = PH_ROUND_STATE(r);
+    if (!o->active)
+        return;
+    check_prev_acked(e, prev, r);
+    if (PH_ROUND_SEQ(prev) > 0 && pst < PH_SYNC_DONE) {
+        /* The primary serialized itself after publishing prev (RFC and
+         * upstream alike); sync.c's evidence, not the protocol's word. */
+        uint64_t sr = ph_load_relaxed(&pc->sync_round);
+        if (sr < prev)
+            ph_violation(e, PH_INV_SERIALIZED, idx, -1, PH_CTX_THREAD, prev, prev, sr);
+        if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
+            uint64_t mr = ph_load_relaxed(&pc->mb_round);
+            if (mr < prev)
+                ph_violation(e, PH_INV_MEMBARRIER, idx, -1, PH_CTX_THREAD, prev, prev, mr);
+        }
+    }
+    if (st > PH_SYNC_DONE)
+        return;
+    const struct ph_oround *rd = round_entry(e, PH_ROUND_SEQ(r));
+    if (!rd) {   /* a round the schedule never issued */
+        ph_violation(e, PH_INV_SCHEDULE, idx, -1, PH_CTX_THREAD, r, PH_ROUND_SEQ(r), o->seq);
+        return;
+    }
+    uint64_t seq = PH_ROUND_SEQ(r);
+    for (int i = 0; i < rd->n; i++) {
+        int site = rd->sites[i];
+        const struct ph_site *s = &e->sites[site];
+        uint8_t cur[PH_SITE_MAX_LEN];
+        snap(e, s, cur);
+        int pat = pattern(cur, s, rd->newv[i]);
+        /* The primary's own breakpoint may have finished a site early. */
+        int finished_early = pat == PAT_NEW && ph_load_relaxed(&o->trap_seq[site]) == seq;
+        int ok = st == PH_SYNC_0 ? pat == PAT_INT3_OLD || finished_early
+               : st == PH_SYNC_1 ? pat == PAT_INT3_NEW || finished_early
+               : pat == PAT_NEW;
+        if (!ok)   /* a: the pattern found, b: the bytes */
+            ph_violation(e, PH_INV_STATE_BYTES, idx, site, PH_CTX_THREAD, r, (uint64_t)pat,
+                         pack8(cur, s->len));
+        else if (st == PH_SYNC_DONE)
+            ph_store_relaxed(&e->sh->flips_observed, ph_load_relaxed(&e->sh->flips_observed) + 1);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Acks: the ack primitive calls this once its ack is visible           */
+
+void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop)
+{
+    int st = PH_ROUND_STATE(r);
+    ph_count(&c->acks[st], 1);
+    if (ctx & PH_CTX_BP)
+        ph_count(&c->acks_bp, 1);
+    if (in_sync_loop && st == PH_SYNC_DONE)
+        ph_count(&c->acks_done_in_sync_loop, 1);
+    /* SYNC_0..2 need a serializing instruction that ran after this thread
+     * saw the state: sync.c kept the round it had seen, if the token
+     * proved the instruction ran. */
+    uint64_t sr = ph_load_relaxed(&c->sync_round);
+    int synced = st >= PH_SYNC_DONE || sr >= r;
+    if (!synced)
+        ph_violation(e, PH_INV_SERIALIZED, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
+                     ctx, r, r, sr);
+    /* Traced after the ack is visible, off the primary's critical path;
+     * arg bit 8: the serialization evidence was there. */
+    ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
+}
+
+/* ------------------------------------------------------------------ */
+/* A secondary that saw state r reads the bytes back, through the view
+ * that runs.  After its own ack the primary may already be writing the
+ * next step, so the check allows what the next step writes, and counts
+ * only if the state has not moved on meanwhile. */
+
+void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+{
+    int st = PH_ROUND_STATE(r);
+    uint64_t seq = PH_ROUND_SEQ(r);
+    if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
+        return;
+    const struct ph_oround *rd = round_entry(e, seq);
+    if (!rd)
+        return;             /* the primary's publication check names it */
+    int n = rd->n;
+    int k = (int)(ph_load_relaxed(&c->bytes_checked) % (uint64_t)(n > 0 ? n : 1));
+    int site = rd->sites[k], newv = rd->newv[k];
+    const struct ph_site *s = &e->sites[site];
+    uint8_t cur[PH_SITE_MAX_LEN];
+    const volatile uint8_t *x = (const volatile uint8_t *)s->addr;   /* the run view */
+    for (int i = 0; i < s->len; i++)
+        cur[i] = x[i];
+    /* Pairs with the release store of the round in publish(): the bytes
+     * were read while r was still the state. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (ph_load_relaxed(&e->sh->round) != r || !entry_still(rd, seq))
+        return;
+    int pat = pattern(cur, s, newv);
+    int ok = st == PH_SYNC_0 ? pat == PAT_INT3_OLD || pat == PAT_INT3_MIXED ||
+                               pat == PAT_INT3_NEW || pat == PAT_NEW
+           : st == PH_SYNC_1 ? pat == PAT_INT3_NEW || pat == PAT_NEW
+           : pat == PAT_NEW;
+    ph_count(&c->bytes_checked, 1);
+    if (!ok)
+        ph_violation(e, PH_INV_STATE_BYTES, ph_self.idx, site, ctx, r, (uint64_t)pat | 0x100,
+                     pack8(cur, s->len));
+}
+
+/* ------------------------------------------------------------------ */
+/* After a round: its bytes through the run view, and the text's
+ * protection in the kernel's view on a sample of rounds. */
+
+static int perms_of(const char *line, uint64_t *lo, uint64_t *hi, char perms[5])
+{
+    char *end;
+    *lo = strtoull(line, &end, 16);
+    if (*end != '-')
+        return -1;
+    *hi = strtoull(end + 1, &end, 16);
+    if (*end != ' ')
+        return -1;
+    memcpy(perms, end + 1, 4);
+    perms[4] = 0;
+    return 0;
+}
+
+/* Every mapping of [lo, hi) must have exactly `want` (r, w, x, shared/private
+ * ignored); returns 0 or the first offending mapping's start. */
+static int check_range_perms(const char *buf, uint64_t lo, uint64_t hi, const char *want,
+                             uint64_t *bad_at, char bad[5], int *covered)
+{
+    const char *line = buf;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        uint64_t a, b;
+        char p[5];
+        if (perms_of(line, &a, &b, p) == 0 && a < hi && b > lo) {
+            *covered = 1;
+            if (memcmp(p, want, 3) != 0) {
+                *bad_at = a;
+                memcpy(bad, p, 5);
+                return -1;
+            }
+        }
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    return 0;
+}
+
+/* /proc/self/maps into buf (at most cap-1 bytes, NUL-terminated). */
+static int read_maps(char *buf, size_t cap)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        if (n >= cap - 1)
+            break;
+    }
+    close(fd);
+    buf[n] = 0;
+    return (int)n;
+}
+
+static void check_protection(struct ph_engine *e)
+{
+    char *buf = e->orc.maps_buf;
+    if (e->cfg.poke == PH_POKE_RWX || !buf)
+        return;             /* rwx promises nothing outside a window */
+    if (read_maps(buf, MAPS_BUF) <= 0)
+        return;
+    uint64_t lo = (uint64_t)e->text_x, hi = lo + e->text_len, at = 0;
+    char bad[5] = {0};
+    int covered = 0;
+    ph_store_relaxed(&e->sh->prot_checks, ph_load_relaxed(&e->sh->prot_checks) + 1);
+    if (check_range_perms(buf, lo, hi, "r-x", &at, bad, &covered) < 0 || !covered) {
+        uint64_t p4 = 0;
+        memcpy(&p4, bad, 4);
+        ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
+                     ph_load_relaxed(&e->sh->round), at, p4);
+        return;
+    }
+    if (e->cfg.poke == PH_POKE_ALIAS) {
+        /* the written view must never be executable */
+        uint64_t wlo = (uint64_t)e->text_w, whi = wlo + e->text_len;
+        covered = 0;
+        if (check_range_perms(buf, wlo, whi, "rw-", &at, bad, &covered) < 0) {
+            uint64_t p4 = 0;
+            memcpy(&p4, bad, 4);
+            ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
+                         ph_load_relaxed(&e->sh->round), at, p4 | (1ULL << 40));
+        }
+    }
+}
+
+void ph_chk_round_end(struct ph_engine *e)
+{
+    struct ph_oracle *o = &e->orc;
+    if (!o->active)
+        return;
+    const struct ph_oround *rd = round_entry(e, o->seq);
+    if (rd) {
+        for (int i = 0; i < rd->n; i++) {
+            const struct ph_site *s = &e->sites[rd->sites[i]];
+            const uint8_t *nw = s->text[rd->newv[i]];
+            const volatile uint8_t *x = (const volatile uint8_t *)s->addr;  /* the run view */
+            for (int k = 0; k < s->len; k++)
+                if (x[k] != nw[k]) {   /* a: offset, b: found << 8 | intended */
+                    ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, rd->sites[i],
+                                 PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), (uint64_t)k,
+                                 ((uint64_t)x[k] << 8) | nw[k]);
+                    break;
+                }
+        }
+    }
+    uint64_t now = ph_now_ns();
+    if (!o->prot_last_ns || now - o->prot_last_ns >= PROT_EVERY_NS) {
+        o->prot_last_ns = now;
+        check_protection(e);
+    }
+}
+
+void ph_chk_final(struct ph_engine *e)
+{
+    if (e->orc.active)
+        check_protection(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Executions                                                          */
+
+typedef uint32_t (*ph_site_fn)(void);
+
+/*
+ * Run a site once.  Checks (a) a known variant came back; (o) how many
+ * traps the execution took; (m) when the site was not being patched (or a
+ * trap resolved it), that the variant is the one the schedule implies.
+ */
+int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
+{
+    struct ph_site *s = &e->sites[site];
+    struct ph_counters *c = ph_self.c;
+    struct ph_oracle *o = &e->orc;
+    if (!c) {
+        uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
+        if (value)
+            *value = v;
+        return v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
+    }
+    int64_t d = c->exec_depth + 1;
+    int slot = d < 3 ? (int)d : 3;
+    c->exec_depth = d;
+    uint64_t saved = c->trap_exec[slot];
+    c->trap_exec[slot] = 0;
+    /* Pairs with the release stores of the round in publish() and of
+     * last_seq in ph_oracle_next(). */
+    uint64_t r0 = ph_load_acquire(&e->sh->round);
+    uint64_t l1 = o->last_seq ? ph_load_acquire(&o->last_seq[site]) : 0;
+    uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
+    uint64_t traps = c->trap_exec[slot];
+    c->trap_exec[slot] = saved;
+    c->exec_depth = d - 1;
+    if (value)
+        *value = v;
+    int got = v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
+    if (got < 0) {
+        ph_count(&c->exec_torn, 1);
+        ph_violation(e, PH_INV_KNOWN_VARIANT, ph_self.idx, site, ctx,
+                     ph_load_relaxed(&e->sh->round), v, s->value[0]);
+        return -1;
+    }
+    ph_count(&c->exec[got], 1);
+    if (!o->active || PH_ROUND_STATE(r0) == PH_DONE)
+        return got;
+    /* Stable: the site's last round had finished (SYNC_DONE seen, so every
+     * CPU serialized after its bytes) or a trap resolved the execution; and
+     * no new round for it was issued while it ran (same last_seq after). */
+    uint64_t seq0 = PH_ROUND_SEQ(r0);
+    int want = ph_load_acquire(&o->variant[site]);
+    uint64_t l2 = ph_load_acquire(&o->last_seq[site]);
+    if (l1 != l2)
+        return got;
+    int stable = traps > 0 || l1 < seq0 || (l1 == seq0 && PH_ROUND_STATE(r0) >= PH_SYNC_DONE);
+    if (!stable)
+        return got;
+    ph_count(&c->exec_checked, 1);
+    if (got != want)   /* a: value, b: the scheduled variant's value, traps in bit 32+ */
+        ph_violation(e, PH_INV_SCHEDULE, ph_self.idx, site, ctx, r0,
+                     v, s->value[want] | (traps << 32) | (1ULL << 63));
+    return got;
+}
+
+/* ------------------------------------------------------------------ */
+/* Aim: executions and NMIs into the windows between a round's pokes.  */
+
+void ph_chk_aim_primary(struct ph_engine *e, int step)
+{
+    if (!(e->cfg.aim & PH_AIM_PRIMARY) || !e->orc.active)
+        return;
+    /* Round k aims at step k % 4 (INT3, tail, byte 0; the fourth: none). */
+    if ((int)(e->orc.seq & 3) + 1 == step)
+        ph_nmi_self(e);
+}
+
+void ph_chk_aim_secondary(struct ph_engine *e, uint64_t r)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!(e->cfg.aim & PH_AIM_SECONDARY) || !e->orc.active || !c || c->in_nmi || c->in_bp)
+        return;
+    /* States rotate with the round, so each state of each site gets hit. */
+    if ((int)(PH_ROUND_SEQ(r) & 3) == PH_ROUND_STATE(r))
+        ph_nmi_self(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Signal entry wrappers                                               */
+
+static int in_our_text(struct ph_engine *e, uint64_t ip)
+{
+    uint64_t lo = (uint64_t)e->text_x;
+    return ip >= lo && ip < lo + e->text_len;
+}
+
+void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
+{
+    int saved_errno = errno;
+    ucontext_t *uc = ucv;
+    /* Pairs with the release store in ph_engine_create(). */
+    struct ph_engine *e = ph_load_acquire(&ph_engine_live);
+    struct ph_counters *c = ph_self.c;
+    uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
+    int ours = e && c && ph_self.e == e && si->si_code == SI_KERNEL && in_our_text(e, ip);
+    if (ours) {
+        int64_t d = c->exec_depth;
+        int slot = d < 3 ? (int)d : 3;
+        uint64_t n = c->trap_exec[slot] + 1;
+        c->trap_exec[slot] = n;
+        ph_count(&c->traps, 1);
+        c->in_bp++;
+        int site = ph_site_find(e, ip);
+        if (site >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
+            e->orc.trap_seq[site] = e->orc.seq;
+        if (n == PH_TRAP_BOUND + 1)   /* a: traps so far, b: the trap address */
+            ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, site, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), n, ip);
+        if (n >= PH_TRAP_HARD) {
+            /* a livelock of traps: end the worker with the evidence */
+            ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
+            syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
+        }
+        /* Probe: send ourselves a NMI from inside the breakpoint handler on
+         * every 16th trap.  Held off as promised, it stays pending until we
+         * return; delivered now, its wrapper sees in_bp and says so. */
+        if ((c->traps & 15) == 1) {
+            ph_count(&c->probes, 1);
+            ph_nmi_self(e);
+        }
+    }
+    ph_bp_handle(sig, si, ucv);
+    if (ours)
+        c->in_bp--;
+    errno = saved_errno;
+}
+
+void ph_chk_on_nmi(int sig, siginfo_t *si, void *ucv)
+{
+    int saved_errno = errno;
+    struct ph_engine *e = ph_load_acquire(&ph_engine_live);  /* pairs: ph_engine_create() */
+    struct ph_counters *c = ph_self.c;
+    int ours = e && c && ph_self.e == e;
+    if (ours) {
+        if (c->in_bp || c->in_nmi)   /* a: breakpoint depth, b: NMI depth */
+            ph_violation(e, PH_INV_NMI_HELD_OFF, ph_self.idx, -1, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi);
+        c->in_nmi++;
+        if ((ph_load_relaxed(&c->nmis) & 31) == 7) {
+            ph_count(&c->probes, 1);
+            ph_nmi_self(e);          /* must wait until we return */
+        }
+    }
+    ph_nmi_handle(sig, si, ucv);
+    if (ours)
+        c->in_nmi--;
+    errno = saved_errno;
+}
+
+/* ------------------------------------------------------------------ */
+/* The serializing instruction is in the build                         */
+
+__attribute__((noinline)) static uint64_t plain_call(int sync)
+{
+    __asm__ __volatile__("" : : : "memory");
+    return (uint64_t)sync + 1;
+}
+
+/*
+ * At engine start: the token must be the one the instruction produces
+ * (CPUID: the vendor string read apart, through cpuid.h), and a call must
+ * cost more than a plain call of the same shape -- a build in which the
+ * instruction was optimized away, or replaced, fails both.  Best of 5
+ * batches of 64 each, so a preempted batch cannot fake a cost.
+ */
+void ph_chk_sync_build(struct ph_engine *e)
+{
+    int sync = e->cfg.sync;
+    uint64_t expect = ph_sync_token_expect(sync), tok = 0, best_s = UINT64_MAX,
+             best_p = UINT64_MAX, sink = 0;
+    ph_store_relaxed(&e->sh->sync_token_expect, expect);
+    for (int rep = 0; rep < 5; rep++) {
+        uint64_t t0 = ph_now_ns();
+        for (int i = 0; i < 64; i++)
+            tok = ph_sync_token(sync);
+        uint64_t t1 = ph_now_ns();
+        for (int i = 0; i < 64; i++)
+            sink += plain_call(sync);
+        uint64_t t2 = ph_now_ns();
+        if (t1 - t0 < best_s)
+            best_s = t1 - t0;
+        if (t2 - t1 < best_p)
+            best_p = t2 - t1;
+    }
+    __asm__ __volatile__("" : : "r"(sink));
+    e->sh->sync_token = tok;
+    e->sh->sync_cost_ns = best_s / 64;
+    e->sh->plain_cost_ns = best_p / 64;
+    /* SERIALIZE is cheap and has no output; CPUID and IRET cost at least
+     * tens of cycles anywhere.  a: cost, b: plain cost (bit 63: token bad). */
+    uint64_t margin = sync == PH_SYNC_SERIALIZE ? 0 : 4;
+    if (tok != expect)
+        ph_violation(e, PH_INV_SYNC_IN_BUILD, -1, -1, PH_CTX_THREAD, 0, tok, expect | (1ULL << 63));
+    else if (best_s <= best_p + margin * 64)
+        ph_violation(e, PH_INV_SYNC_IN_BUILD, -1, -1, PH_CTX_THREAD, 0, best_s / 64, best_p / 64);
+}
