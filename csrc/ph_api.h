@@ -40,7 +40,7 @@ enum ph_state {
 
 enum ph_kind {
     PH_KIND_MOVRET = 0,  /* mov eax, imm32 ; ret            (5 patched bytes) */
-    PH_KIND_CALL = 1,    /* call rel32 ; ret  -> fn_a / fn_b (the paravirt case) */
+    PH_KIND_CALL = 1,    /* call rel32 ; ret  -> fn_a / fn_b or fn_c / fn_d (the paravirt case) */
     PH_KIND_JMPNOP = 2,  /* nopl 0(%rax,%rax) <-> jmp rel32  (static key) */
     PH_KIND_BLOCK = 3,   /* 14-byte multi-instruction block (native only) */
     PH_NKINDS = 4
@@ -331,6 +331,7 @@ uint64_t ph_site_addr(struct ph_engine *e, int site);
 int ph_site_straddles(struct ph_engine *e, int site);
 int ph_site_variant(struct ph_engine *e, int site);
 uint32_t ph_site_value(struct ph_engine *e, int site, int variant);
+uint64_t ph_site_target(struct ph_engine *e, int site, int variant);
 int ph_site_exec(struct ph_engine *e, int site, uint32_t *value);
 
 /* Threads: each participant registers itself, pinned, then runs its role. */

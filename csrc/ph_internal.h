@@ -130,7 +130,7 @@ struct ph_engine {
     size_t text_len;
     int memfd;
     struct ph_site *sites;
-    uint64_t fn_a, fn_b;           /* call targets */
+    uint64_t fn_a, fn_b, fn_c, fn_d; /* call targets: two before the sites, two after */
 
     struct ph_bp_desc desc[2];     /* alternated per round */
     struct ph_bp_desc *bp_desc;    /* published descriptor or NULL */

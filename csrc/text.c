@@ -1,9 +1,13 @@
 /*
  * text.c -- executable text, site encodings and the three poke methods.
  *
- * Text layout: page 0 holds the two call targets (fn_a, fn_b); each site
- * then gets a PH_SLOT-byte slot.  Every fourth site starts PH_STRADDLE_OFF
- * bytes into its slot so that its patchable bytes straddle a 64-byte line.
+ * Text layout: page 0 holds two call targets (fn_a, fn_b), the last page
+ * two more (fn_c, fn_d); each site gets a PH_SLOT-byte slot between them.
+ * Every fourth site starts PH_STRADDLE_OFF bytes into its slot so that its
+ * patchable bytes straddle a 64-byte line.  Branch targets lie on both
+ * sides, so emulation is exercised with negative and positive rel32: every
+ * other group of eight sites calls fn_c/fn_d (after the sites, not before),
+ * and jumps back to a stub at the start of its slot (not forward).
  *
  * Every site is a function returning a 32-bit value that names the variant
  * that ran; a value that is neither is a torn execution.
@@ -95,11 +99,16 @@ static int text_layout(struct ph_engine *e, uint8_t *buf)
     uint64_t rng = e->cfg.seed ^ 0x5eedULL;
     memset(buf, 0xcc, e->text_len);      /* stray execution traps */
 
-    /* The two paravirt call targets. */
+    /* The paravirt call targets: two before every site, two after. */
+    uint64_t last = e->text_len - page_size();
     e->fn_a = base;
     e->fn_b = base + 64;
+    e->fn_c = base + last;
+    e->fn_d = base + last + 64;
     buf[0] = 0xb8; put32(buf + 1, 0xca11a000u); buf[5] = 0xc3;
     buf[64] = 0xb8; put32(buf + 65, 0xca11b000u); buf[69] = 0xc3;
+    buf[last] = 0xb8; put32(buf + last + 1, 0xca11c000u); buf[last + 5] = 0xc3;
+    buf[last + 64] = 0xb8; put32(buf + last + 65, 0xca11d000u); buf[last + 69] = 0xc3;
 
     uint64_t first = page_size();
     for (int i = 0; i < e->cfg.nsites; i++) {
@@ -107,7 +116,10 @@ static int text_layout(struct ph_engine *e, uint8_t *buf)
         s->kind = pick_kind(e, i);
         s->len = ph_site_len(s->kind);
         s->straddles = (i % 4) == 3;
-        s->off = first + (uint64_t)i * PH_SLOT + (s->straddles ? PH_STRADDLE_OFF : 0);
+        int far = (i >> 3) & 1;          /* call forward, jump backward */
+        uint64_t slot = first + (uint64_t)i * PH_SLOT;
+        s->off = slot + (s->straddles ? PH_STRADDLE_OFF
+                                      : (far && s->kind == PH_KIND_JMPNOP ? 16 : 0));
         s->addr = base + s->off;
         s->variant = 0;
         uint32_t v = (uint32_t)ph_splitmix(&rng);
@@ -117,12 +129,13 @@ static int text_layout(struct ph_engine *e, uint8_t *buf)
         s->value[1] = ~v;                /* every byte differs */
         uint64_t tgt[2] = {0, 0};
         if (s->kind == PH_KIND_CALL) {
-            s->value[0] = 0xca11a000u;
-            s->value[1] = 0xca11b000u;
-            tgt[0] = e->fn_a;
-            tgt[1] = e->fn_b;
+            s->value[0] = far ? 0xca11c000u : 0xca11a000u;
+            s->value[1] = far ? 0xca11d000u : 0xca11b000u;
+            tgt[0] = far ? e->fn_c : e->fn_a;
+            tgt[1] = far ? e->fn_d : e->fn_b;
         } else if (s->kind == PH_KIND_JMPNOP) {
-            tgt[1] = s->addr + 11;       /* past "mov eax, value0; ret" */
+            /* forward: past "mov eax, value0; ret"; backward: the slot's start */
+            tgt[1] = far ? base + slot : s->addr + 11;
         }
         for (int var = 0; var < 2; var++) {
             int r = ph_encode(s->kind, var, s->addr, tgt[var], s->value[var], s->text[var]);
@@ -133,7 +146,8 @@ static int text_layout(struct ph_engine *e, uint8_t *buf)
         memcpy(p, s->text[0], (size_t)s->len);
         if (s->kind == PH_KIND_JMPNOP) {
             p[5] = 0xb8; put32(p + 6, s->value[0]); p[10] = 0xc3;
-            p[11] = 0xb8; put32(p + 12, s->value[1]); p[16] = 0xc3;
+            uint8_t *stub = far ? buf + slot : p + 11;
+            stub[0] = 0xb8; put32(stub + 1, s->value[1]); stub[5] = 0xc3;
         } else {
             p[s->len] = 0xc3;            /* ret */
         }
@@ -225,6 +239,20 @@ void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t
 }
 
 /* Exact site start -> index, or -1 (binary search: sites are in address order). */
+/* Where variant v of a site branches to (0: it does not branch). */
+uint64_t ph_site_target(struct ph_engine *e, int site, int v)
+{
+    if (site < 0 || site >= e->cfg.nsites || (v != 0 && v != 1))
+        return 0;
+    const struct ph_site *s = &e->sites[site];
+    const uint8_t *t = s->text[v];
+    if ((s->kind != PH_KIND_CALL && s->kind != PH_KIND_JMPNOP) || (t[0] != 0xe8 && t[0] != 0xe9))
+        return 0;
+    int32_t rel;
+    memcpy(&rel, t + 1, 4);
+    return s->addr + 5 + (uint64_t)(int64_t)rel;
+}
+
 int ph_site_find(struct ph_engine *e, uint64_t addr)
 {
     int lo = 0, hi = e->cfg.nsites - 1;

@@ -373,6 +373,10 @@ class Engine:
     def site_values(self, site):
         return (lib.ph_site_value(self._e, site, 0), lib.ph_site_value(self._e, site, 1))
 
+    def site_target(self, site, variant):
+        """Where a variant of a call or jmp site branches to (0: it does not)."""
+        return lib.ph_site_target(self._e, site, variant)
+
     def site_variant(self, site):
         return check(lib.ph_site_variant(self._e, site), "ph_site_variant")
 

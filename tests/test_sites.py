@@ -77,3 +77,22 @@ def test_trap_round_trip_through_the_real_handler(two_cpus, bp, kinds):
         assert c["bp_hits"] == 8
         assert c["bp_native" if bp == "native" else "bp_emulated"] == 8
         assert e.view.violations() == []
+
+
+def test_branch_targets_lie_on_both_sides_so_emulation_sees_both_signs(two_cpus):
+    """Call and jmp sites branch backward and forward (negative and positive
+    rel32), and the emulated breakpoint runs each to the right target."""
+    kinds = ("call", "jmpnop")
+    with Engine(Config(cpus=two_cpus, sites=64, kinds=kinds, bp="emulate", force_nmi=3)) as e:
+        signs = {k: set() for k in kinds}
+        for s in range(64):
+            for v in (0, 1):
+                t = e.site_target(s, v)
+                if t:
+                    signs[e.site_kind(s)].add(t > e.site_addr(s))
+        assert signs == {"call": {False, True}, "jmpnop": {False, True}}
+        o = e.run(sites=64)
+        assert o.status == "complete" and o.view.violations() == []
+        assert o.view.totals()["bp_hits"]["emulated"] > 0
+        for s in range(64):   # every site now runs its other variant, to the right target
+            assert e.exec_site(s) == (1, e.site_values(s)[1])
