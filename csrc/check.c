@@ -269,6 +269,15 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
     int idx = ph_self.idx, pst = PH_ROUND_STATE(prev), st = PH_ROUND_STATE(r);
     if (!o->active)
         return;
+    /* (s) Each round publishes SYNC_0, SYNC_1, SYNC_2, SYNC_DONE in turn,
+     * the next round starts only after SYNC_DONE, and DONE comes once,
+     * after a SYNC_DONE.  a: the previous round, b: this one. */
+    uint64_t pseq = PH_ROUND_SEQ(prev), seq_r = PH_ROUND_SEQ(r);
+    int in_order = st == PH_DONE ? (pst == PH_SYNC_DONE && seq_r == pseq)
+                 : st == PH_SYNC_0 ? (pst == PH_SYNC_DONE && seq_r == pseq + 1)
+                 : (seq_r == pseq && st == pst + 1);
+    if (!in_order)
+        ph_violation(e, PH_INV_STATE_ORDER, idx, -1, PH_CTX_THREAD, r, prev, r);
     check_prev_acked(e, prev, r);
     if (PH_ROUND_SEQ(prev) > 0 && pst < PH_SYNC_DONE) {
         /* The primary serialized itself after publishing prev (RFC and
@@ -318,8 +327,10 @@ void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
     ph_count(&c->acks[st], 1);
     if (ctx & PH_CTX_BP)
         ph_count(&c->acks_bp, 1);
-    if (in_sync_loop && st == PH_SYNC_DONE)
+    if (in_sync_loop && st == PH_SYNC_DONE) {
         ph_count(&c->acks_done_in_sync_loop, 1);
+        ph_violation(e, PH_INV_ACK_ONCE, ph_self.idx, -1, ctx, r, r, 1);
+    }
     /* SYNC_0..2 need a serializing instruction that ran after this thread
      * saw the state: sync.c kept the round it had seen, if the token
      * proved the instruction ran. */
@@ -572,9 +583,17 @@ void ph_chk_aim_primary(struct ph_engine *e, int step)
 {
     if (!(e->cfg.aim & PH_AIM_PRIMARY) || !e->orc.active)
         return;
-    /* Round k aims at step k % 4 (INT3, tail, byte 0; the fourth: none). */
-    if ((int)(e->orc.seq & 3) + 1 == step)
+    /* Round k aims a NMI at step k % 4 (INT3, tail, byte 0); the fourth
+     * round runs its site in thread context right after the INT3 (the
+     * RFC selftest's primary): a breakpoint outside any NMI. */
+    int aim = (int)(e->orc.seq & 3) + 1;
+    if (aim == step)
         ph_nmi_self(e);
+    else if (aim == 4 && step == 1) {
+        int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
+        if (n > 0)
+            ph_exec_check(e, e->cur_ids[0], PH_CTX_THREAD, NULL);
+    }
 }
 
 void ph_chk_aim_secondary(struct ph_engine *e, uint64_t r)
@@ -594,6 +613,38 @@ static int in_our_text(struct ph_engine *e, uint64_t ip)
 {
     uint64_t lo = (uint64_t)e->text_x;
     return ip >= lo && ip < lo + e->text_len;
+}
+
+/*
+ * After an emulated breakpoint: the context must be what the scheduled
+ * instruction (the oracle's variant, not the descriptor's bytes) does.
+ * Returns 0, or a code: 1 RIP, 2 RAX, 3 the pushed return address.
+ */
+static int emulation_wrong(struct ph_engine *e, int site, ucontext_t *uc, uint64_t sp0,
+                           uint64_t *got)
+{
+    const struct ph_site *s = &e->sites[site];
+    int v = ph_load_acquire(&e->orc.variant[site]);   /* pairs: ph_oracle_next() */
+    greg_t *g = uc->uc_mcontext.gregs;
+    uint64_t rip = (uint64_t)g[REG_RIP], next = s->addr + 5;
+    uint64_t tgt = ph_site_target(e, site, v);
+    *got = rip;
+    switch (s->kind) {
+    case PH_KIND_MOVRET:
+        if (rip != next)
+            return 1;
+        *got = (uint64_t)(uint32_t)g[REG_RAX];
+        return (uint32_t)g[REG_RAX] != s->value[v] ? 2 : 0;
+    case PH_KIND_CALL:
+        if (rip != tgt)
+            return 1;
+        *got = *(const uint64_t *)(uintptr_t)(sp0 - 8);
+        return (uint64_t)g[REG_RSP] != sp0 - 8 || *got != next ? 3 : 0;
+    case PH_KIND_JMPNOP:
+        return rip != (tgt ? tgt : next) ? 1 : 0;
+    default:
+        return 0;
+    }
 }
 
 void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
@@ -631,9 +682,18 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
             ph_nmi_self(e);
         }
     }
+    uint64_t sp0 = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
     ph_bp_handle(sig, si, ucv);
-    if (ours)
+    if (ours) {
+        int site = ph_site_find(e, ip);
+        uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = 0;
+        int wrong;
+        /* Not rewound: the handler emulated the instruction. */
+        if (site >= 0 && rip != ip && e->orc.active && (wrong = emulation_wrong(e, site, uc, sp0, &got)))
+            ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);
         c->in_bp--;
+    }
     errno = saved_errno;
 }
 

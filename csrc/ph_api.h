@@ -98,7 +98,8 @@ enum ph_invariant {
     PH_INV_NMI_HELD_OFF = 15,      /* (p) no NMI inside a breakpoint handler or an NMI */
     PH_INV_MEMBARRIER = 16,        /* (q) upstream: every state's membarrier happened */
     PH_INV_SYNC_IN_BUILD = 17,     /* (r) the sync instruction is in the build and runs */
-    PH_NINVARIANTS = 18
+    PH_INV_STATE_ORDER = 18,       /* (s) states published in protocol order, each once */
+    PH_NINVARIANTS = 19
 };
 
 /* Aimed stress (cfg.aim bits): executions and NMIs put into the windows

@@ -50,6 +50,8 @@ INVARIANTS = [
                    "SYNC_1 and SYNC_2 was published"),
     ("sync-in-build", "(r) the serializing instruction is in the build: its token is the "
                       "instruction's own output, and it costs more than a plain call"),
+    ("state-order", "(s) states are published in protocol order: each round SYNC_0, SYNC_1, "
+                    "SYNC_2, SYNC_DONE, the next round only after SYNC_DONE, DONE once at the end"),
 ]
 NAMES = [n for n, _ in INVARIANTS]
 MAX_BP_DEPTH = 1
@@ -80,6 +82,11 @@ def _detail(name, v):
             where = "a fill byte outside any site" if holder == 0xFFFFFFFF else f"inside site {holder}, not its start"
             return (f"INT3 at {a:#x} is {where}: nothing can resolve it (a bad jump, rewind or torn "
                     f"site reached it); the worker ended with the evidence")
+        if b >> 32 == 4:
+            what = {1: f"left RIP at {a:#x}", 2: f"left EAX = {a:#010x}",
+                    3: f"pushed return address {a:#x}"}.get(b & 0xFF, f"a={a:#x}")
+            return (f"the emulated breakpoint on site {v['site']} {what}: not what the scheduled "
+                    f"instruction does")
         if b == 1:
             return f"breakpoint on site {v['site']} cannot be emulated (opcode {a:#04x}): not one instruction"
         return (f"breakpoint descriptor (generation {a}) was retired, or rewritten, while this handler "
@@ -139,6 +146,11 @@ def _detail(name, v):
                     f"the instruction produces: it did not run")
         return (f"a sync_one() costs {a} ns against {b} ns for a plain call: the instruction is not "
                 f"in this build")
+    if name == "ack-once":
+        return (f"thread {v['thread']} acked {_st(a)} inside the sync loop: SYNC_DONE must be acked in "
+                f"the finish loop only, after every breakpoint context was left")
+    if name == "state-order":
+        return f"{_st(b)} was published right after {_st(a)}: out of the protocol's order"
     return f"a={a:#x} b={b:#x}"
 
 

@@ -1,4 +1,4 @@
-"""Command line: pyharness run | scenarios | selftest | bench | compare.
+"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare.
 
 Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this
 environment cannot run it, 130 interrupted.  Errors are one line on stderr.
@@ -88,6 +88,8 @@ def build_parser():
                    help="busy wait added to each poke_sync round (benchmark self-check)")
     r.add_argument("--mdwe", action="store_true",
                    help="set PR_SET_MDWE in the worker first (as systemd's MemoryDenyWriteExecute)")
+    r.add_argument("--stop-on-violation", action="store_true",
+                   help="end the run at the first evidence of a violation (bisecting, mutation runs)")
     r.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
     r.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -109,6 +111,17 @@ def build_parser():
     b.add_argument("--check-targets", action="store_true",
                    help="exit 1 when a speed target (Python share, ratio to the floor, batch "
                         "gain) is missed")
+
+    m = sub.add_parser("mutate", help="build each source mutant (tests/mutants) and check that "
+                                      "the checker catches it")
+    m.add_argument("--only", default=None, help="comma list of mutant names or file prefixes")
+    m.add_argument("--runs", type=_pos_int, default=1, help="runs per mutant (seeds 1..N)")
+    m.add_argument("--seconds", type=_nonneg_float, default=10.0,
+                   help="cap per run; a mutant must be caught within it")
+    m.add_argument("--cpus", default=None)
+    m.add_argument("--mutants", default=None, metavar="DIR", help="default: tests/mutants of the checkout")
+    m.add_argument("--keep", default=None, metavar="DIR", help="build the scratch trees here and keep them")
+    m.add_argument("--json", default=None, metavar="PATH")
 
     c = sub.add_parser("compare", help="compare two bench JSON files")
     c.add_argument("old")
@@ -137,6 +150,9 @@ def main(argv=None):
         if args.command == "bench":
             from .bench import bench_main
             return bench_main(args)
+        if args.command == "mutate":
+            from .mutate import mutate_main
+            return mutate_main(args)
         if args.command == "compare":
             from .compare import compare_main
             return compare_main(args)

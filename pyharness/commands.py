@@ -93,6 +93,7 @@ def run_main(args, argv):
         rep = run_mixed(args, scenario, progress)
     else:
         spec = build_spec(args, scenario)
+        spec.stop_on_violation = getattr(args, "stop_on_violation", False)
         rep = run_stress(spec, progress=progress)
     if args.json:
         write_json(rep, args.json)
@@ -112,12 +113,14 @@ def run_mixed(args, scenario, progress):
         d = min(per, total - spent)
         spec = build_spec(args, name, duration=d)
         spec.config.seed = args.seed + k
+        spec.stop_on_violation = getattr(args, "stop_on_violation", False)
         rep = run_stress(spec, progress=progress)
         rep["segment"] = k
         parts.append(rep)
         spent += d
         k += 1
-        if rep["status"] in ("interrupted", "hung", "crashed"):
+        if rep["status"] in ("interrupted", "hung", "crashed") or (
+                spec.stop_on_violation and rep["verdict"] == "fail"):
             break
     return merge_reports(parts, scenario, args)
 

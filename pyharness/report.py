@@ -115,6 +115,27 @@ def invariant_table(counts):
     return {name: {"description": desc, "violations": counts.get(name, 0)} for name, desc in INVARIANTS}
 
 
+def check_output_path(path, option="--json"):
+    """Before any work: the file's directory exists and the file can be
+    written; raises UsageError (exit 2) naming the option otherwise."""
+    import os
+    from .errors import UsageError
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(d):
+        raise UsageError(f"{option} {path}: directory {d} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a directory")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write ({exc.strerror})") from None
+    if not existed:
+        os.unlink(path)
+    return path
+
+
 def write_json(rep, path):
     with open(path, "w") as f:
         json.dump(rep, f, indent=1, default=str)

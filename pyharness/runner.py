@@ -251,8 +251,9 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
             verdict = "fail"
     t_start = view.sh.t_start if laid_out else 0
     stamps = [v["ts_ns"] for v in violations if v.get("ts_ns")]
-    if stamps and t_start:
-        caught_at = max(0.0, (min(stamps) - t_start) / 1e9)
+    if stamps and t_start:   # the earliest evidence: recorded in C, or seen live in counters
+        at = max(0.0, (min(stamps) - t_start) / 1e9)
+        caught_at = at if caught_at is None else min(caught_at, at)
     from .machine import machine_info
     rep = {
         "schema": rpt.SCHEMA,
