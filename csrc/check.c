@@ -686,10 +686,14 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
     ph_bp_handle(sig, si, ucv);
     if (ours) {
         int site = ph_site_find(e, ip);
-        uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = 0;
-        int wrong;
-        /* Not rewound: the handler emulated the instruction. */
-        if (site >= 0 && rip != ip && e->orc.active && (wrong = emulation_wrong(e, site, uc, sp0, &got)))
+        uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = rip;
+        int wrong = 0;
+        /* Native: resume exactly at the site, to run it anew.  Emulated:
+         * resumed elsewhere, the context is what the scheduled instruction
+         * does (rewound: a late trap, re-executed). */
+        if (site >= 0 && rip != ip && e->orc.active)
+            wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, uc, sp0, &got);
+        if (wrong)
             ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);
         c->in_bp--;

@@ -82,6 +82,9 @@ def _detail(name, v):
             where = "a fill byte outside any site" if holder == 0xFFFFFFFF else f"inside site {holder}, not its start"
             return (f"INT3 at {a:#x} is {where}: nothing can resolve it (a bad jump, rewind or torn "
                     f"site reached it); the worker ended with the evidence")
+        if b >> 32 == 4 and b & 0xFF == 5:
+            return (f"the native breakpoint on site {v['site']} resumed at {a:#x}, not at the site "
+                    f"it must re-execute")
         if b >> 32 == 4:
             what = {1: f"left RIP at {a:#x}", 2: f"left EAX = {a:#010x}",
                     3: f"pushed return address {a:#x}"}.get(b & 0xFF, f"a={a:#x}")

@@ -119,7 +119,10 @@ def build_parser():
     m.add_argument("--seconds", type=_nonneg_float, default=10.0,
                    help="cap per run; a mutant must be caught within it")
     m.add_argument("--cpus", default=None)
-    m.add_argument("--mutants", default=None, metavar="DIR", help="default: tests/mutants of the checkout")
+    m.add_argument("--source", default=None, metavar="DIR",
+                   help="the pyharness source tree to mutate (default: this checkout, or the "
+                        "current directory)")
+    m.add_argument("--mutants", default=None, metavar="DIR", help="default: tests/mutants of the source tree")
     m.add_argument("--keep", default=None, metavar="DIR", help="build the scratch trees here and keep them")
     m.add_argument("--json", default=None, metavar="PATH")
 

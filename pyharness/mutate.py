@@ -44,16 +44,23 @@ class Mutant:
     equivalent: Optional[str]
 
 
-def source_root():
-    """The checkout this pyharness was imported from, if it has the sources."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isfile(os.path.join(root, "csrc", "build_ffi.py")):
-        return root
+def _is_tree(d):
+    return bool(d) and os.path.isfile(os.path.join(d, "csrc", "build_ffi.py"))
+
+
+def source_root(given=None):
+    """The source tree: given, else the checkout this pyharness was imported
+    from, else the current directory; None when none has csrc/."""
+    if given is not None:
+        return os.path.abspath(given) if _is_tree(given) else None
+    for d in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.getcwd()):
+        if _is_tree(d):
+            return d
     return None
 
 
-def default_mutants_dir():
-    root = source_root()
+def default_mutants_dir(root=None):
+    root = root or source_root()
     return os.path.join(root, "tests", "mutants") if root else None
 
 
@@ -83,10 +90,11 @@ def load_mutants(directory, only=None):
            if n.endswith(".diff")]
     if only:
         keys = [k.strip() for k in only.split(",") if k.strip()]
-        picked = [m for m in out if any(m.name == k or os.path.basename(m.path).startswith(k)
-                                        for k in keys)]
-        missing = [k for k in keys if not any(m.name == k or os.path.basename(m.path).startswith(k)
-                                              for m in out)]
+
+        def hit(m, k):   # a name, a name's start, or a file's number
+            return m.name.startswith(k) or os.path.basename(m.path).startswith(k)
+        picked = [m for m in out if any(hit(m, k) for k in keys)]
+        missing = [k for k in keys if not any(hit(m, k) for m in out)]
         if missing:
             raise UsageError(f"no mutant named {', '.join(missing)}; see {directory}")
         out = picked
@@ -168,9 +176,9 @@ def run_once(tree, mutant, scenario, seconds, seed, cpus=None):
             "status": rep["status"], "exit_code": rc, "detail": first, "replay": replay}
 
 
-def evaluate(mutants, runs=1, seconds=CAP_S, cpus=None, progress=None, keep=None):
+def evaluate(mutants, runs=1, seconds=CAP_S, cpus=None, progress=None, keep=None, root=None):
     """Build every mutant (two at a time), then run each: returns rows."""
-    root = source_root()
+    root = root or source_root()
     if root is None:
         raise UnsupportedError("`pyharness mutate` needs a source checkout (csrc/); this pyharness "
                                "was installed without one")
@@ -265,7 +273,10 @@ def format_table(rows):
 
 
 def mutate_main(args):
-    directory = args.mutants or default_mutants_dir()
+    root = source_root(args.source)
+    if args.source and root is None:
+        raise UsageError(f"--source {args.source}: not a pyharness source tree (no csrc/build_ffi.py)")
+    directory = args.mutants or default_mutants_dir(root)
     mutants = load_mutants(directory, args.only)
     if args.json:
         from .report import check_output_path
@@ -277,7 +288,7 @@ def mutate_main(args):
             sys.stderr.write("\r" + text[:110].ljust(110))
             sys.stderr.flush()
     rows = evaluate(mutants, runs=args.runs, seconds=args.seconds, cpus=args.cpus,
-                    progress=progress, keep=args.keep)
+                    progress=progress, keep=args.keep, root=root)
     if show:
         sys.stderr.write("\r" + " " * 110 + "\r")
     print(format_table(rows))

@@ -70,21 +70,55 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
     return rows
 
 
+# Source mutants (tests/mutants) the selftest also builds and runs: one
+# per kind of evidence (bytes read back at publish, the kernel's view of the
+# mappings, the crash record of an INT3 nobody resolves).
+SOURCE_MUTANTS = "publish-before-poke,text-left-writable,bp-rewind-two-bytes"
+
+
+def run_source_mutants(cpus=None, progress=None):
+    """Rows for the source mutants, or one row saying why none ran."""
+    from . import mutate
+    root = mutate.source_root()
+    if root is None or not __import__("shutil").which("patch"):
+        return [{"mutant": "source mutants", "scenario": "-", "caught": False, "invariants": [],
+                 "after_s": None, "wall_s": 0.0, "status": "skipped", "ok": True,
+                 "skipped": "no source tree (csrc/, tests/mutants/) or no patch(1) here: run "
+                            "`pyharness selftest` from a checkout", "totals": {}, "replay": None}]
+    ms = mutate.load_mutants(mutate.default_mutants_dir(root), SOURCE_MUTANTS)
+    rows = []
+    for r in mutate.evaluate(ms, runs=1, seconds=MUTANT_CAP_S, cpus=cpus, progress=progress,
+                             root=root):
+        run = (r.get("runs") or [{}])[0]
+        after = r["after_s"]["max"] if r.get("after_s") else None
+        rows.append({"mutant": "src:" + r["mutant"], "scenario": run.get("scenario", "-"),
+                     "caught": r["verdict"] == "caught", "invariants": r.get("invariants", []),
+                     "after_s": after, "wall_s": run.get("wall_s", 0.0), "status": run.get("status"),
+                     "ok": r["verdict"] == "caught", "totals": {}, "replay": run.get("replay"),
+                     "error": r.get("build_error")})
+    return rows
+
+
 def format_table(rows):
     bys = [",".join(r["invariants"]) or "-" for r in rows]
     w = max([len("by invariant")] + [len(b) for b in bys])
-    lines = [f"{'mutant':18s} {'scenario':18s} {'caught':7s} {'by invariant':{w}s} {'after':>8s}  result"]
+    mw = max([len("mutant")] + [len(r["mutant"]) for r in rows])
+    lines = [f"{'mutant':{mw}s} {'scenario':18s} {'caught':7s} {'by invariant':{w}s} {'after':>8s}  result"]
     for r, by in zip(rows, bys):
         after = f"{r['after_s']:.3f}s" if r["after_s"] is not None else "-"
-        caught = "yes" if r["caught"] else "no"
-        res = "ok" if r["ok"] else "FAIL"
-        lines.append(f"{r['mutant']:18s} {r['scenario']:18s} {caught:7s} {by:{w}s} {after:>8s}  {res}")
+        caught = "-" if r.get("skipped") else "yes" if r["caught"] else "no"
+        res = "skipped" if r.get("skipped") else "ok" if r["ok"] else "FAIL"
+        lines.append(f"{r['mutant']:{mw}s} {r['scenario']:18s} {caught:7s} {by:{w}s} {after:>8s}  {res}")
     return "\n".join(lines)
 
 
 def selftest_main(args):
     rows = run_selftest(seconds=args.seconds, cpus=args.cpus, progress=sys.stderr.isatty())
+    rows += run_source_mutants(cpus=args.cpus)
     print(format_table(rows))
+    for r in rows:
+        if r.get("skipped"):
+            print(f"note: {r['mutant']} skipped: {r['skipped']}")
     ok = all(r["ok"] for r in rows)
     print("selftest: " + ("PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"))
     if args.json:
