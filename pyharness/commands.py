@@ -141,6 +141,16 @@ def merge_reports(parts, scenario, args):
     for p in parts:
         for k, v in p["totals"].get("bp_hits", {}).items():
             totals["bp_hits"][k] = totals["bp_hits"].get(k, 0) + v
+    evidence = {}
+    for p in parts:    # evidence adds up across segments; costs are per engine
+        for k, v in p.get("checks", {}).get("evidence", {}).items():
+            if isinstance(v, int) and not k.endswith("_ns"):
+                evidence[k] = evidence.get(k, 0) + v
+            else:
+                evidence.setdefault(k, v)
+    gaps = []
+    for p in parts:
+        gaps += [g for g in p.get("checks", {}).get("not_observable", []) if g not in gaps]
     statuses = [p["status"] for p in parts]
     status = next((s for s in ("crashed", "hung", "interrupted", "aborted") if s in statuses), "complete")
     codes = [p["exit_code"] for p in parts]
@@ -151,6 +161,7 @@ def merge_reports(parts, scenario, args):
                 "status": status, "exit_code": exit_code, "violations": violations,
                 "violation_counts": counts, "invariants": invariant_table(counts),
                 "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),
+                "checks": {"evidence": evidence, "not_observable": gaps},
                 "segments": [{k: p[k] for k in ("scenario", "verdict", "status", "exit_code", "totals",
                                                  "distributions", "config", "replay", "elapsed_s")}
                              for p in parts],
