@@ -47,6 +47,8 @@ step() {   # step NAME ARGS...: run one pyharness command, keep its output and e
 }
 
 step selftest selftest --cpus "$CPUS" --json "$out/selftest.json"
+# The whole source mutation suite (tests/mutants), three seeds each.
+step mutate mutate --runs 3 --cpus "$CPUS" --json "$out/mutate.json"
 nmi=()
 [ -n "$NMI_RATE" ] && nmi=(--nmi-rate "$NMI_RATE")
 for sc in $SCENARIOS; do
@@ -88,6 +90,9 @@ for n in names:
         note = (f"bench: {len(d['targets']) - len(bad)}/{len(d['targets'])} targets met"
                 + (f"; missed: {'; '.join(bad)}" if bad else "")
                 + (f"; {len(d['warnings'])} warnings" if d.get("warnings") else ""))
+    elif str(d.get("schema", "")).startswith("pyharness.mutate/"):
+        sc = d["score"]
+        note = f"mutants caught in every run: {sc['caught']}/{sc['scored']}"
     elif "pass" in d:
         note = "selftest " + ("pass" if d["pass"] else "FAIL")
     print(f"{n:36s} {rc:>4d}  {note}")
