@@ -10,7 +10,8 @@ import re
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "trap.c", "protocol.c", "bench.c"]
+SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "stress.c", "trap.c", "protocol.c",
+           "proto_rfc.c", "proto_posted.c", "bench.c"]
 
 
 def _cdef_text():

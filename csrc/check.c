@@ -91,14 +91,23 @@ int ph_oracle_next(struct ph_engine *e, int n, int *ids)
     if (n < 1 || n > ns || n > PH_MAX_BATCH)
         return -EINVAL;
     if (o->cursor + n > ns) {
+        /* Paired sites (a lock 2p and its unlock 2p+1) are shuffled as
+         * pairs, each pair's two sites kept next to each other. */
+        int paired = !!(e->cfg.stress & PH_STRESS_PAIRED), units = paired ? ns / 2 : ns;
         uint64_t st = (e->cfg.seed ^ SCHEDULE_SALT) +
-                      o->pass * (uint64_t)(ns - 1) * SPLITMIX_GAMMA;
-        for (int i = 0; i < ns; i++)
+                      o->pass * (uint64_t)(units - 1) * SPLITMIX_GAMMA;
+        for (int i = 0; i < units; i++)
             o->perm[i] = i;
-        for (int i = ns - 1; i > 0; i--) {
+        for (int i = units - 1; i > 0; i--) {
             int j = (int)(ph_splitmix(&st) % (uint64_t)(i + 1));
             int t = o->perm[i]; o->perm[i] = o->perm[j]; o->perm[j] = t;
         }
+        if (paired)
+            for (int i = units - 1; i >= 0; i--) {
+                int pr = o->perm[i];
+                o->perm[2 * i] = 2 * pr;
+                o->perm[2 * i + 1] = 2 * pr + 1;
+            }
         o->pass++;
         o->cursor = 0;
     }
@@ -247,14 +256,16 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
 
 static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
 {
-    if (PH_ROUND_SEQ(prev) == 0 || e->cfg.secsync != PH_SECSYNC_ACK)
+    /* Nobody acks DONE (a session's end), nor a session's start. */
+    if (PH_ROUND_SEQ(prev) == 0 || e->cfg.secsync != PH_SECSYNC_ACK ||
+        PH_ROUND_STATE(prev) == PH_DONE || PH_ROUND_STATE(next) == PH_DONE)
         return;
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (i == e->cfg.primary || e->thr[i].role == PH_ROLE_PRIMARY)
             continue;
         /* Pairs with the release CAS in give_ack() / fetch_or in map_set(). */
         uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
-        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
+        if (e->cfg.protocol == PH_PROTO_POSTED)   /* the RFC's map: a bit per thread */
             a = (ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1 ? prev : 0;
         if (a < prev)
             ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
@@ -275,6 +286,7 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
     uint64_t pseq = PH_ROUND_SEQ(prev), seq_r = PH_ROUND_SEQ(r);
     int in_order = st == PH_DONE ? (pst == PH_SYNC_DONE && seq_r == pseq)
                  : st == PH_SYNC_0 ? (pst == PH_SYNC_DONE && seq_r == pseq + 1)
+                 : st == PH_SYNC_DONE && pst == PH_DONE ? seq_r == pseq   /* a session begins */
                  : (seq_r == pseq && st == pst + 1);
     if (!in_order)
         ph_violation(e, PH_INV_STATE_ORDER, idx, -1, PH_CTX_THREAD, r, prev, r);
@@ -291,8 +303,8 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
                 ph_violation(e, PH_INV_MEMBARRIER, idx, -1, PH_CTX_THREAD, prev, prev, mr);
         }
     }
-    if (st > PH_SYNC_DONE)
-        return;
+    if (st > PH_SYNC_DONE || (st == PH_SYNC_DONE && pst == PH_DONE))
+        return;             /* DONE, or a session's start: no round's bytes */
     const struct ph_oround *rd = round_entry(e, PH_ROUND_SEQ(r));
     if (!rd) {   /* a round the schedule never issued */
         ph_violation(e, PH_INV_SCHEDULE, idx, -1, PH_CTX_THREAD, r, PH_ROUND_SEQ(r), o->seq);
@@ -577,36 +589,6 @@ int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
 }
 
 /* ------------------------------------------------------------------ */
-/* Aim: executions and NMIs into the windows between a round's pokes.  */
-
-void ph_chk_aim_primary(struct ph_engine *e, int step)
-{
-    if (!(e->cfg.aim & PH_AIM_PRIMARY) || !e->orc.active)
-        return;
-    /* Round k aims a NMI at step k % 4 (INT3, tail, byte 0); the fourth
-     * round runs its site in thread context right after the INT3 (the
-     * RFC selftest's primary): a breakpoint outside any NMI. */
-    int aim = (int)(e->orc.seq & 3) + 1;
-    if (aim == step)
-        ph_nmi_self(e);
-    else if (aim == 4 && step == 1) {
-        int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
-        if (n > 0)
-            ph_exec_check(e, e->cur_ids[0], PH_CTX_THREAD, NULL);
-    }
-}
-
-void ph_chk_aim_secondary(struct ph_engine *e, uint64_t r)
-{
-    struct ph_counters *c = ph_self.c;
-    if (!(e->cfg.aim & PH_AIM_SECONDARY) || !e->orc.active || !c || c->in_nmi || c->in_bp)
-        return;
-    /* States rotate with the round, so each state of each site gets hit. */
-    if ((int)(PH_ROUND_SEQ(r) & 3) == PH_ROUND_STATE(r))
-        ph_nmi_self(e);
-}
-
-/* ------------------------------------------------------------------ */
 /* Signal entry wrappers                                               */
 
 static int in_our_text(struct ph_engine *e, uint64_t ip)
@@ -676,8 +658,9 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
         }
         /* Probe: send ourselves a NMI from inside the breakpoint handler on
          * every 16th trap.  Held off as promised, it stays pending until we
-         * return; delivered now, its wrapper sees in_bp and says so. */
-        if ((c->traps & 15) == 1) {
+         * return; delivered now, its wrapper sees in_bp and says so.  (In
+         * NMI mode NMIs are allowed there: no probe.) */
+        if ((c->traps & 15) == 1 && !e->cfg.nmi_mode) {
             ph_count(&c->probes, 1);
             ph_nmi_self(e);
         }
@@ -708,7 +691,9 @@ void ph_chk_on_nmi(int sig, siginfo_t *si, void *ucv)
     struct ph_counters *c = ph_self.c;
     int ours = e && c && ph_self.e == e;
     if (ours) {
-        if (c->in_bp || c->in_nmi)   /* a: breakpoint depth, b: NMI depth */
+        /* In NMI mode a NMI may land in a breakpoint handler (the RFC's
+         * breakpoint, NMI, breakpoint); never inside a NMI. */
+        if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)   /* a: bp depth, b: NMI depth */
             ph_violation(e, PH_INV_NMI_HELD_OFF, ph_self.idx, -1, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi);
         c->in_nmi++;

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 8
+#define PH_ABI_VERSION 9
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -73,9 +73,8 @@ enum ph_mutant {
     PH_MUT_DOUBLE_ACK = 5,         /* secondaries ack each state twice */
     PH_MUT_EARLY_RETRACT = 6,      /* descriptor retired without waiting for refs */
     PH_MUT_PATCH_SYNC_LOOP = 7,    /* the sync loop itself runs the patched site */
-    PH_MUT_RFC_BITMAP = 8,         /* the RFC's literal ack bitmap: test, sync, set */
-    PH_MUT_LOST_TAIL = 9,          /* the tail write is lost (poke to nowhere) */
-    PH_NMUTANTS = 10
+    PH_MUT_LOST_TAIL = 8,          /* the tail write is lost (poke to nowhere) */
+    PH_NMUTANTS = 9
 };
 
 /* Invariants, named as in the report (pyharness/checker.py). */
@@ -99,7 +98,27 @@ enum ph_invariant {
     PH_INV_MEMBARRIER = 16,        /* (q) upstream: every state's membarrier happened */
     PH_INV_SYNC_IN_BUILD = 17,     /* (r) the sync instruction is in the build and runs */
     PH_INV_STATE_ORDER = 18,       /* (s) states published in protocol order, each once */
-    PH_NINVARIANTS = 19
+    PH_INV_PAIRED = 19,            /* (t) a lock site and its unlock run the same variant */
+    PH_INV_RFC_BUG = 20,           /* (u) the RFC's own BUG()/BUG_ON would have fired */
+    PH_NINVARIANTS = 21
+};
+
+/* Which protocol runs (csrc/proto_*.c behind struct ph_proto). */
+enum ph_protocol {
+    PH_PROTO_RFC = 0,       /* the RFC's steps with pyharness's acks: one forward-only
+                               word per thread holding (site sequence, state) */
+    PH_PROTO_POSTED = 1     /* the RFC's code as posted: plain state values, one shared
+                               ack map, publish then clear, test-then-set */
+};
+
+/* The RFC selftest's conditions (patch 21), cfg.stress bits. */
+enum ph_stress {
+    PH_STRESS_NEIGHBOUR_NMI = 1,   /* a secondary NMIs its neighbour at every state change */
+    PH_STRESS_SYNC_LOOP_EXEC = 2,  /* a secondary runs the site under patch from its sync
+                                      loop before acking (per-thread recursion guard) */
+    PH_STRESS_PRIMARY_EXEC = 4,    /* the primary runs the site right after SYNC_0 */
+    PH_STRESS_PAIRED = 8           /* sites 2p, 2p+1 are a lock and its unlock, switched
+                                      together; NMIs run both */
 };
 
 /* Aimed stress (cfg.aim bits): executions and NMIs put into the windows
@@ -124,7 +143,9 @@ enum ph_where {
     PH_WHERE_NONE = 0, PH_WHERE_REGISTERED = 1, PH_WHERE_FINISH_LOOP = 2,
     PH_WHERE_SYNC_LOOP = 3, PH_WHERE_BP = 4, PH_WHERE_NMI = 5, PH_WHERE_POKE = 6,
     PH_WHERE_WAIT_ACKS = 7, PH_WHERE_WAIT_REFS = 8, PH_WHERE_EXECUTING = 9,
-    PH_WHERE_VERIFY = 10, PH_WHERE_EXITED = 11
+    PH_WHERE_VERIFY = 10, PH_WHERE_EXITED = 11, PH_WHERE_SYNC_WAIT = 12,
+    PH_WHERE_FINISH_WAIT = 13, PH_WHERE_SYNC_TEST = 14, PH_WHERE_SESSION_WAIT = 15,
+    PH_WHERE_LOCK = 16
 };
 
 /* Sample rings kept by the primary. */
@@ -160,6 +181,14 @@ struct ph_config {
                                   0: 1024.  Small when threads share a CPU, so a
                                   waiter gives its CPU to the thread it waits on */
     uint32_t aim;              /* enum ph_aim bits */
+    int32_t protocol;          /* enum ph_protocol */
+    int32_t nmi_mode;          /* 1: the RFC's NMI mode (patch 19): the primary patches,
+                                  and each secondary runs its finish loop, inside a NMI */
+    uint32_t stress;           /* enum ph_stress bits */
+    int32_t nmi_level;         /* NMI handler: 0/1 run the site; 2 also take a lock
+                                  shared by all threads; 3 also hold it 1 us */
+    int32_t sessions;          /* stop_machine calls in a run; 0 or 1: one */
+    int32_t pad1;
 };
 
 struct ph_event {
@@ -253,7 +282,15 @@ struct ph_counters {
     uint64_t exec_checked;     /* executions held to the schedule's variant */
     uint64_t bytes_checked;    /* states whose bytes this thread read back */
     uint64_t probes;           /* NMIs sent into our own breakpoint handlers */
-    uint64_t pad1[6];          /* to a multiple of 64 bytes (asserted) */
+    /* Diagnosis and the RFC selftest's stress (protocol side). */
+    uint64_t seen_round;       /* the published word this thread last read in a loop */
+    int64_t guard;             /* sync-loop execution in progress (recursion guard) */
+    int64_t nmi_bp_base;       /* breakpoint depth when the current NMI came in */
+    int64_t nmi_work;          /* NMI mode: 1 patch (primary), 2 finish loop (secondary) */
+    int64_t nmi_rc;            /* ... and what it returned */
+    uint64_t pair_checks;      /* lock/unlock pairs run by this thread's NMIs */
+    uint64_t session_in;       /* the session this thread has entered (stop_machine) */
+    uint64_t pad1[7];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */
@@ -287,6 +324,9 @@ struct ph_shared {
     uint64_t plain_cost_ns;     /* ... against a plain call of the same shape */
     uint64_t sync_token;        /* what the instruction returned at start */
     uint64_t sync_token_expect; /* what it must return (CPUID: the vendor, read apart) */
+    uint64_t session;           /* stop_machine calls begun */
+    uint64_t final_session;     /* set before the last session's DONE */
+    uint64_t num_acks;          /* the RFC's num_acks: every participant, primary included */
     struct ph_crash crash;
     struct ph_violation violations[256];
     uint64_t series_count[6];

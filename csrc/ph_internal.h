@@ -145,7 +145,37 @@ struct ph_engine {
     void *altstacks[PH_MAX_THREADS];
     int nmi_signal;
     struct ph_oracle orc;          /* the observer (check.c) */
+    const struct ph_proto *proto;
+    uint64_t cpuid_token;          /* CPUID's token, for sync_one() in NMI context */
+    uint64_t st_lock __attribute__((aligned(64)));  /* the selftest's lock shared by all */
 };
+
+/* Poke steps, named in the publish event's arg. */
+enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
+#define STATUS_RUNNING 0
+#define STATUS_DONE 1
+#define STATUS_ABORTED 2
+
+/*
+ * A protocol behind one small interface (proto_rfc.c, proto_posted.c):
+ *   poke_sync   -- the primary: write one step's bytes, publish state st,
+ *                  get every secondary serialized;
+ *   sync_site   -- text_poke_sync_site(): a secondary's sync loop, in thread
+ *                  or breakpoint context; min_seq: the round owning the INT3
+ *                  a breakpoint hit (0 in thread context);
+ *   finish      -- text_poke_sync_finish(): a secondary's loop until DONE;
+ *   executor_ack-- an executor's ack of the state it sees (ack style only);
+ *   stuck       -- the threads whose ack is missing, for a hang's report.
+ */
+struct ph_proto {
+    const char *name;
+    int (*poke_sync)(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step);
+    void (*sync_site)(struct ph_engine *e, int ctx, uint64_t min_seq);
+    int (*finish)(struct ph_engine *e, int ctx);
+    void (*executor_ack)(struct ph_engine *e, struct ph_counters *c, uint64_t r);
+    int (*stuck)(struct ph_engine *e, int *out, int max);
+};
+extern const struct ph_proto ph_proto_rfc, ph_proto_posted;
 
 /* The one live engine, read by the signal handlers. */
 extern struct ph_engine *ph_engine_live;
@@ -195,6 +225,7 @@ int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);
 /* sync.c: the serializing instructions and membarrier, each recording the
  * evidence that it ran (the observer's, in the thread's counters). */
 void ph_sync_core(struct ph_engine *e);
+void ph_sync_core_method(struct ph_engine *e, int sync);
 long ph_membarrier_core(struct ph_engine *e);
 
 /* check.c: the observer.  The schedule oracle, and hooks placed where the
@@ -209,8 +240,8 @@ void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx
 void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len);
 void ph_chk_round_end(struct ph_engine *e);
 void ph_chk_final(struct ph_engine *e);
-void ph_chk_aim_primary(struct ph_engine *e, int step);
-void ph_chk_aim_secondary(struct ph_engine *e, uint64_t r);
+void ph_st_aim_primary(struct ph_engine *e, int step);
+void ph_st_aim_secondary(struct ph_engine *e, uint64_t r);
 void ph_chk_sync_build(struct ph_engine *e);
 void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *uc);
 void ph_chk_on_nmi(int sig, siginfo_t *si, void *uc);
@@ -223,9 +254,21 @@ int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
 
-/* protocol.c */
-void ph_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq);
-int ph_spin_wait_until(struct ph_engine *e, uint64_t deadline, uint64_t *spins);
+/* protocol.c: what the protocols share */
 int ph_current_ctx(void);
+int ph_aborted(struct ph_engine *e);
+void ph_abort_run(struct ph_engine *e);
+int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline);
+void ph_account_wait(struct ph_counters *c, uint64_t t0);
+uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
+                              uint64_t *waited);
+uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step);
+void ph_busy_wait(uint64_t ns);
+int ph_nmi_work(struct ph_engine *e);
+
+/* stress.c: aimed stress and the RFC selftest's conditions */
+void ph_st_state_seen(struct ph_engine *e, uint64_t r);
+void ph_st_sync_loop_exec(struct ph_engine *e, int ctx);
+void ph_st_nmi_body(struct ph_engine *e, int site);
 
 #endif

@@ -1,7 +1,11 @@
 /*
- * protocol.c -- the RFC's patching state machine in user space.
+ * protocol.c -- the engine and the driver: threads, sessions, the primary's
+ * rounds (text_poke_site / text_poke_bp_batch), executors, verification.
+ * The protocol itself (poke_sync, the sync loop, the finish loop) sits
+ * behind struct ph_proto: proto_rfc.c (the default) and proto_posted.c (the
+ * RFC's code as posted).
  *
- * Primary, for each round of sites (text_poke_site / text_poke_bp_batch):
+ * Primary, for each round of sites:
  *   1. make the text writable, publish the breakpoint descriptor;
  *   2. first step:  write INT3 over byte 0,      poke_sync(SYNC_0);
  *   3. second step: write the tail (bytes 1..),  poke_sync(SYNC_1);
@@ -9,26 +13,9 @@
  *   5. poke_sync(SYNC_DONE) with nothing written: every secondary has left
  *      both thread and breakpoint context;
  *   6. retract the descriptor, wait for its references to drop to zero,
- *      restore the text's protection, check the bytes.
- * After the last round: publish DONE.
- *
- * poke_sync(): write, publish the state with release, serialize ourselves,
- * wait until every secondary acked it.
- *
- * Secondary (text_poke_sync_site), in thread or breakpoint context: on each
- * new state below SYNC_DONE not yet acked: sync_one(), ack.  Return on
- * SYNC_DONE without acking it; the finish loop acks SYNC_DONE in thread
- * context.
- *
- * Acks.  The RFC keeps one bit per CPU in a shared map that the primary
- * clears before each state.  With a re-entrant sync loop that map has a
- * window: an NMI between the thread-context test and set of the bit lets the
- * breakpoint path ack that state and later ones, after which the resumed
- * thread context sets its bit into a *later* round's cleared map -- a false
- * ack.  Here each participant owns one ack word (on its own cache line,
- * PH_MAX_THREADS of them: the "map") holding the last round it acked;
- * rounds encode (site sequence, state) and only grow, so an ack is a single
- * forward-only compare-and-swap that a handler cannot tear.
+ *      restore the text's protection.
+ * After the last round of a session: publish DONE.  A session (one
+ * stop_machine call) begins with SYNC_DONE published.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,10 +34,6 @@ __thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))) = {NU
 
 void ph_shared_layout(struct ph_shared *sh, const struct ph_config *cfg, uint64_t size);
 
-enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
-#define STATUS_RUNNING 0
-#define STATUS_DONE 1
-#define STATUS_ABORTED 2
 
 int ph_current_ctx(void)
 {
@@ -60,12 +43,12 @@ int ph_current_ctx(void)
     return (c->nmi_active ? PH_CTX_NMI : 0) | (c->bp_depth ? PH_CTX_BP : 0);
 }
 
-static int aborted(struct ph_engine *e)
+int ph_aborted(struct ph_engine *e)
 {
     return ph_load_relaxed(&e->sh->status) == STATUS_ABORTED;
 }
 
-static void abort_run(struct ph_engine *e)
+void ph_abort_run(struct ph_engine *e)
 {
     ph_store_relaxed(&e->sh->status, STATUS_ABORTED);
 }
@@ -76,7 +59,7 @@ static void abort_run(struct ph_engine *e)
  * shared CPU the thread waited for cannot run while its waiter spins, so
  * there the budget is small.  Returns -ETIMEDOUT past deadline.
  */
-static int spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
+int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
 {
     uint64_t n = ++*spins;
     if ((n & 63) == 0 && ph_now_ns() > deadline)
@@ -88,7 +71,7 @@ static int spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadli
     return 0;
 }
 
-static void account_wait(struct ph_counters *c, uint64_t t0)
+void ph_account_wait(struct ph_counters *c, uint64_t t0)
 {
     if (c && t0)
         ph_count(&c->wait_ns, ph_now_ns() - t0);
@@ -97,7 +80,7 @@ static void account_wait(struct ph_counters *c, uint64_t t0)
 /* Wait for the published round to differ from prev.  *waited gets the
  * time the wait began (0 if it did not spin): the caller accounts it after
  * acking, so no timestamp sits between seeing a state and acking it. */
-static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
+uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
                                   uint64_t *waited)
 {
     struct ph_counters *c = ph_self.c;
@@ -109,7 +92,7 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
             *waited = t0;
             return r;
         }
-        if (aborted(e)) {
+        if (ph_aborted(e)) {
             *err = -ECANCELED;
             return r;
         }
@@ -118,196 +101,24 @@ static uint64_t wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, i
             deadline = t0 + e->cfg.deadline_ns;
         }
         ph_beat(c);
-        if (spin_step(e, &spins, deadline) < 0) {
+        if (ph_spin_step(e, &spins, deadline) < 0) {
             ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
-            abort_run(e);
+            ph_abort_run(e);
             *err = -ETIMEDOUT;
             return r;
         }
     }
 }
 
-/*
- * Give the ack for round r.  in_sync_loop: called from the sync loop (which
- * must never ack SYNC_DONE).  The observer counts it and holds it to the
- * serialization evidence once it is visible.
- */
-static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                     int in_sync_loop)
-{
-    uint64_t old = ph_load_relaxed(&c->acked_round);
-    while (old < r) {
-        /* release: pairs with the acquire load of the ack word in
-         * wait_for_acks(): the primary sees our sync_one() as done. */
-        if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            ph_chk_ack(e, c, r, ctx, in_sync_loop);
-            return;
-        }
-    }
-}
-
-/* The RFC's literal map (PH_MUT_RFC_BITMAP): one bit per thread, cleared
- * by the primary before each state. */
-static int map_test(struct ph_engine *e, int i)
-{
-    return (int)((ph_load_relaxed(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1);
-}
-
-static void map_set(struct ph_engine *e, int i)
-{
-    /* release: pairs with the acquire loads in wait_for_acks(). */
-    __atomic_fetch_or(&e->sh->sync_ack_map[i / 64], 1ULL << (i % 64), __ATOMIC_RELEASE);
-}
-
-/* RFC: acked = cpumask_test_cpu(); if (!acked) { sync_one(); cpumask_set_cpu(); }
- * An NMI between the test and the set runs the breakpoint path, which acks
- * this state and later ones; the resumed set then lands in a later round. */
-static void rfc_bitmap_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                           int sync, int in_sync_loop)
-{
-    if (map_test(e, ph_self.idx))
-        return;
-    if (sync)
-        ph_sync_core(e);
-    map_set(e, ph_self.idx);
-    ph_store_relaxed(&c->acked_round, r);     /* for reports only */
-    ph_chk_ack(e, c, r, ctx, in_sync_loop);
-}
-
-/* The secondary's handling of one observed state below SYNC_DONE. */
-static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
-{
-    if (e->cfg.mutant == PH_MUT_RFC_BITMAP) {
-        rfc_bitmap_ack(e, c, r, ctx, 1, 1);
-        return;
-    }
-    if (ph_load_relaxed(&c->acked_round) >= r)
-        return;                     /* a state already acked is not acked again */
-    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
-        ph_sync_core(e);
-        if (ctx != PH_CTX_THREAD)
-            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    }
-    give_ack(e, c, r, ctx, 1);
-    if (e->cfg.mutant == PH_MUT_DOUBLE_ACK)
-        give_ack(e, c, r + 1, ctx, 1);   /* the second ack lands on the next state */
-}
-
-/*
- * text_poke_sync_site(): called in thread context with the state below
- * SYNC_DONE, or re-entrantly from breakpoint context.  Returns having
- * observed SYNC_DONE (or later) of round seq `min_seq` or later, without
- * acking it.
- *
- * min_seq: the round that owns the INT3 a breakpoint hit (0 in thread
- * context).  The primary writes a round's INT3 before it publishes the
- * round's SYNC_0; a handler that trapped in between still sees the previous
- * round's SYNC_DONE.  Returning then would re-execute straight into the
- * same INT3, again and again until the primary publishes (a trap storm the
- * aimed NMIs made visible): wait for the owning round instead, then help it.
- */
-void ph_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
-{
-    struct ph_counters *c = ph_self.c;
-    int64_t where = c->where;
-    if (ctx == PH_CTX_THREAD)
-        c->where = PH_WHERE_SYNC_LOOP;
-    /* Pairs with the release store of the round in publish(). */
-    uint64_t r = ph_load_acquire(&e->sh->round), waited = 0;
-    while (PH_ROUND_SEQ(r) < min_seq) {
-        int err = 0;
-        r = wait_round_change(e, r, ctx, &err, &waited);
-        if (err) {
-            c->where = where;
-            return;
-        }
-    }
-    for (;;) {
-        int st = PH_ROUND_STATE(r), err = 0;
-        if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
-            ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
-        if (e->cfg.mutant == PH_MUT_PATCH_SYNC_LOOP && st < PH_SYNC_DONE) {
-            /* The sync loop itself runs a site being patched (as if
-             * sync_one() were a paravirt call): the RFC's unhandled case. */
-            int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: patch_batch() */
-            if (n > 0)
-                ph_exec_check(e, e->cur_ids[0], ctx, NULL);
-        }
-        if (st >= PH_SYNC_DONE)
-            break;
-        if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
-            ph_load_relaxed(&c->acked_round) < r)
-            ph_nmi_self(e);         /* take the breakpoint in NMI context */
-        if (ctx == PH_CTX_THREAD)
-            ph_chk_aim_secondary(e, r);
-        sync_and_ack(e, c, r, ctx);
-        ph_chk_seen(e, c, r, ctx);
-        account_wait(c, waited);
-        r = wait_round_change(e, r, ctx, &err, &waited);
-        if (err)
-            break;
-    }
-    c->where = where;
-}
-
-/* Participants whose acks the primary waits for. */
-static int acks_from(struct ph_engine *e, int i)
-{
-    return i != e->cfg.primary && e->cfg.secsync == PH_SECSYNC_ACK &&
-           e->thr[i].role != PH_ROLE_PRIMARY;
-}
-
-static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
-{
-    struct ph_counters *c = ph_self.c;
-    uint64_t deadline = t0 + e->cfg.deadline_ns, spins = 0;
-    int64_t where = c->where;
-    c->where = PH_WHERE_WAIT_ACKS;
-    for (int i = 0; i < e->cfg.nthreads; i++) {
-        if (!acks_from(e, i))
-            continue;
-        /* Pairs with the release CAS of the ack word in give_ack() (or,
-         * for the RFC's map, the release fetch_or in map_set()). */
-        while (e->cfg.mutant == PH_MUT_RFC_BITMAP
-                   ? !((ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1)
-                   : ph_load_acquire(&e->thr[i].acked_round) < r) {
-            ph_beat(c);
-            int timed_out = spin_step(e, &spins, deadline) < 0;
-            if (timed_out || aborted(e)) {
-                if (timed_out)   /* names the thread that never acked */
-                    ph_store_relaxed(&e->sh->stuck_round, r);
-                if (timed_out)
-                    ph_violation(e, PH_INV_DEADLINE, i, (int)ph_load_relaxed(&e->sh->cur_site),
-                                 PH_CTX_THREAD, r, e->cfg.deadline_ns,
-                                 ph_load_relaxed(&e->thr[i].acked_round));
-                abort_run(e);
-                c->where = where;
-                return timed_out ? -ETIMEDOUT : -ECANCELED;
-            }
-        }
-    }
-    uint64_t dt = ph_now_ns() - t0;
-    ph_count(&c->wait_ns, dt);
-    int st = PH_ROUND_STATE(r);
-    if (st <= PH_SYNC_DONE)
-        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
-    c->where = where;
-    return 0;
-}
-
 /* Returns the time of publication (the start of the ack wait).  The
  * publish event's arg names the poke just written (STEP_*: 1 INT3, 2 tail,
  * 3 first byte, 0 none): one event per round on the critical path. */
-static uint64_t publish(struct ph_engine *e, uint64_t r, int step)
+uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
 {
     ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
-    if (e->cfg.mutant == PH_MUT_RFC_BITMAP)   /* the RFC clears its map each state */
-        for (int w = 0; w < 16; w++)
-            ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
     /* release: the pokes before it are visible to a secondary that sees r.
-     * Pairs with the acquire loads of the round in wait_round_change(),
-     * ph_sync_site(), the finish loop and the executors. */
+     * Pairs with the acquire loads of the round in the protocols' waits,
+     * sync loops and finish loops, and in the executors. */
     ph_store_release(&e->sh->round, r);
     uint64_t t = ph_now_ns();
     ph_trace_at(e, t, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r,
@@ -315,58 +126,11 @@ static uint64_t publish(struct ph_engine *e, uint64_t r, int step)
     return t;
 }
 
-static void busy_wait(uint64_t ns)
+void ph_busy_wait(uint64_t ns)
 {
     uint64_t end = ph_now_ns() + ns;
     while (ph_now_ns() < end)
         ph_cpu_relax();
-}
-
-static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
-{
-    struct ph_counters *c = ph_self.c;
-    static const uint8_t int3 = PH_INT3;
-    if (step != STEP_NONE) {
-        /* Note: we may take a breakpoint (via an NMI) right after these
-         * writes, before the state changes below; the primary's breakpoint
-         * path finishes the site locally so we make progress. */
-        int64_t where = c->where;
-        c->where = PH_WHERE_POKE;
-        for (int i = 0; i < n; i++) {
-            struct ph_patch *p = &vec[i];
-            if (step == STEP_INT3) {
-                ph_text_poke(e, p->addr, &int3, 1);
-            } else if (step == STEP_TAIL) {
-                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
-                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-            } else {
-                ph_text_poke(e, p->addr, p->text, 1);
-            }
-        }
-        c->where = where;
-        ph_chk_aim_primary(e, step);
-    }
-    if (e->cfg.inject_delay_ns)
-        busy_wait(e->cfg.inject_delay_ns);
-    uint64_t r = PH_ROUND(e->seq, st);
-    /* Counted before it is published: the checker holds each secondary's
-     * acks to the primary's count, and a crash between publish and count
-     * must not show a secondary acking a round never counted. */
-    ph_count(&c->acks[st], 1);
-    ph_count(&c->rounds, 1);
-    uint64_t t_pub = publish(e, r, step);
-    ph_sync_core(e);
-    /* The primary acks itself (its publish event already says so, so no
-     * trace event here on the critical path). */
-    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
-    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
-        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)
-            return -errno;
-        return 0;
-    }
-    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
-        return 0;
-    return wait_for_acks(e, r, t_pub);
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -427,34 +191,36 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
 
     switch (e->cfg.mutant) {
     case PH_MUT_NO_INT3:
-        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_NONE)) ||
-            (rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)) ||
-            (rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
+        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_NONE)) ||
+            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)) ||
+            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
             goto out;
         break;
     case PH_MUT_FIRST_BYTE_FIRST:
-        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)) ||
-            (rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_FIRST)) ||
-            (rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_TAIL)))
+        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)) ||
+            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_FIRST)) ||
+            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_TAIL)))
             goto out;
         break;
     default:
         /* first step: INT3 over byte 0 */
-        if ((rc = poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)))
+        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)))
             goto out;
         if (e->cfg.force_nmi & 1)
             ph_nmi_self(e);     /* hit our own INT3 in NMI context */
+        if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
+            ph_exec_check(e, ids[0], ph_current_ctx(), NULL);  /* the RFC selftest's primary */
         /* second step: the tail */
-        if ((rc = poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)))
+        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)))
             goto out;
         /* third step: the new first byte */
-        if ((rc = poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
+        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
             goto out;
         break;
     }
     /* Every secondary acks SYNC_DONE from thread context: no laggard can
      * still be in a breakpoint handler for this round. */
-    if ((rc = poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
+    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
         goto out;
 
 out:
@@ -468,11 +234,11 @@ out:
         c->where = PH_WHERE_WAIT_REFS;
         /* Pairs with the release decrement in desc_put(). */
         while (ph_load_acquire(&d->refs) != 0) {
-            if (spin_step(e, &spins, deadline) < 0) {
+            if (ph_spin_step(e, &spins, deadline) < 0) {
                 ph_violation(e, PH_INV_DEADLINE, ph_self.idx, ids[0], PH_CTX_THREAD,
                              ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
                              (uint64_t)ph_load_relaxed(&d->refs));
-                abort_run(e);
+                ph_abort_run(e);
                 rc = rc ? rc : -ETIMEDOUT;
                 break;
             }
@@ -500,30 +266,36 @@ out:
     return 0;
 }
 
-int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
+/* One session (a stop_machine call): its rounds, then DONE. */
+static int primary_session(struct ph_engine *e, int64_t nsites, uint64_t until_ns, int last)
 {
     struct ph_counters *c = ph_self.c;
-    if (!c || ph_self.e != e || ph_self.idx != e->cfg.primary)
-        return -EPERM;
     int batch = e->cfg.batch, rc = 0;
-    int *ids = malloc(sizeof(int) * (size_t)batch);
-    if (!ids)
-        return -ENOMEM;
+    int paired = !!(e->cfg.stress & PH_STRESS_PAIRED);
+    int ids[PH_MAX_BATCH];
     int64_t done = 0;
+    int64_t where = c->where;
     c->where = PH_WHERE_POKE;
-    e->sh->t_start = ph_now_ns();
-    ph_chk_start(e);
     for (;;) {
-        if (nsites >= 0 && done >= nsites)
-            break;
-        if (until_ns && ph_now_ns() >= until_ns)
-            break;
-        /* Pairs with the release store of stop in ph_shared_stop(). */
-        if (ph_load_acquire(&e->sh->stop) || aborted(e))
+        /* A pair patched one site per round ends a session only whole:
+         * switched together, in one session. */
+        int mid_pair = paired && (done & 1);
+        if (!mid_pair) {
+            if (nsites >= 0 && done >= nsites)
+                break;
+            if (until_ns && ph_now_ns() >= until_ns)
+                break;
+            /* Pairs with the release store of stop in ph_shared_stop(). */
+            if (ph_load_acquire(&e->sh->stop))
+                break;
+        }
+        if (ph_aborted(e))
             break;
         int n = batch;
-        if (nsites >= 0 && nsites - done < n)
+        if (nsites >= 0 && nsites - done < n && !mid_pair)
             n = (int)(nsites - done);
+        if (n < 1)
+            n = 1;
         /* The sites to patch come from the schedule (check.c), as the
          * kernel's caller hands text_poke_bp its sites. */
         if ((rc = ph_oracle_next(e, n, ids)) < 0)
@@ -536,8 +308,105 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
     }
     /* After the last site: DONE, with release (pairs with every acquire
      * load of the round; the schedule's variants are visible to whoever
-     * sees DONE). */
-    publish(e, PH_ROUND(e->seq, PH_DONE), STEP_NONE);
+     * sees DONE).  final_session first: a secondary that sees DONE knows
+     * whether another session follows. */
+    if (last || ph_aborted(e) || ph_load_acquire(&e->sh->stop))   /* pairs: ph_shared_stop() */
+        ph_store_relaxed(&e->sh->final_session, 1);
+    ph_publish(e, PH_ROUND(e->seq, PH_DONE), STEP_NONE);
+    c->where = where;
+    return rc;
+}
+
+/* NMI mode: the work a thread hands its own NMI handler (ph_nmi_handle). */
+static struct { int64_t nsites; uint64_t until_ns; int last; } nmi_args;
+
+int ph_nmi_work(struct ph_engine *e)
+{
+    struct ph_counters *c = ph_self.c;
+    int64_t w = c->nmi_work;
+    c->nmi_work = 0;
+    if (w == 1)
+        return primary_session(e, nmi_args.nsites, nmi_args.until_ns, nmi_args.last);
+    return e->proto->finish(e, PH_CTX_NMI);
+}
+
+/* Run one session's work in this thread's own NMI (held off meanwhile). */
+static int in_nmi(struct ph_engine *e, int work)
+{
+    struct ph_counters *c = ph_self.c;
+    c->nmi_rc = -EINTR;
+    c->nmi_work = work;
+    ph_nmi_self(e);         /* delivered before tgkill returns: not blocked here */
+    if (c->nmi_work) {      /* not taken (cannot happen unless the signal is blocked) */
+        c->nmi_work = 0;
+        return -EINTR;
+    }
+    return (int)c->nmi_rc;
+}
+
+/*
+ * stop_machine's rendezvous: every secondary has entered session k (its
+ * finish loop, or its NMI) before the primary writes the first INT3, as
+ * every CPU is in the stopper before the patch function runs.  Not a step
+ * of the RFC's code; without it a NMI left pending from the previous
+ * session could run one site's old variant and the next's new one because
+ * the harness started patching early.
+ */
+static int rendezvous(struct ph_engine *e, uint64_t k)
+{
+    uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
+    for (int i = 0; i < e->cfg.nthreads; i++) {
+        if (i == e->cfg.primary || ph_load_relaxed(&e->thr[i].role) != PH_ROLE_SECONDARY)
+            continue;
+        /* Pairs with the release store of session_in in ph_secondary_run(). */
+        while (ph_load_acquire(&e->thr[i].session_in) < k) {
+            if (ph_aborted(e) || ph_load_acquire(&e->sh->stop))
+                return 0;
+            if (ph_spin_step(e, &spins, deadline) < 0) {
+                ph_violation(e, PH_INV_DEADLINE, i, -1, PH_CTX_THREAD,
+                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns, 3ULL << 40);
+                ph_abort_run(e);
+                return -ETIMEDOUT;
+            }
+        }
+    }
+    return 0;
+}
+
+int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || ph_self.e != e || ph_self.idx != e->cfg.primary)
+        return -EPERM;
+    int sessions = e->cfg.sessions > 1 ? e->cfg.sessions : 1, rc = 0;
+    uint64_t t0 = ph_now_ns();
+    e->sh->t_start = t0;
+    ph_chk_start(e);
+    for (int k = 0; k < sessions && !rc; k++) {
+        int last = k == sessions - 1;
+        /* This session's share of the sites, or of the time. */
+        int64_t share = nsites < 0 ? -1 : nsites / sessions + (last ? nsites % sessions : 0);
+        uint64_t until = until_ns ? (last ? until_ns : t0 + (until_ns - t0) * (uint64_t)(k + 1) /
+                                                           (uint64_t)sessions) : 0;
+        if (k > 0) {
+            /* Pairs with the acquire load in ph_secondary_run(). */
+            ph_store_release(&e->sh->session, (uint64_t)k);
+            /* A session begins at SYNC_DONE (the RFC's map is kept). */
+            ph_publish(e, PH_ROUND(e->seq, PH_SYNC_DONE), STEP_NONE);
+        }
+        if ((rc = rendezvous(e, (uint64_t)k + 1)) < 0)
+            break;
+        if (e->cfg.nmi_mode) {
+            nmi_args.nsites = share;
+            nmi_args.until_ns = until;
+            nmi_args.last = last;
+            rc = in_nmi(e, 1);
+        } else {
+            rc = primary_session(e, share, until, last);
+        }
+        if (ph_load_relaxed(&e->sh->final_session))
+            break;          /* stopped or aborted: that DONE was the last */
+    }
     e->sh->t_end = ph_now_ns();
     ph_chk_final(e);
     /* running -> done, unless a deadline already marked the run aborted. */
@@ -545,46 +414,55 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
     __atomic_compare_exchange_n(&e->sh->status, &running, STATUS_DONE, 0,
                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     c->where = PH_WHERE_VERIFY;
-    free(ids);
     return rc;
 }
 
-/* text_poke_sync_finish(): the secondaries' loop until DONE. */
+/* The secondaries: the finish loop of each session, until the last DONE. */
 int ph_secondary_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e)
         return -EPERM;
-    c->where = PH_WHERE_FINISH_LOOP;
-    int err = 0;
-    uint64_t waited = 0;
-    /* Pairs with the release store in publish(). */
-    uint64_t r = ph_load_acquire(&e->sh->round);
     for (;;) {
-        int st = PH_ROUND_STATE(r);
-        if (st == PH_DONE)
+        /* Entered this session (pairs with the acquire load in rendezvous()). */
+        ph_store_release(&c->session_in, ph_load_acquire(&e->sh->session) + 1);
+        int rc = e->cfg.nmi_mode ? in_nmi(e, 2) : e->proto->finish(e, PH_CTX_THREAD);
+        if (rc)
+            return rc;
+        /* DONE seen.  Pairs with the relaxed store of final_session before
+         * the release that published DONE (acquire on the round). */
+        uint64_t r = ph_load_acquire(&e->sh->round);
+        if (ph_load_relaxed(&e->sh->final_session) || ph_aborted(e))
             break;
-        if (st < PH_SYNC_DONE) {
-            ph_sync_site(e, PH_CTX_THREAD, 0);
-            r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
-            if (aborted(e))
-                return -ECANCELED;
-            continue;
+        /* Between sessions: wait for the next one to begin. */
+        int err = 0;
+        uint64_t waited = 0;
+        c->where = PH_WHERE_SESSION_WAIT;
+        while (PH_ROUND_STATE(r) == PH_DONE && !err) {
+            r = ph_wait_round_change(e, r, PH_CTX_THREAD, &err, &waited);
+            if (ph_load_relaxed(&e->sh->final_session))
+                break;
         }
-        /* SYNC_DONE: acked here, in thread context, after the sync loop
-         * (and any breakpoint context) has been left. */
-        if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
-            rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
-        else
-            give_ack(e, c, r, PH_CTX_THREAD, 0);
-        ph_chk_seen(e, c, r, PH_CTX_THREAD);
-        account_wait(c, waited);
-        r = wait_round_change(e, r, PH_CTX_THREAD, &err, &waited);
         if (err)
             return err;
+        if (ph_load_relaxed(&e->sh->final_session) && PH_ROUND_STATE(r) == PH_DONE)
+            break;
     }
     c->where = PH_WHERE_VERIFY;
     return 0;
+}
+
+int ph_stuck_threads(struct ph_engine *e, int *out, int max)
+{
+    /* Secondaries that never entered the current session, else those whose
+     * ack the protocol is missing. */
+    uint64_t k = ph_load_acquire(&e->sh->session) + 1;   /* pairs: ph_primary_run() */
+    int n = 0;
+    for (int i = 0; i < e->cfg.nthreads && n < max; i++)
+        if (i != e->cfg.primary && ph_load_relaxed(&e->thr[i].role) == PH_ROLE_SECONDARY &&
+            ph_load_acquire(&e->thr[i].session_in) < k)   /* pairs: ph_secondary_run() */
+            out[n++] = i;
+    return n ? n : e->proto->stuck(e, out, max);
 }
 
 /* Executors run sites at full speed; with acks they also ack each state.
@@ -601,18 +479,14 @@ int ph_executor_run(struct ph_engine *e)
         /* Pairs with the release store in publish(). */
         uint64_t r = ph_load_acquire(&e->sh->round);
         int st = PH_ROUND_STATE(r);
-        if (st == PH_DONE)
+        /* DONE ends the run only after the last session; between sessions
+         * executors keep running sites. */
+        if (st == PH_DONE && ph_load_relaxed(&e->sh->final_session))
             break;
-        if (aborted(e))
+        if (ph_aborted(e))
             return -ECANCELED;
-        if (e->cfg.secsync == PH_SECSYNC_ACK && ph_load_relaxed(&c->acked_round) < r) {
-            if (st < PH_SYNC_DONE)
-                sync_and_ack(e, c, r, PH_CTX_THREAD);
-            else if (e->cfg.mutant == PH_MUT_RFC_BITMAP)
-                rfc_bitmap_ack(e, c, r, PH_CTX_THREAD, 0, 0);
-            else
-                give_ack(e, c, r, PH_CTX_THREAD, 0);
-        }
+        if (e->cfg.secsync == PH_SECSYNC_ACK && st != PH_DONE)
+            e->proto->executor_ack(e, c, r);
         /* Pairs: patch_batch() cur_n. */
         int32_t n = ph_load_acquire(&e->cur_n);
         if (r != last) {
@@ -658,23 +532,6 @@ int ph_verify_run(struct ph_engine *e)
         ph_count(&c->verified, 1);
     }
     return 0;
-}
-
-int ph_stuck_threads(struct ph_engine *e, int *out, int max)
-{
-    /* The round a timed-out wait was for; else the current one, if acks
-     * are still being collected. */
-    uint64_t r = ph_load_relaxed(&e->sh->stuck_round);
-    if (!r) {
-        r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
-        if (PH_ROUND_STATE(r) == PH_DONE)
-            return 0;
-    }
-    int n = 0;
-    for (int i = 0; i < e->cfg.nthreads && n < max; i++)
-        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
-            out[n++] = i;
-    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -740,9 +597,9 @@ int ph_wait_registered(struct ph_engine *e)
     uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
     /* Pairs with the release increment in ph_thread_register(). */
     while (__atomic_load_n(&e->registered, __ATOMIC_ACQUIRE) < e->cfg.nthreads) {
-        if (spin_step(e, &spins, deadline) < 0)
+        if (ph_spin_step(e, &spins, deadline) < 0)
             return -ETIMEDOUT;
-        if (aborted(e))
+        if (ph_aborted(e))
             return -ECANCELED;
     }
     return 0;
@@ -771,6 +628,15 @@ static int config_check(const struct ph_config *cfg)
         return -EINVAL;
     if (cfg->mutant < 0 || cfg->mutant >= PH_NMUTANTS)
         return -EINVAL;
+    if (cfg->protocol < PH_PROTO_RFC || cfg->protocol > PH_PROTO_POSTED || cfg->nmi_level < 0 ||
+        cfg->nmi_level > 3 || cfg->sessions < 0 || cfg->stress > 15)
+        return -EINVAL;
+    /* The posted code knows no executors and no membarrier (stop_machine only). */
+    if (cfg->protocol == PH_PROTO_POSTED && cfg->secsync != PH_SECSYNC_ACK)
+        return -EINVAL;
+    if ((cfg->stress & PH_STRESS_PAIRED) && (cfg->nsites < 2 || cfg->nsites % 2 ||
+                                            (cfg->batch > 1 && cfg->batch % 2)))
+        return -EINVAL;     /* pairs need an even number of sites, and whole pairs per round */
     if (cfg->trace_len < 0 || (cfg->trace_len & (cfg->trace_len - 1)) ||
         cfg->trace_len == 1 || cfg->trace_len > (1 << 20))
         return -EINVAL;
@@ -801,6 +667,8 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
         return -EBUSY;
     }
     e->cfg = *cfg;
+    e->proto = cfg->protocol == PH_PROTO_POSTED ? &ph_proto_posted : &ph_proto_rfc;
+    e->cpuid_token = ph_sync_token_expect(PH_SYNC_CPUID);
     if (!e->cfg.spin_pauses)
         e->cfg.spin_pauses = PH_SPIN_PAUSES_DEFAULT;
     e->memfd = -1;
@@ -821,6 +689,7 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     e->trace = (struct ph_event *)((char *)e->sh + e->sh->off_trace);
     for (int i = 0; i < cfg->nthreads; i++)
         e->thr[i].role = i == cfg->primary ? PH_ROLE_PRIMARY : -1;
+    e->sh->num_acks = (uint64_t)cfg->nthreads;   /* every participant, primary included */
 
     e->sites = calloc((size_t)cfg->nsites, sizeof(*e->sites));
     e->patches = calloc(2 * PH_MAX_BATCH, sizeof(*e->patches));

@@ -149,15 +149,24 @@ void ph_sync_one(int sync)
  * observer holds every ack to it (check.c, ph_chk_ack). */
 void ph_sync_core(struct ph_engine *e)
 {
+    ph_sync_core_method(e, e->cfg.sync);
+}
+
+/* The same with a method chosen by the caller (the posted RFC: CPUID in
+ * NMI context, the configured method otherwise). */
+void ph_sync_core_method(struct ph_engine *e, int sync)
+{
     struct ph_counters *c = ph_self.c;
     /* Pairs with the release store of the round in publish(): what we saw
      * before the instruction is what the instruction serializes after. */
     uint64_t seen = ph_load_acquire(&e->sh->round);
-    uint64_t tok = ph_sync_token(e->cfg.sync);
+    uint64_t tok = ph_sync_token(sync);
     if (!c)
         return;
     ph_count(&c->sync_calls, 1);
-    if (tok != ph_load_relaxed(&e->sh->sync_token_expect)) {
+    uint64_t expect = sync == e->cfg.sync ? ph_load_relaxed(&e->sh->sync_token_expect)
+                    : sync == PH_SYNC_CPUID ? e->cpuid_token : 1;
+    if (tok != expect) {
         ph_count(&c->sync_bad, 1);
         return;
     }

@@ -196,7 +196,10 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         ph_count(&c->bp_hits_nmi, 1);
     ph_trace(e, PH_EV_BP_ENTER, ctx, site, round, (uint32_t)depth);
 
-    if (depth > 1) {
+    /* Depth 1; in NMI mode an NMI may land inside a breakpoint handler and
+     * take a breakpoint of its own (breakpoint, NMI, breakpoint): one more. */
+    int64_t bound = 1 + (e->cfg.nmi_mode && c->nmi_active ? c->nmi_bp_base : 0);
+    if (depth > bound) {
         /* A breakpoint while handling a breakpoint: the site is on the
          * handler's own path (the RFC's unhandled case).  Returning would
          * recurse forever; record it and end the worker. */
@@ -231,7 +234,7 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         } else {
             /* Secondary: keep the primary moving -- ack the remaining states
              * re-entrantly until SYNC_DONE is seen. */
-            ph_sync_site(e, ctx, d->seq);
+            e->proto->sync_site(e, ctx, d->seq);
         }
         uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */
         ph_count(&c->bp_native, 1);
@@ -274,7 +277,19 @@ void ph_nmi_handle(int sig, siginfo_t *si, void *ucv)
     struct ph_counters *c = ph_self.c;
     if (!e || !c || ph_self.e != e)
         return;
-    int64_t where = c->where;
+    if (c->nmi_work) {
+        /* NMI mode: this thread's session runs here, further NMIs held off */
+        int64_t base = c->nmi_bp_base, where = c->where;
+        c->nmi_bp_base = c->bp_depth;
+        c->nmi_active = 1;
+        c->nmi_rc = ph_nmi_work(e);
+        c->nmi_active = 0;
+        c->nmi_bp_base = base;
+        c->where = where;
+        return;
+    }
+    int64_t where = c->where, base = c->nmi_bp_base;
+    c->nmi_bp_base = c->bp_depth;
     c->nmi_active = 1;
     c->where = PH_WHERE_NMI;
     ph_count(&c->nmis, 1);
@@ -283,11 +298,12 @@ void ph_nmi_handle(int sig, siginfo_t *si, void *ucv)
     int32_t n = ph_load_acquire(&e->cur_n);
     int site = n > 0 ? e->cur_ids[rnd % (uint64_t)n] : (int)(rnd % (uint64_t)e->cfg.nsites);
     ph_trace(e, PH_EV_NMI_ENTER, PH_CTX_NMI, site, ph_load_relaxed(&e->sh->round), 0);
-    ph_exec_check(e, site, PH_CTX_NMI, NULL);
+    ph_st_nmi_body(e, site);
     ph_count(&c->nmi_execs, 1);
     ph_trace(e, PH_EV_NMI_EXIT, PH_CTX_NMI, site, ph_load_relaxed(&e->sh->round), 0);
     c->where = where;
     c->nmi_active = 0;
+    c->nmi_bp_base = base;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *ucv)
@@ -316,7 +332,8 @@ int ph_signals_install(struct ph_engine *e)
     sa.sa_sigaction = ph_chk_on_sigtrap;   /* the observer's entry, then ours */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, e->nmi_signal);         /* no NMI during a breakpoint */
+    if (!e->cfg.nmi_mode)
+        sigaddset(&sa.sa_mask, e->nmi_signal);     /* no NMI during a breakpoint */
     if (sigaction(SIGTRAP, &sa, &old_trap) < 0)
         return -errno;
 

@@ -72,6 +72,20 @@ def build_parser():
     r.add_argument("--executors", type=_nonneg_int, default=None,
                    help="threads that execute sites at full speed")
     r.add_argument("--batch", type=_pos_int, default=None, help="sites per poke_sync round")
+    r.add_argument("--protocol", default="rfc",
+                   help="rfc (default: the RFC's steps with pyharness's acks) | rfc-as-posted "
+                        "(the RFC's code as posted)")
+    r.add_argument("--nmi-mode", action="store_true", default=None,
+                   help="the RFC's NMI mode (patch 19): the primary patches, and each secondary "
+                        "runs its finish loop, inside its own NMI")
+    r.add_argument("--stress", default=None,
+                   help="the RFC selftest's conditions: comma list of neighbour-nmi, "
+                        "sync-loop-exec, primary-exec, paired; or all, or none")
+    r.add_argument("--nmi-level", type=_nonneg_int, default=None,
+                   help="NMI handler: 1 run the site, 2 also take a lock shared by all threads, "
+                        "3 also hold it 1 us")
+    r.add_argument("--sessions", type=_pos_int, default=None,
+                   help="stop_machine calls in the run (the run's sites or time split among them)")
     r.add_argument("--aim", default=None,
                    help="aim NMIs and executions at the windows between pokes: comma list of "
                         "primary,secondary,executor, or all, or none (default: the scenario's)")

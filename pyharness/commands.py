@@ -3,7 +3,7 @@ import sys
 
 from . import cpus as cpumod
 from .errors import UsageError
-from .scenarios import DEFAULT, SCENARIOS, aim_bits, parse_aim
+from .scenarios import DEFAULT, SCENARIOS, aim_bits, parse_aim, parse_stress
 
 
 def scenarios_main(args):
@@ -34,6 +34,9 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
     from .runner import RunSpec
     sc = SCENARIOS[scenario]
     c = dict(sc["config"])
+    if args.mutant == "rfc-bitmap":
+        raise UsageError("the rfc-bitmap mutant is now the RFC's code as posted: use "
+                         "--protocol rfc-as-posted")
     if args.mutant not in MUTANTS:
         raise UsageError(f"unknown mutant '{args.mutant}'; choose from {', '.join(MUTANTS)}")
     thread_cpus, primary = resolve_cpus(args.cpus, args.threads, args.primary)
@@ -55,11 +58,23 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
     aim = parse_aim(getattr(args, "aim", None))
     if aim is None:
         aim = sc.get("aim", ())
+    stress = parse_stress(getattr(args, "stress", None))
+    if stress is None:
+        stress = tuple(c.get("stress", ()))
+    nmi_mode = getattr(args, "nmi_mode", None)
+    nmi_mode = c.get("nmi_mode", False) if nmi_mode is None else nmi_mode
+    nmi_level = getattr(args, "nmi_level", None)
+    nmi_level = c.get("nmi_level", 1) if nmi_level is None else nmi_level
+    sessions = getattr(args, "sessions", None)
+    if sessions is None:
+        sps = sc.get("sessions_per_s")
+        sessions = 1 if not sps else (max(1, int(round(duration * sps))) if duration else 4)
     cfg = Config(cpus=thread_cpus, primary=primary, sites=sites, kinds=kinds, poke=args.poke,
                  sync=args.sync, bp=args.bp or c["bp"], secondary_sync=secsync, executors=executors,
                  batch=args.batch or c["batch"], mutant=args.mutant, seed=args.seed,
                  deadline=args.deadline, trace_len=args.trace, inject_delay_ns=args.inject_delay_ns,
-                 aim=aim_bits(aim))
+                 aim=aim_bits(aim), protocol=getattr(args, "protocol", "rfc") or "rfc",
+                 nmi_mode=bool(nmi_mode), stress=stress, nmi_level=nmi_level, sessions=sessions)
     cfg.validate()
     nmi_rate = sc["nmi_rate"] if args.nmi_rate is None else args.nmi_rate
     # The exact command that replays this run, every choice spelled out.
@@ -69,6 +84,8 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
         "--poke", cfg.poke, "--sync", cfg.sync, "--bp", cfg.bp, "--secondary-sync", secsync,
         "--site-kinds", ",".join(kinds), "--executors", str(executors), "--batch", str(cfg.batch),
         "--nmi-rate", f"{nmi_rate:g}", "--aim", ",".join(aim) or "none",
+        "--protocol", cfg.protocol, "--stress", ",".join(cfg.stress) or "none",
+        "--nmi-level", str(cfg.nmi_level), "--sessions", str(cfg.sessions),
         "--trace", str(cfg.trace_len), "--mutant", cfg.mutant,
         "--seed", str(cfg.seed), "--deadline", f"{cfg.deadline:g}", "--sites", str(sites)]
     if duration is not None:
@@ -77,6 +94,8 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
         replay += ["--inject-delay-ns", str(args.inject_delay_ns)]
     if getattr(args, "mdwe", False):
         replay += ["--mdwe"]
+    if cfg.nmi_mode:
+        replay += ["--nmi-mode"]
     return RunSpec(config=cfg, sites=None if duration is not None else sites, duration=duration,
                    nmi_rate=nmi_rate, scenario=scenario, grace=args.grace, timeout=args.timeout,
                    mdwe=getattr(args, "mdwe", False), argv=replay)

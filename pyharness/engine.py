@@ -29,6 +29,9 @@ SECSYNCS = {"ack": lib.PH_SECSYNC_ACK, "membarrier": lib.PH_SECSYNC_MEMBARRIER}
 KINDS = {"movret": lib.PH_KIND_MOVRET, "call": lib.PH_KIND_CALL,
          "jmpnop": lib.PH_KIND_JMPNOP, "block": lib.PH_KIND_BLOCK}
 SINGLE_INSN_KINDS = ("movret", "call", "jmpnop")
+PROTOCOLS = {"rfc": lib.PH_PROTO_RFC, "rfc-as-posted": lib.PH_PROTO_POSTED}
+STRESS = {"neighbour-nmi": lib.PH_STRESS_NEIGHBOUR_NMI, "sync-loop-exec": lib.PH_STRESS_SYNC_LOOP_EXEC,
+          "primary-exec": lib.PH_STRESS_PRIMARY_EXEC, "paired": lib.PH_STRESS_PAIRED}
 MUTANTS = {
     "none": lib.PH_MUT_NONE,
     "no-int3": lib.PH_MUT_NO_INT3,
@@ -38,7 +41,6 @@ MUTANTS = {
     "double-ack": lib.PH_MUT_DOUBLE_ACK,
     "early-retract": lib.PH_MUT_EARLY_RETRACT,
     "patch-sync-loop": lib.PH_MUT_PATCH_SYNC_LOOP,
-    "rfc-bitmap": lib.PH_MUT_RFC_BITMAP,
     "lost-tail": lib.PH_MUT_LOST_TAIL,
 }
 ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary",
@@ -49,7 +51,9 @@ EVENT_NAMES = {1: "state-seen", 2: "ack", 3: "sync", 4: "bp-enter", 5: "bp-exit"
                6: "nmi-enter", 7: "nmi-exit", 9: "publish", 10: "retract", 11: "violation"}
 WHERE_NAMES = {0: "none", 1: "registered", 2: "finish-loop", 3: "sync-loop", 4: "bp-handler",
                5: "nmi-handler", 6: "poke", 7: "wait-acks", 8: "wait-refs", 9: "executing",
-               10: "verify", 11: "exited"}
+               10: "verify", 11: "exited", 12: "sync-loop: waiting for the state to change",
+               13: "finish-loop: waiting for SYNC_DONE to change", 14: "sync-loop: testing its bit",
+               15: "between sessions", 16: "taking the NMI lock"}
 POKE_STEP_NAMES = {1: "int3", 2: "tail", 3: "first-byte"}
 SERIES = {"site_ns": lib.PH_SERIES_SITE_NS, "ack_ns_SYNC_0": lib.PH_SERIES_ACK_NS_0,
           "ack_ns_SYNC_1": lib.PH_SERIES_ACK_NS_1, "ack_ns_SYNC_2": lib.PH_SERIES_ACK_NS_2,
@@ -117,6 +121,11 @@ class Config:
     inject_delay_ns: int = 0
     force_nmi: int = 0
     aim: int = 0
+    protocol: str = "rfc"
+    nmi_mode: bool = False
+    stress: tuple = ()
+    nmi_level: int = 1
+    sessions: int = 1
 
     def validate(self):
         """Raise UsageError / UnsupportedError naming the bad field."""
@@ -155,6 +164,21 @@ class Config:
             raise UsageError("the trace length must be 0 or a power of two >= 2")
         if self.inject_delay_ns < 0:
             raise UsageError("--inject-delay-ns must not be negative")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"unknown protocol '{self.protocol}'; choose from {', '.join(PROTOCOLS)}")
+        for st in self.stress:
+            if st not in STRESS:
+                raise UsageError(f"unknown --stress '{st}'; choose from {', '.join(STRESS)}")
+        if self.protocol == "rfc-as-posted" and (self.executors or self.secondary_sync != "ack"):
+            raise UsageError("the RFC as posted runs in stop_machine: no --executors, and "
+                             "--secondary-sync ack (membarrier is the upstream style)")
+        if not 0 <= self.nmi_level <= 3:
+            raise UsageError("--nmi-level must be 1, 2 or 3")
+        if not 1 <= self.sessions <= 1_000_000:
+            raise UsageError("--sessions must be at least 1")
+        if "paired" in self.stress and (self.sites % 2 or (self.batch > 1 and self.batch % 2)):
+            raise UsageError("--stress paired needs an even --sites and a --batch of 1 or an even "
+                             "number (a lock and its unlock are switched together)")
         return self
 
     def roles(self):
@@ -188,6 +212,11 @@ class Config:
         c.inject_delay_ns = self.inject_delay_ns
         c.force_nmi = self.force_nmi
         c.aim = self.aim
+        c.protocol = PROTOCOLS[self.protocol]
+        c.nmi_mode = int(bool(self.nmi_mode))
+        c.stress = sum(STRESS[x] for x in set(self.stress))
+        c.nmi_level = self.nmi_level
+        c.sessions = self.sessions
         c.spin_pauses = spin_pauses_for(self.cpus)
         return c
 
@@ -250,6 +279,10 @@ class SharedView:
         return {"signo": c.signo, "code": c.code, "thread": c.thread, "site": c.site,
                 "addr": c.addr, "rip": c.rip, "round": c.round, "seq": c.round >> 3,
                 "state": STATE_NAMES.get(c.round & 7), "ts": c.ts, "bytes": bytes(c.bytes).hex(" ")}
+
+    def ack_map(self):
+        """The RFC's shared ack map, as a set of thread indexes."""
+        return {w * 64 + b for w in range(16) for b in range(64) if self.sh.sync_ack_map[w] >> b & 1}
 
     def final_variants(self):
         """The variant the schedule implies for every site (the C observer's)."""

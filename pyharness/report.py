@@ -102,6 +102,23 @@ def summary_text(rep):
             first = next(v for v in rep["violations"] if v["invariant"] == name)
             where = f" [thread {first['thread']} cpu {first['cpu']}]" if first.get("thread") is not None else ""
             lines.append(f"    {name} x{n}: {first['detail']}{where}")
+    dg = rep.get("diagnosis")
+    if dg:
+        for f in dg["findings"]:
+            lines.append(f"  finding {f['id']}: {f['evidence']}")
+            lines.append(f"    from the RFC's step: {f['rfc_step']}")
+        if any(w["where"] not in ("exited", "verify") for w in dg["threads"]) and rep["status"] != "complete":
+            pub = dg["published"]
+            head = f"  at the end: {pub['state']} of seq {pub['seq']} published"
+            if dg.get("map") is not None:
+                head += f"; ack map {dg['map']} ({dg['map_weight']} of num_acks {dg['num_acks']})"
+            lines.append(head)
+            for w in dg["threads"]:
+                ls = w["last_seen"]
+                lines.append(f"    thread {w['thread']} ({w['role']}, cpu {w['cpu']}): {w['where']}; "
+                             f"last saw {ls['state']} of seq {ls['seq']}"
+                             + (f"; bit {'set' if w['bit_in_map'] else 'clear'}"
+                                if dg.get("map") is not None else ""))
     if rep.get("crash"):
         c = rep["crash"]
         lines.append(f"  worker crash: signal {c['signo']} at {c['rip']:#x} site {c['site']} bytes {c['bytes']}")

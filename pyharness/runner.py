@@ -281,4 +281,6 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
     }
     if verdict == "fail" and laid_out:
         rep["trace_tail"] = {str(i): view.trace(i, 64) for i in range(view.nthreads)}
+        from .diagnose import diagnose
+        rep["diagnosis"] = diagnose(view, cfg, violations, status)
     return rep

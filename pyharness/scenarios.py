@@ -33,6 +33,20 @@ SCENARIOS = {
         "executors": 0,
         "aim": ("primary", "secondary"),
     },
+    "rfc-selftest": {
+        "description": "the conditions of the RFC's own selftest (patch 21), all together: NMI "
+                       "mode (patch 19), a NMI to the neighbouring thread at every state change, "
+                       "secondaries running the site under patch from their sync loop, the primary "
+                       "running it after SYNC_0, NMIs that take a lock shared by all and hold it "
+                       "1 us, lock/unlock pairs switched together, repeated sessions",
+        "config": {"bp": "native", "secondary_sync": "ack", "kinds": ALL_KINDS, "batch": 2,
+                   "nmi_mode": True, "nmi_level": 3,
+                   "stress": ("neighbour-nmi", "sync-loop-exec", "primary-exec", "paired")},
+        "nmi_rate": 1000.0,
+        "executors": 0,
+        "aim": ("primary", "secondary"),
+        "sessions_per_s": 8,
+    },
     "mixed": {
         "description": "rfc-native, upstream-emulated and batch interleaved across the run "
                        "(segments of the duration, in turn)",
@@ -64,3 +78,21 @@ def parse_aim(text):
 
 def aim_bits(names):
     return sum(AIMS[a] for a in set(names))
+
+
+def parse_stress(text):
+    """'neighbour-nmi,paired' | 'all' | 'none' -> a tuple of condition names."""
+    from .errors import UsageError
+    from .engine import STRESS
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "none":
+        return ()
+    if text == "all":
+        return tuple(STRESS)
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    for a in names:
+        if a not in STRESS:
+            raise UsageError(f"unknown --stress '{a}'; choose from {', '.join(STRESS)}, all or none")
+    return names

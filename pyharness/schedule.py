@@ -10,6 +10,12 @@ say which variant every site must end as without trusting the core:
     rounds take consecutive runs of ``batch`` sites (the last round of a
     ``--sites`` run takes what is left); a round that does not fit in what
     is left of a pass starts the next pass.
+
+With ``--sessions N`` a ``--sites`` run gives each session its share (the
+last one the remainder), each session's rounds sized the same way.  With
+paired sites (a lock 2p and its unlock 2p+1) a pass shuffles the pairs,
+keeping each pair's two sites side by side, and a session never ends
+between the two sites of a pair.
 """
 
 GAMMA = 0x9E3779B97F4A7C15
@@ -28,39 +34,57 @@ def _splitmix(state):
     return state, z ^ (z >> 31)
 
 
-def pass_order(seed, nsites, p):
+def pass_order(seed, nsites, p, paired=False):
     """The order of every site in pass ``p`` (0-based)."""
-    st = ((seed ^ SALT) + p * (nsites - 1) * GAMMA) & MASK
-    perm = list(range(nsites))
-    for i in range(nsites - 1, 0, -1):
+    units = nsites // 2 if paired else nsites
+    st = ((seed ^ SALT) + p * (units - 1) * GAMMA) & MASK
+    perm = list(range(units))
+    for i in range(units - 1, 0, -1):
         st, z = _splitmix(st)
         j = z % (i + 1)
         perm[i], perm[j] = perm[j], perm[i]
+    if paired:
+        return [s for pr in perm for s in (2 * pr, 2 * pr + 1)]
     return perm
 
 
-def round_sizes(rounds, batch, total_sites=None):
-    """Sizes of the first ``rounds`` rounds."""
+def _session_sizes(share, batch, paired):
+    """Round sizes of one session of a --sites run (csrc/protocol.c)."""
     out, done = [], 0
-    for _ in range(rounds):
-        n = batch if total_sites is None else min(batch, total_sites - done)
-        if n <= 0:
-            break
+    while True:
+        mid_pair = paired and done % 2 == 1
+        if not mid_pair and done >= share:
+            return out
+        n = batch
+        if share - done < n and not mid_pair:
+            n = share - done
+        n = max(n, 1)
         out.append(n)
         done += n
-    return out
 
 
-def expected_rounds(total_sites, batch):
+def round_sizes(rounds, batch, total_sites=None, sessions=1, paired=False):
+    """Sizes of the first ``rounds`` rounds."""
+    if total_sites is None:
+        return [batch] * rounds
+    out = []
+    for k in range(sessions):
+        share = total_sites // sessions + (total_sites % sessions if k == sessions - 1 else 0)
+        out += _session_sizes(share, batch, paired)
+    return out[:rounds]
+
+
+def expected_rounds(total_sites, batch, sessions=1, paired=False):
     """Rounds a complete ``--sites`` run must take."""
-    return -(-total_sites // batch)
+    return len(round_sizes(1 << 62, batch, total_sites, sessions, paired)) if total_sites else 0
 
 
-def final_variants(seed, nsites, batch, rounds, total_sites=None, max_shuffles=MAX_SHUFFLES):
+def final_variants(seed, nsites, batch, rounds, total_sites=None, max_shuffles=MAX_SHUFFLES,
+                   paired=False, sessions=1):
     """Variant (0 or 1) of every site after ``rounds`` rounds, or None when
     deriving it would shuffle more than ``max_shuffles`` passes."""
     parity = bytearray(nsites)
-    sizes = round_sizes(rounds, batch, total_sites)
+    sizes = round_sizes(rounds, batch, total_sites, sessions, paired)
     cursor, p, k, shuffles = nsites, 0, 0, 0
     while k < len(sizes):
         n = sizes[k]
@@ -82,7 +106,7 @@ def final_variants(seed, nsites, batch, rounds, total_sites=None, max_shuffles=M
             shuffles += 1
             if shuffles > max_shuffles:
                 return None
-            order = pass_order(seed, nsites, p)
+            order = pass_order(seed, nsites, p, paired)
             p += 1
             cursor = 0
         for s in order[cursor:cursor + n]:

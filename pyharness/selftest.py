@@ -26,9 +26,6 @@ PLAN = [
     # Measured on 2 vCPUs: caught in 0.2-0.8 s (was 0.4-8.5 s without).
     ("early-retract", "upstream-emulated", {"batch": 16, "threads": 4}),
     ("patch-sync-loop", "rfc-native", {}),
-    # The RFC's own ack map: an NMI between its test and set lets the
-    # breakpoint path ack first; CPUID makes the window 3.8 us here.
-    ("rfc-bitmap", "rfc-native", {"sync": "cpuid", "nmi_rate": 5000.0}),
     # A dropped tail write: only (g) bytes and (c) the final variant can see it.
     ("lost-tail", "rfc-native", {"site_kinds": "movret"}),
 ]
@@ -39,7 +36,9 @@ def _args(cpus, mutant, seconds, **extra):
                             bp=None, secondary_sync=None, site_kinds=None, nmi_rate=None,
                             executors=None, batch=None, trace=4096, mutant=mutant, seed=1,
                             deadline=5.0, timeout=600.0, grace=5.0, inject_delay_ns=0,
-                            sites=1000, duration=seconds, mdwe=False, aim=None)
+                            sites=1000, duration=seconds, mdwe=False, aim=None,
+                            protocol="rfc", nmi_mode=None, stress=None, nmi_level=None,
+                            sessions=None)
     for k, v in extra.items():
         setattr(ns, k, v)
     return ns

@@ -20,7 +20,6 @@ EXPECTED = {
     "double-ack": "ack-once",
     "early-retract": ("int3-resolved", "trap-bound"),
     "patch-sync-loop": "bp-depth",
-    "rfc-bitmap": "ack-once",
     "lost-tail": "bytes-intended",
 }
 PLAN = {m: (sc, extra) for m, sc, extra in selftest.PLAN if m != "none"}

@@ -1,0 +1,296 @@
+/*
+ * proto_posted.c -- the RFC's code as posted (--protocol rfc-as-posted).
+ *
+ * This file runs what the series' own code does (patches 17-21, as
+ * shared/PROTOCOL.md reconstructs them), including where it is wrong: it
+ * must not fix anything.  What it gets wrong is the checker's to find and
+ * the report's to diagnose.  In its terms:
+ *
+ *   - the state is a plain value, the same for every site: SYNC_0, SYNC_1,
+ *     SYNC_2, SYNC_DONE, and DONE after the last site.  The published word
+ *     carries a site sequence for the observer, but nothing here reads it:
+ *     a waiter here cannot tell one site's SYNC_0 from the next one's;
+ *   - one shared ack map (tps->sync_ack_map, a bit per thread) and num_acks
+ *     (every participant, the primary included); a session starts at
+ *     SYNC_DONE with the map as the previous session left it;
+ *   - poke_sync(state, bytes): write the bytes; store the state (release);
+ *     THEN clear the map; sync_one(); wait_for_acks(): set our own bit,
+ *     spin until the weight of the map reaches num_acks;
+ *   - text_poke_sync_site(): prevstate = -1 (the declaration is outside
+ *     patch 18's hunks; the series' earlier code starts there); do { wait
+ *     until state != prevstate; prevstate = state; acked = test_bit(me);
+ *     if (prevstate < SYNC_DONE && !acked) { sync_one(); set_bit(me); } }
+ *     while (prevstate < SYNC_DONE);
+ *   - text_poke_sync_finish(): on SYNC_DONE set our bit without testing it,
+ *     then wait for the state to change; on SYNC_0 (in NMI context: any SYNC
+ *     state) run the sync loop; on DONE return; anything else is BUG();
+ *   - sync_one(): CPUID in NMI context, the configured method otherwise;
+ *   - the breakpoint path (trap.c) calls the sync loop re-entrantly on a
+ *     secondary, and finishes the site locally on the primary.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include "ph_internal.h"
+
+/* ------------------------------------------------------------------ */
+/* The map                                                             */
+
+static int map_test(struct ph_engine *e, int i)
+{
+    /* cpumask_test_cpu(): a plain read */
+    return (int)((ph_load_relaxed(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1);
+}
+
+static void map_set(struct ph_engine *e, int i)
+{
+    /* cpumask_set_cpu(): a locked or.  release: pairs with the acquire
+     * loads of the map in wait_for_acks(). */
+    __atomic_fetch_or(&e->sh->sync_ack_map[i / 64], 1ULL << (i % 64), __ATOMIC_RELEASE);
+}
+
+static void map_clear(struct ph_engine *e)
+{
+    /* cpumask_clear(): plain stores, after the state was published. */
+    for (int w = 0; w < 16; w++)
+        ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
+}
+
+static int map_weight(struct ph_engine *e)
+{
+    int n = 0;
+    for (int w = 0; w < 16; w++)   /* pairs with the release fetch_or in map_set() */
+        n += __builtin_popcountll(ph_load_acquire(&e->sh->sync_ack_map[w]));
+    return n;
+}
+
+static int state_of(uint64_t r)
+{
+    return PH_ROUND_STATE(r);
+}
+
+/* sync_one(): CPUID in NMI context, the configured method otherwise. */
+static void sync_one(struct ph_engine *e, int ctx)
+{
+    ph_sync_core_method(e, (ctx & PH_CTX_NMI) ? PH_SYNC_CPUID : e->cfg.sync);
+}
+
+/*
+ * cpumask_set_cpu(me) as an ack.  The observer is told which state's map
+ * the bit landed in: the state published when the bit is seen set after
+ * the store, if it is still published (otherwise the primary may have
+ * cleared it: a lost ack, which the hang's diagnosis shows).
+ */
+static void posted_ack(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync_loop)
+{
+    int me = ph_self.idx;
+    map_set(e, me);
+    uint64_t r = ph_load_acquire(&e->sh->round);          /* pairs: ph_publish() */
+    ph_store_relaxed(&c->acked_round, r);                 /* for reports only */
+    if (map_test(e, me) && ph_load_acquire(&e->sh->round) == r)
+        ph_chk_ack(e, c, r, ctx, in_sync_loop);
+}
+
+/* smp_cond_load_acquire(&tps->state, VAL != prev), with our deadline. */
+static uint64_t wait_state_not(struct ph_engine *e, int prev, int ctx, int *err)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t spins = 0, t0 = 0, deadline = 0;
+    for (;;) {
+        uint64_t r = ph_load_acquire(&e->sh->round);      /* pairs: ph_publish() */
+        if (state_of(r) != prev)
+            return r;
+        if (ph_aborted(e)) {
+            *err = -ECANCELED;
+            return r;
+        }
+        if (!t0) {
+            t0 = ph_now_ns();
+            deadline = t0 + e->cfg.deadline_ns;
+        }
+        ph_beat(c);
+        if (ph_spin_step(e, &spins, deadline) < 0) {
+            /* a: how long, b: the state waited on (bit 32: in the sync loop) */
+            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns,
+                         (uint64_t)(prev & 0xff) | (1ULL << 40) |
+                         ((uint64_t)(c->where == PH_WHERE_SYNC_WAIT) << 32));
+            ph_abort_run(e);
+            *err = -ETIMEDOUT;
+            return r;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* text_poke_sync_site()                                               */
+
+static void posted_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
+{
+    (void)min_seq;          /* the posted code has no notion of a site's round */
+    struct ph_counters *c = ph_self.c;
+    int me = ph_self.idx, prevstate = -1, acked, err = 0;
+    int64_t where = c->where;
+    do {
+        c->where = PH_WHERE_SYNC_WAIT;
+        uint64_t r = wait_state_not(e, prevstate, ctx, &err);
+        if (err)
+            break;
+        /* prevstate = READ_ONCE(tps->state) */
+        r = ph_load_relaxed(&e->sh->round);
+        prevstate = state_of(r);
+        ph_store_relaxed(&c->seen_round, r);
+        if (ctx != PH_CTX_THREAD)
+            ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
+        ph_st_state_seen(e, r);
+        c->where = PH_WHERE_SYNC_TEST;
+        acked = map_test(e, me);
+        if (prevstate < PH_SYNC_DONE && !acked) {
+            ph_st_sync_loop_exec(e, ctx);     /* the selftest: before acking */
+            if (ctx == PH_CTX_THREAD)
+                ph_st_aim_secondary(e, r);
+            sync_one(e, ctx);
+            posted_ack(e, c, ctx, 1);
+            ph_chk_seen(e, c, r, ctx);
+        }
+    } while (prevstate < PH_SYNC_DONE);
+    c->where = where;
+}
+
+/* ------------------------------------------------------------------ */
+/* text_poke_sync_finish()                                             */
+
+static int posted_finish(struct ph_engine *e, int ctx)
+{
+    struct ph_counters *c = ph_self.c;
+    int err = 0;
+    for (;;) {
+        uint64_t r = ph_load_acquire(&e->sh->round);      /* pairs: ph_publish() */
+        int state = state_of(r);
+        ph_store_relaxed(&c->seen_round, r);
+        c->where = PH_WHERE_FINISH_LOOP;
+        if (state == PH_SYNC_DONE) {
+            /* Ack that we have seen the end of this iteration, without
+             * testing the bit first, then wait for the next. */
+            posted_ack(e, c, ctx, 0);
+            ph_st_state_seen(e, r);
+            c->where = PH_WHERE_FINISH_WAIT;
+            wait_state_not(e, PH_SYNC_DONE, ctx, &err);
+            if (err)
+                return err;
+        } else if (state == PH_SYNC_0 || ((ctx & PH_CTX_NMI) && state < PH_SYNC_DONE)) {
+            posted_sync_site(e, ctx, 0);
+        } else if (state == PH_DONE) {
+            return 0;
+        } else {
+            /* BUG(): a state the finish loop never expects (a: the state,
+             * b: the context it was seen in). */
+            ph_violation(e, PH_INV_RFC_BUG, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
+                         ctx, r, (uint64_t)state, (uint64_t)ctx);
+            ph_abort_run(e);
+            return -ECANCELED;
+        }
+        if (ph_aborted(e))
+            return -ECANCELED;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* poke_sync() and wait_for_acks()                                     */
+
+static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t deadline = t0 + e->cfg.deadline_ns, spins = 0;
+    int64_t where = c->where;
+    int num_acks = (int)e->sh->num_acks;
+    c->where = PH_WHERE_WAIT_ACKS;
+    map_set(e, ph_self.idx);                 /* the primary's own bit */
+    while (map_weight(e) < num_acks) {
+        ph_beat(c);
+        int timed_out = ph_spin_step(e, &spins, deadline) < 0;
+        if (timed_out || ph_aborted(e)) {
+            if (timed_out) {
+                ph_store_relaxed(&e->sh->stuck_round, r);
+                /* a: how long; b: the weight reached, and num_acks */
+                ph_violation(e, PH_INV_DEADLINE, ph_self.idx,
+                             (int)ph_load_relaxed(&e->sh->cur_site), ph_current_ctx(), r,
+                             e->cfg.deadline_ns,
+                             ((uint64_t)map_weight(e) << 16) | (uint64_t)num_acks | (2ULL << 40));
+            }
+            ph_abort_run(e);
+            c->where = where;
+            return timed_out ? -ETIMEDOUT : -ECANCELED;
+        }
+    }
+    uint64_t dt = ph_now_ns() - t0;
+    ph_count(&c->wait_ns, dt);
+    int st = PH_ROUND_STATE(r);
+    if (st <= PH_SYNC_DONE)
+        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+    c->where = where;
+    return 0;
+}
+
+static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    static const uint8_t int3 = PH_INT3;
+    if (step != STEP_NONE) {
+        /* "we could hit a BP right after patching memory below ... The
+         * primary BP handler allows us to make forward-progress" */
+        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {
+            struct ph_patch *p = &vec[i];
+            if (step == STEP_INT3)
+                ph_text_poke(e, p->addr, &int3, 1);
+            else if (step == STEP_TAIL) {
+                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
+                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            } else
+                ph_text_poke(e, p->addr, p->text, 1);
+        }
+        c->where = where;
+        ph_st_aim_primary(e, step);
+    }
+    if (e->cfg.inject_delay_ns)
+        ph_busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    ph_count(&c->acks[st], 1);
+    ph_count(&c->rounds, 1);
+    /* smp_store_release(&tps->state, state); then cpumask_clear(). */
+    uint64_t t_pub = ph_publish(e, r, step);
+    map_clear(e);
+    sync_one(e, ph_current_ctx());
+    ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
+    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
+        return 0;
+    return wait_for_acks(e, r, t_pub);
+}
+
+/* Executors are not part of the posted code (stop_machine has none). */
+static void posted_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r)
+{
+    (void)e; (void)c; (void)r;
+}
+
+/* The threads whose bit is missing from the map. */
+static int posted_stuck(struct ph_engine *e, int *out, int max)
+{
+    uint64_t r = ph_load_acquire(&e->sh->round);   /* pairs: ph_publish() */
+    if (!ph_load_relaxed(&e->sh->stuck_round) && PH_ROUND_STATE(r) == PH_DONE)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < e->cfg.nthreads && n < max; i++)
+        if (i != e->cfg.primary && !map_test(e, i))
+            out[n++] = i;
+    return n;
+}
+
+const struct ph_proto ph_proto_posted = {
+    .name = "rfc-as-posted",
+    .poke_sync = posted_poke_sync,
+    .sync_site = posted_sync_site,
+    .finish = posted_finish,
+    .executor_ack = posted_executor_ack,
+    .stuck = posted_stuck,
+};

@@ -1,0 +1,287 @@
+/*
+ * proto_rfc.c -- the RFC's patching steps with pyharness's acks (the
+ * default, --protocol rfc).
+ *
+ * poke_sync(): write, publish the state with release, serialize ourselves,
+ * wait until every secondary acked it.
+ *
+ * Secondary (text_poke_sync_site), in thread or breakpoint context: on each
+ * new state below SYNC_DONE not yet acked: sync_one(), ack.  Return on
+ * SYNC_DONE without acking it; the finish loop acks SYNC_DONE in thread
+ * context.
+ *
+ * Acks.  The RFC keeps one bit per CPU in a shared map that the primary
+ * clears after publishing each state (proto_posted.c runs that code as
+ * posted).  With a re-entrant sync loop that map has a window: an NMI
+ * between the thread-context test and set of the bit lets the breakpoint
+ * path ack that state and later ones, after which the resumed thread context
+ * sets its bit into a *later* state's cleared map -- a false ack.  States
+ * are plain values there, so a waiter cannot tell one site's SYNC_0 from the
+ * next's.  Here each participant owns one ack word (on its own cache line)
+ * holding the last round it acked; rounds encode (site sequence, state) and
+ * only grow, so an ack is a single forward-only compare-and-swap that a
+ * handler cannot tear, and a breakpoint waits for the round that owns its
+ * INT3.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "ph_internal.h"
+
+/*
+ * Give the ack for round r.  in_sync_loop: called from the sync loop (which
+ * must never ack SYNC_DONE).  The observer counts it and holds it to the
+ * serialization evidence once it is visible.
+ */
+static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+                     int in_sync_loop)
+{
+    uint64_t old = ph_load_relaxed(&c->acked_round);
+    while (old < r) {
+        /* release: pairs with the acquire load of the ack word in
+         * wait_for_acks(): the primary sees our sync_one() as done. */
+        if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            ph_chk_ack(e, c, r, ctx, in_sync_loop);
+            return;
+        }
+    }
+}
+
+/* The secondary's handling of one observed state below SYNC_DONE. */
+static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+{
+    if (ph_load_relaxed(&c->acked_round) >= r)
+        return;                     /* a state already acked is not acked again */
+    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
+        ph_sync_core(e);
+        if (ctx != PH_CTX_THREAD)
+            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+    }
+    give_ack(e, c, r, ctx, 1);
+    if (e->cfg.mutant == PH_MUT_DOUBLE_ACK)
+        give_ack(e, c, r + 1, ctx, 1);   /* the second ack lands on the next state */
+}
+
+/*
+ * text_poke_sync_site(): called in thread context with the state below
+ * SYNC_DONE, or re-entrantly from breakpoint context.  Returns having
+ * observed SYNC_DONE (or later) of round seq `min_seq` or later, without
+ * acking it.
+ *
+ * min_seq: the round that owns the INT3 a breakpoint hit (0 in thread
+ * context).  The primary writes a round's INT3 before it publishes the
+ * round's SYNC_0; a handler that trapped in between still sees the previous
+ * round's SYNC_DONE.  Returning then would re-execute straight into the
+ * same INT3, again and again until the primary publishes (a trap storm the
+ * aimed NMIs made visible): wait for the owning round instead, then help it.
+ */
+static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
+{
+    struct ph_counters *c = ph_self.c;
+    int64_t where = c->where;
+    if (ctx == PH_CTX_THREAD)
+        c->where = PH_WHERE_SYNC_LOOP;
+    /* Pairs with the release store of the round in publish(). */
+    uint64_t r = ph_load_acquire(&e->sh->round), waited = 0;
+    while (PH_ROUND_SEQ(r) < min_seq) {
+        int err = 0;
+        r = ph_wait_round_change(e, r, ctx, &err, &waited);
+        if (err) {
+            c->where = where;
+            return;
+        }
+    }
+    for (;;) {
+        int st = PH_ROUND_STATE(r), err = 0;
+        ph_store_relaxed(&c->seen_round, r);
+        if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
+            ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
+        ph_st_state_seen(e, r);
+        if (e->cfg.mutant == PH_MUT_PATCH_SYNC_LOOP && st < PH_SYNC_DONE) {
+            /* The sync loop itself runs a site being patched (as if
+             * sync_one() were a paravirt call): the RFC's unhandled case. */
+            int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: patch_batch() */
+            if (n > 0)
+                ph_exec_check(e, e->cur_ids[0], ctx, NULL);
+        }
+        if (st >= PH_SYNC_DONE)
+            break;
+        if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
+            ph_load_relaxed(&c->acked_round) < r)
+            ph_nmi_self(e);         /* take the breakpoint in NMI context */
+        if (ctx == PH_CTX_THREAD)
+            ph_st_aim_secondary(e, r);
+        if (ph_load_relaxed(&c->acked_round) < r)
+            ph_st_sync_loop_exec(e, ctx);   /* the selftest: run the site before acking */
+        sync_and_ack(e, c, r, ctx);
+        ph_chk_seen(e, c, r, ctx);
+        ph_account_wait(c, waited);
+        r = ph_wait_round_change(e, r, ctx, &err, &waited);
+        if (err)
+            break;
+    }
+    c->where = where;
+}
+
+/* Participants whose acks the primary waits for. */
+static int acks_from(struct ph_engine *e, int i)
+{
+    return i != e->cfg.primary && e->cfg.secsync == PH_SECSYNC_ACK &&
+           e->thr[i].role != PH_ROLE_PRIMARY;
+}
+
+static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t deadline = t0 + e->cfg.deadline_ns, spins = 0;
+    int64_t where = c->where;
+    c->where = PH_WHERE_WAIT_ACKS;
+    for (int i = 0; i < e->cfg.nthreads; i++) {
+        if (!acks_from(e, i))
+            continue;
+        /* Pairs with the release CAS of the ack word in give_ack(). */
+        while (ph_load_acquire(&e->thr[i].acked_round) < r) {
+            ph_beat(c);
+            int timed_out = ph_spin_step(e, &spins, deadline) < 0;
+            if (timed_out || ph_aborted(e)) {
+                if (timed_out)   /* names the thread that never acked */
+                    ph_store_relaxed(&e->sh->stuck_round, r);
+                if (timed_out)
+                    ph_violation(e, PH_INV_DEADLINE, i, (int)ph_load_relaxed(&e->sh->cur_site),
+                                 PH_CTX_THREAD, r, e->cfg.deadline_ns,
+                                 ph_load_relaxed(&e->thr[i].acked_round));
+                ph_abort_run(e);
+                c->where = where;
+                return timed_out ? -ETIMEDOUT : -ECANCELED;
+            }
+        }
+    }
+    uint64_t dt = ph_now_ns() - t0;
+    ph_count(&c->wait_ns, dt);
+    int st = PH_ROUND_STATE(r);
+    if (st <= PH_SYNC_DONE)
+        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+    c->where = where;
+    return 0;
+}
+
+static int rfc_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    static const uint8_t int3 = PH_INT3;
+    if (step != STEP_NONE) {
+        /* Note: we may take a breakpoint (via an NMI) right after these
+         * writes, before the state changes below; the primary's breakpoint
+         * path finishes the site locally so we make progress. */
+        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {
+            struct ph_patch *p = &vec[i];
+            if (step == STEP_INT3) {
+                ph_text_poke(e, p->addr, &int3, 1);
+            } else if (step == STEP_TAIL) {
+                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
+                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            } else {
+                ph_text_poke(e, p->addr, p->text, 1);
+            }
+        }
+        c->where = where;
+        ph_st_aim_primary(e, step);
+    }
+    if (e->cfg.inject_delay_ns)
+        ph_busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    /* Counted before it is published: the checker holds each secondary's
+     * acks to the primary's count, and a crash between publish and count
+     * must not show a secondary acking a round never counted. */
+    ph_count(&c->acks[st], 1);
+    ph_count(&c->rounds, 1);
+    uint64_t t_pub = ph_publish(e, r, step);
+    ph_sync_core(e);
+    /* The primary acks itself (its publish event already says so, so no
+     * trace event here on the critical path). */
+    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
+    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
+        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)
+            return -errno;
+        return 0;
+    }
+    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
+        return 0;
+    return wait_for_acks(e, r, t_pub);
+}
+
+/* text_poke_sync_finish(): the secondaries' loop until DONE (one session). */
+static int rfc_finish(struct ph_engine *e, int ctx)
+{
+    struct ph_counters *c = ph_self.c;
+    c->where = PH_WHERE_FINISH_LOOP;
+    int err = 0;
+    uint64_t waited = 0;
+    /* Pairs with the release store in publish(). */
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    for (;;) {
+        int st = PH_ROUND_STATE(r);
+        ph_store_relaxed(&c->seen_round, r);
+        if (st == PH_DONE)
+            break;
+        if (st < PH_SYNC_DONE) {
+            rfc_sync_site(e, ctx, 0);
+            r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+            if (ph_aborted(e))
+                return -ECANCELED;
+            continue;
+        }
+        /* SYNC_DONE: acked here, in thread context, after the sync loop
+         * (and any breakpoint context) has been left. */
+        give_ack(e, c, r, ctx, 0);
+        ph_chk_seen(e, c, r, ctx);
+        ph_st_state_seen(e, r);
+        ph_account_wait(c, waited);
+        r = ph_wait_round_change(e, r, ctx, &err, &waited);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* Executors in ack mode ack each state they see, as a secondary would. */
+static void rfc_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r)
+{
+    if (ph_load_relaxed(&c->acked_round) >= r)
+        return;
+    if (PH_ROUND_STATE(r) < PH_SYNC_DONE)
+        sync_and_ack(e, c, r, PH_CTX_THREAD);
+    else
+        give_ack(e, c, r, PH_CTX_THREAD, 0);
+}
+
+static int rfc_stuck(struct ph_engine *e, int *out, int max)
+{
+    /* The round a timed-out wait was for; else the current one, if acks
+     * are still being collected. */
+    uint64_t r = ph_load_relaxed(&e->sh->stuck_round);
+    if (!r) {
+        r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+        if (PH_ROUND_STATE(r) == PH_DONE)
+            return 0;
+    }
+    int n = 0;
+    for (int i = 0; i < e->cfg.nthreads && n < max; i++)
+        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
+            out[n++] = i;
+    return n;
+}
+
+
+const struct ph_proto ph_proto_rfc = {
+    .name = "rfc",
+    .poke_sync = rfc_poke_sync,
+    .sync_site = rfc_sync_site,
+    .finish = rfc_finish,
+    .executor_ack = rfc_executor_ack,
+    .stuck = rfc_stuck,
+};

@@ -1,0 +1,127 @@
+"""Findings diagnosed, not just counted.
+
+When a run fails, this reads what the shared region holds after the worker
+is gone and names, for every thread, what it was waiting for: the state it
+last saw (with the site sequence the RFC's plain state values hide), its bit
+in the RFC's ack map, the map, set bits against num_acks, where in its loop
+it was, and the trace events that led there.  From that evidence it names
+the findings and the step of the RFC's code each one comes from.
+
+Findings (ids are stable; README "What pyharness finds in the RFC as posted"):
+
+  lost-ack        poke_sync() publishes the state, then clears the map: a
+                  secondary's set_bit() landing between the two is wiped,
+                  and the primary waits for it forever;
+  stale-bit       ... a secondary that sees the new state and tests its bit
+                  before the clear finds its previous state's ack, skips
+                  sync_one() and its ack; the primary waits forever;
+  split-ack       text_poke_sync_site()'s test_bit ... set_bit split by a
+                  breakpoint (a NMI, or the selftest's own execution): the
+                  breakpoint path acks the remaining states, and the
+                  resumed set_bit lands in a later state's map;
+  late-set        ... a set_bit() meant for one state lands after the primary
+                  published the next and cleared: it is counted as an ack of
+                  a state this thread never serialized for;
+  same-value      states are plain values: a sync loop still waiting for the
+                  state to leave SYNC_0 cannot tell the next site's SYNC_0
+                  from the one it saw, and waits while the primary waits on it;
+  trap-storm      between a site's INT3 and its SYNC_0 a trapping secondary
+                  sees the previous site's SYNC_DONE, returns and re-traps;
+  finish-bug      text_poke_sync_finish() meets a state it never expects
+                  (BUG());
+  pair-mismatch   a NMI runs one variant's lock with the other's unlock.
+"""
+from .engine import ROLE_NAMES, STATE_NAMES, WHERE_NAMES
+
+FINDINGS = {
+    "lost-ack": "poke_sync(): smp_store_release(state) then cpumask_clear(sync_ack_map) -- an ack "
+                "set between the two is wiped",
+    "stale-bit": "poke_sync()'s publish-then-clear seen from text_poke_sync_site(): "
+                 "cpumask_test_cpu() before the clear finds the previous state's ack",
+    "split-ack": "text_poke_sync_site(): cpumask_test_cpu() ... sync_one(); cpumask_set_cpu() split "
+                 "by a breakpoint whose handler re-enters text_poke_sync_site()",
+    "late-set": "poke_sync()'s publish-then-clear seen from a late cpumask_set_cpu(): the bit "
+                "counts for the next state, which this CPU never serialized for",
+    "same-value": "text_poke_sync_site(): smp_cond_load_acquire(&tps->state, prevstate != VAL) "
+                  "on plain state values shared by every site",
+    "trap-storm": "poke_int3_native() -> text_poke_sync_site() returning at once on the previous "
+                  "site's PATCH_SYNC_DONE, before this site's PATCH_SYNC_0 is published",
+    "finish-bug": "text_poke_sync_finish(): BUG() on a state other than SYNC_DONE, SYNC_0, DONE",
+    "pair-mismatch": "paired sites patched one round at a time (or a NMI spanning a round): the "
+                     "lock and unlock of different variants",
+}
+
+
+def _st(r):
+    return {"seq": r >> 3, "state": STATE_NAMES.get(r & 7, r & 7)}
+
+
+def thread_waits(view, config):
+    """For every thread: role, where, the state it last saw, its ack, its bit."""
+    amap = view.ack_map()
+    out = []
+    roles = config.roles()
+    for i in range(view.nthreads):
+        c = view.counters(i)
+        out.append({"thread": i, "cpu": config.cpus[i], "role": ROLE_NAMES.get(roles[i]),
+                    "where": WHERE_NAMES.get(c["where"], c["where"]),
+                    "last_seen": _st(c["seen_round"]), "last_ack": _st(c["acked_round"]),
+                    "bit_in_map": i in amap,
+                    "trace": view.trace(i, 12)})
+    return out
+
+
+def diagnose(view, config, violations, status):
+    """A dict: the published state, the map, each thread's wait, and the
+    findings with their evidence and the RFC step they come from."""
+    sh = view.sh
+    published = sh.round
+    amap = view.ack_map()
+    waits = thread_waits(view, config)
+    posted = config.protocol == "rfc-as-posted"
+    d = {"published": _st(published), "num_acks": sh.num_acks if posted else None,
+         "map": sorted(amap) if posted else None, "map_weight": len(amap) if posted else None,
+         "threads": waits, "findings": []}
+    names = {v["invariant"] for v in violations}
+
+    def find(fid, evidence, threads=()):
+        if not any(f["id"] == fid for f in d["findings"]):
+            d["findings"].append({"id": fid, "rfc_step": FINDINGS[fid], "evidence": evidence,
+                                  "threads": list(threads)})
+    hung = status in ("hung", "aborted") or "deadline" in names
+    prim = next((w for w in waits if w["role"] == "primary"), None)
+    if hung and posted and prim and prim["where"] == "wait-acks":
+        for w in waits:
+            if w["role"] != "secondary" or w["bit_in_map"]:
+                continue
+            seen = w["last_seen"]
+            same_round = seen == d["published"]
+            if w["where"].startswith("finish-loop: waiting") and same_round:
+                find("lost-ack", f"the primary waits for acks of {seen['state']} (seq {seen['seq']}) "
+                                 f"with {len(amap)} of {sh.num_acks} bits; thread {w['thread']} saw "
+                                 f"that state, set its bit, and waits for the state to change -- its "
+                                 f"bit is not in the map", [w["thread"]])
+            elif w["where"].startswith("sync-loop: waiting") and same_round:
+                find("stale-bit", f"the primary waits for acks of {seen['state']} (seq {seen['seq']}); "
+                                  f"thread {w['thread']} saw exactly that state, did not ack it, and "
+                                  f"waits for it to change: its bit test found an ack that the "
+                                  f"clear then removed", [w["thread"]])
+            elif w["where"].startswith("sync-loop: waiting") and seen["state"] == d["published"]["state"] \
+                    and seen["seq"] < d["published"]["seq"]:
+                find("same-value", f"thread {w['thread']} waits for the state to leave "
+                                   f"{seen['state']}, which it saw for seq {seen['seq']}; the primary "
+                                   f"published {seen['state']} again for seq "
+                                   f"{d['published']['seq']} and waits for its ack: the same value",
+                     [w["thread"]])
+    for v in violations:
+        if v["invariant"] == "ack-once" and "inside the sync loop" in v.get("detail", "") and posted:
+            find("split-ack", v["detail"], [v.get("thread")])
+        elif v["invariant"] == "trap-bound":
+            find("trap-storm", v["detail"], [v.get("thread")])
+        elif v["invariant"] == "rfc-bug":
+            find("finish-bug", v["detail"], [v.get("thread")])
+        elif v["invariant"] == "pair-matched":
+            find("pair-mismatch", v["detail"], [v.get("thread")])
+        elif v["invariant"] == "serialized" and posted and v.get("source") == "core":
+            find("late-set", v["detail"], [v.get("thread")])
+    return d
