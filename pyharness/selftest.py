@@ -15,6 +15,8 @@ PLAN = [
     ("none", "rfc-native", {}),
     ("none", "upstream-emulated", {}),
     ("none", "batch", {}),
+    # The RFC selftest's conditions, all together: our protocol stays clean ...
+    ("none", "rfc-selftest", {}),
     ("no-int3", "rfc-native", {}),
     ("first-byte-first", "rfc-native", {}),
     ("skip-ack-wait", "rfc-native", {}),
@@ -28,6 +30,9 @@ PLAN = [
     ("patch-sync-loop", "rfc-native", {}),
     # A dropped tail write: only (g) bytes and (c) the final variant can see it.
     ("lost-tail", "rfc-native", {"site_kinds": "movret"}),
+    # ... and the RFC's code as posted does not (not a seeded bug: its findings,
+    # diagnosed; README "What pyharness finds in the RFC as posted").
+    ("rfc-as-posted", "rfc-selftest", {"protocol": "rfc-as-posted", "deadline": 1.0}),
 ]
 
 
@@ -49,8 +54,8 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
     rows = []
     for mutant, scenario, extra in PLAN:
         dur = seconds if mutant == "none" else MUTANT_CAP_S
-        spec = build_spec(_args(cpus, mutant, dur, **extra), scenario,
-                          argv_prefix=("pyharness", "run"))
+        spec = build_spec(_args(cpus, "none" if mutant == "rfc-as-posted" else mutant, dur, **extra),
+                          scenario, argv_prefix=("pyharness", "run"))
         spec.stop_on_violation = mutant != "none"
         t0 = time.monotonic()
         rep = run_stress(spec, progress=progress)
@@ -62,6 +67,8 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
             after = rep["elapsed_s"]
         ok = (not caught and rep["status"] == "complete") if mutant == "none" else (
             caught and after is not None and after <= MUTANT_CAP_S)
+        if mutant == "rfc-as-posted":
+            invs = sorted(f["id"] for f in rep.get("diagnosis", {}).get("findings", [])) or invs
         rows.append({"mutant": mutant, "scenario": scenario, "caught": caught, "invariants": invs,
                      "after_s": after, "wall_s": wall, "status": rep["status"], "ok": ok,
                      "totals": {k: rep["totals"].get(k) for k in ("sites_patched", "bp_hits", "nmis")},
