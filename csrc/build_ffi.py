@@ -27,6 +27,9 @@ def _cdef_text():
     return "\n".join(keep)
 
 
+CFLAGS = ["-O2", "-mno-red-zone", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-fno-strict-aliasing"]
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text())
 ffibuilder.set_source(
@@ -35,8 +38,9 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
     include_dirs=[os.path.relpath(HERE)],
     # -mno-red-zone: IRET-to-self builds a frame on the stack (PROTOCOL.md).
-    extra_compile_args=["-O2", "-mno-red-zone", "-std=gnu11", "-Wall", "-Wextra",
-                        "-Wno-unused-parameter", "-fno-strict-aliasing"],
+    extra_compile_args=CFLAGS,
+    # The build, as reports state it (pyharness/platform/evidence.py).
+    define_macros=[("PH_BUILD_FLAGS", '"' + " ".join(CFLAGS) + '"')],
     libraries=["rt"],
 )
 

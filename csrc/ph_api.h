@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 9
+#define PH_ABI_VERSION 10
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -356,6 +356,8 @@ void ph_sync_one(int sync);
 int ph_set_mdwe(void);
 uint64_t ph_now_ns(void);
 uint64_t ph_sync_token(int sync);
+const char *ph_build_compiler(void);
+const char *ph_build_flags(void);
 uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */

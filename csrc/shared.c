@@ -285,3 +285,22 @@ uint64_t ph_now_ns(void)
     uint64_t t = __builtin_ia32_rdtsc();
     return ns_base + (uint64_t)(((__uint128_t)(t - tsc_base) * tsc_mult) >> 32);
 }
+
+#ifndef PH_BUILD_FLAGS
+#define PH_BUILD_FLAGS "unknown"
+#endif
+
+/* The compiler and flags this core was built with (reports' evidence). */
+const char *ph_build_compiler(void)
+{
+#ifdef __clang__
+    return "clang " __clang_version__;
+#else
+    return "gcc " __VERSION__;
+#endif
+}
+
+const char *ph_build_flags(void)
+{
+    return PH_BUILD_FLAGS;
+}

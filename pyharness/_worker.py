@@ -4,6 +4,7 @@ it, and prints one JSON line with how it ended.
 Invoked as `python -m pyharness._worker FD` with the spec as JSON on stdin.
 """
 import json
+import os
 import signal
 import sys
 
@@ -13,6 +14,14 @@ def main():
     spec = json.load(sys.stdin)
     # Ctrl-C belongs to the parent: it asks us to stop through the shared region.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # If the parent dies (kill -9), so do we: nobody would stop or read us.
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:
+            sys.exit(1)
+    except (OSError, AttributeError):
+        pass
     from .engine import Config, Engine
     from .errors import PyharnessError
     cfg = dict(spec["config"])

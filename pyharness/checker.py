@@ -56,6 +56,10 @@ INVARIANTS = [
                      "unlock site gets the same variant of both"),
     ("rfc-bug", "(u) the RFC's own BUG() would have fired: its finish loop saw a state it never "
                 "expects"),
+    # Seen by the parent, not the core (pyharness/platform/health.py):
+    ("machine-health", "the machine stayed healthy during the run: no machine check, no kernel "
+                       "error (hung task, lockup, general protection fault, a fault of ours) in "
+                       "the kernel log, no machine-check interrupt"),
 ]
 NAMES = [n for n, _ in INVARIANTS]
 MAX_BP_DEPTH = 1
@@ -327,7 +331,8 @@ def fate_violations(exit_info, crash, cpus, roles):
                     "state": None, "ctx": None, "source": "parent"})
     if exit_info.get("hung"):
         out.append({"invariant": "deadline",
-                    "detail": "the worker did not finish within its duration plus grace; stuck: "
+                    "detail": "the worker did not finish within its duration plus grace (no progress "
+                              "for a second, or past the overload bound); stuck: "
                               + (", ".join(exit_info.get("stuck") or []) or "unknown"),
                     "thread": None, "cpu": None, "role": None, "site": None, "seq": None,
                     "state": None, "ctx": None, "source": "parent"})

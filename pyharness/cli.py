@@ -97,7 +97,8 @@ def build_parser():
     r.add_argument("--timeout", type=_nonneg_float, default=600.0,
                    help="time limit of a --sites run (a --duration run is limited by its duration)")
     r.add_argument("--grace", type=_nonneg_float, default=5.0,
-                   help="seconds allowed after the limit before the worker is killed")
+                   help="after the limit, a worker with no progress for this long is hung and "
+                        "killed; one still progressing (overloaded) gets up to 4x this more")
     r.add_argument("--inject-delay-ns", type=_nonneg_int, default=0,
                    help="busy wait added to each poke_sync round (benchmark self-check)")
     r.add_argument("--mdwe", action="store_true",
@@ -105,6 +106,13 @@ def build_parser():
     r.add_argument("--stop-on-violation", action="store_true",
                    help="end the run at the first evidence of a violation (bisecting, mutation runs)")
     r.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
+    r.add_argument("--log", default=None, metavar="PATH",
+                   help="JSON Lines while the run goes on (start, progress each second, each "
+                        "violation as found, end), synced to disk every few seconds")
+    r.add_argument("--junit", default=None, metavar="PATH",
+                   help="JUnit XML: a test case per invariant")
+    r.add_argument("--metrics", default=None, metavar="PATH",
+                   help="Prometheus text format, for node_exporter's textfile collector")
     r.add_argument("--quiet", action="store_true", help="no progress line")
 
     sub.add_parser("scenarios", help="list the scenarios")

@@ -25,7 +25,9 @@ def resolve_cpus(cpu_text, threads=None, primary_cpu=None):
         if primary_cpu not in cpus:
             raise UsageError(f"--primary {primary_cpu} is not in the CPU list {cpumod.format_cpu_list(cpus)}")
         cpus = [primary_cpu] + [c for c in cpus if c != primary_cpu]
-    n = threads or len(cpus)
+    # One usable CPU (a container, taskset -c 0, --cpus 0): the primary and
+    # a secondary share it, as --threads allows anywhere.
+    n = threads or max(2, len(cpus))
     return [cpus[i % len(cpus)] for i in range(n)], 0
 
 
@@ -41,10 +43,13 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
         raise UsageError(f"unknown mutant '{args.mutant}'; choose from {', '.join(MUTANTS)}")
     thread_cpus, primary = resolve_cpus(args.cpus, args.threads, args.primary)
     if len(thread_cpus) < 2:
-        raise UsageError("the protocol needs a primary and at least one other thread: give two CPUs "
-                         "or --threads 2")
+        raise UsageError("the protocol needs a primary and at least one other thread: "
+                         "--threads 2 or more")
+    from .engine import SINGLE_INSN_KINDS
     kinds = c["kinds"] if args.site_kinds is None else tuple(
         k.strip() for k in args.site_kinds.split(",") if k.strip())
+    if args.site_kinds is None and (args.bp or c["bp"]) == "emulate":
+        kinds = tuple(k for k in kinds if k in SINGLE_INSN_KINDS)   # what emulation can run
     executors = sc["executors"] if args.executors is None else args.executors
     if executors == "all":
         executors = len(thread_cpus) - 1
@@ -79,7 +84,7 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
     nmi_rate = sc["nmi_rate"] if args.nmi_rate is None else args.nmi_rate
     # The exact command that replays this run, every choice spelled out.
     replay = list(argv_prefix) + [
-        "--scenario", scenario, "--cpus", ",".join(str(x) for x in sorted(set(thread_cpus))),
+        "--scenario", scenario, "--cpus", cpumod.format_cpu_list(thread_cpus),
         "--threads", str(len(thread_cpus)), "--primary", str(thread_cpus[primary]),
         "--poke", cfg.poke, "--sync", cfg.sync, "--bp", cfg.bp, "--secondary-sync", secsync,
         "--site-kinds", ",".join(kinds), "--executors", str(executors), "--batch", str(cfg.batch),
@@ -102,25 +107,50 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
 
 
 def run_main(args, argv):
-    from .report import summary_text, write_json
+    from .report import check_output_path, summary_text, write_report
     from .runner import run_stress
     scenario = args.scenario or DEFAULT
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario '{scenario}'; see `pyharness scenarios`")
+    # Every output path is checked before any work: a missing directory or
+    # an unwritable file is exit 2 now, not a lost report later.
+    for opt in ("json", "log", "junit", "metrics"):
+        if getattr(args, opt, None):
+            check_output_path(getattr(args, opt), "--" + opt)
     progress = (not args.quiet) and sys.stderr.isatty()
-    if "segments" in SCENARIOS[scenario]:
-        rep = run_mixed(args, scenario, progress)
-    else:
-        spec = build_spec(args, scenario)
-        spec.stop_on_violation = getattr(args, "stop_on_violation", False)
-        rep = run_stress(spec, progress=progress)
-    if args.json:
-        write_json(rep, args.json)
+    log = None
+    if getattr(args, "log", None):
+        from .platform.log import RunLog
+        log = RunLog(args.log)
+    try:
+        if "segments" in SCENARIOS[scenario]:
+            rep = run_mixed(args, scenario, progress, log)
+        else:
+            spec = build_spec(args, scenario)
+            spec.stop_on_violation = getattr(args, "stop_on_violation", False)
+            rep = run_stress(spec, progress=progress, log=log)
+        if log:
+            log.end(rep)
+    finally:
+        if log:
+            log.close()
     print(summary_text(rep))
-    return rep["exit_code"]
+    ok = True
+    if args.json:
+        ok = write_report(rep, args.json, "--json") and ok
+    from .platform import exports
+    for opt, writer in (("junit", exports.write_junit), ("metrics", exports.write_metrics)):
+        path = getattr(args, opt, None)
+        if path:
+            try:
+                writer(rep, path)
+            except OSError as exc:
+                sys.stderr.write(f"pyharness: error: could not write --{opt} {path} ({exc.strerror})\n")
+                ok = False
+    return rep["exit_code"] if ok else max(rep["exit_code"], 1)
 
 
-def run_mixed(args, scenario, progress):
+def run_mixed(args, scenario, progress, log=None):
     """Segments of the component scenarios, in turn, until the duration is used."""
     from .runner import run_stress
     segs = SCENARIOS[scenario]["segments"]
@@ -133,7 +163,7 @@ def run_mixed(args, scenario, progress):
         spec = build_spec(args, name, duration=d)
         spec.config.seed = args.seed + k
         spec.stop_on_violation = getattr(args, "stop_on_violation", False)
-        rep = run_stress(spec, progress=progress)
+        rep = run_stress(spec, progress=progress, log=log)
         rep["segment"] = k
         parts.append(rep)
         spent += d
@@ -181,6 +211,7 @@ def merge_reports(parts, scenario, args):
                 "violation_counts": counts, "invariants": invariant_table(counts),
                 "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),
                 "checks": {"evidence": evidence, "not_observable": gaps},
+                "health": {"segments": [p.get("health") for p in parts]},
                 "segments": [{k: p[k] for k in ("scenario", "verdict", "status", "exit_code", "totals",
                                                  "distributions", "config", "replay", "elapsed_s")}
                              for p in parts],

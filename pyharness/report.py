@@ -73,12 +73,17 @@ def replay_command(argv):
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _cpus(cpus):
+    from .cpus import format_cpu_list
+    return f"{format_cpu_list(cpus)} ({len(cpus)} threads)"
+
+
 def summary_text(rep):
     t = rep["totals"]
     bp = t["bp_hits"]
     lines = [
         f"pyharness {rep['scenario']}: {rep['verdict'].upper()} ({rep['status']}) "
-        f"in {rep['elapsed_s']:.2f} s on CPUs {rep['config']['cpus']}",
+        f"in {rep['elapsed_s']:.2f} s on CPUs {_cpus(rep['config']['cpus'])}",
         f"  sites patched {t['sites_patched']}, site executions {sum(t['exec'])}, "
         f"NMIs {t['nmis']}",
         f"  breakpoint hits: primary {bp['primary']} (in NMI {bp['primary_nmi']}), "
@@ -96,6 +101,16 @@ def summary_text(rep):
                      f"{ck['executions_held_to_schedule']} executions held to the schedule, "
                      f"{ck['serializations_proven']} serializations proven, "
                      f"{ck['protection_checks']} protection reads")
+    h = rep.get("health") or {}
+    logs = [h.get("kernel_log")] if "kernel_log" in h else [x.get("kernel_log") for x in
+                                                            h.get("segments", []) if x]
+    unchecked = [k.get("reason") for k in logs if k and not k.get("checked")]
+    if unchecked:
+        lines.append(f"  kernel log: NOT CHECKED ({unchecked[0]})")
+    elif logs:
+        lines.append("  kernel log: checked, " + (f"{sum(len(k.get('matches', [])) for k in logs)} "
+                                                  f"error line(s)" if any(k.get('matches') for k in logs)
+                                                  else "clean"))
     if rep["violations"]:
         lines.append(f"  {sum(rep['violation_counts'].values())} violation(s):")
         for name, n in rep["violation_counts"].items():
@@ -151,6 +166,25 @@ def check_output_path(path, option="--json"):
     if not existed:
         os.unlink(path)
     return path
+
+
+def write_report(rep, path, option="--json"):
+    """Write the report; if that fails now (the disk filled, the directory
+    went away), write it to the temporary directory instead and say where
+    in one line.  Returns True if it went where it was asked."""
+    import os
+    import sys
+    import tempfile
+    try:
+        write_json(rep, path)
+        return True
+    except OSError as exc:
+        fd, alt = tempfile.mkstemp(prefix="pyharness-report-", suffix=".json")
+        os.close(fd)
+        write_json(rep, alt)
+        sys.stderr.write(f"pyharness: error: could not write {option} {path} ({exc.strerror}); "
+                         f"the report is in {alt}\n")
+        return False
 
 
 def write_json(rep, path):

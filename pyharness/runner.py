@@ -24,6 +24,11 @@ from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_VIOLATIONS, PyharnessErro
 from . import errors as errmod
 
 TICK = 0.2
+# After the time limit and the grace period, a worker whose threads still
+# make progress is overloaded, not hung: it gets up to this many more grace
+# periods to finish (a bound: a run ends within its duration plus 5x grace).
+OVERLOAD_GRACES = 4
+STALL_S = 1.0            # no progress for this long: stalled
 
 
 @dataclasses.dataclass
@@ -87,8 +92,9 @@ def _raise_worker_error(err):
     raise exc
 
 
-def run_stress(spec, json_path=None, progress=None):
-    """Run one contained stress run; returns the report (a dict)."""
+def run_stress(spec, json_path=None, progress=None, log=None):
+    """Run one contained stress run; returns the report (a dict).  ``log``:
+    a pyharness.platform.log.RunLog written while the run goes on."""
     cfg = spec.config.validate()
     if not sync_available(cfg.sync):
         raise SyncUnavailableError(
@@ -100,20 +106,43 @@ def run_stress(spec, json_path=None, progress=None):
     if progress is None:
         progress = sys.stderr.isatty()
     size = lib.ph_shared_size(cfg.to_c())
+    from .platform import evidence as evmod
+    from .platform.health import HealthWatch
+    evidence = evmod.collect(cfg.cpus)
+    health = HealthWatch(cfg.cpus, pids=[os.getpid()]).start()
     fd = os.memfd_create("pyharness-shared", 0)
     try:
         os.ftruncate(fd, size)
         mm = mmap.mmap(fd, size)
         view = SharedView(ffi.from_buffer(mm), keepalive=mm)
-        rep = _supervise(spec, fd, view, _Progress(progress, spec))
+        rep = _supervise(spec, fd, view, _Progress(progress, spec), log, evidence, health)
     finally:
         os.close(fd)
+        health.stop()
+    rep["evidence"] = evmod.finish(evidence, cfg.cpus)
+    rep["health"] = health.report()
+    add_violations(rep, health.violations(rep["health"]))
     if json_path:
         rpt.write_json(rep, json_path)
     return rep
 
 
-def _supervise(spec, fd, view, progress):
+def add_violations(rep, items):
+    """Violations found outside the worker (machine health): into the report,
+    its counts, verdict and exit code."""
+    if not items:
+        return rep
+    rep["violations"] += items
+    for v in items:
+        rep["violation_counts"][v["invariant"]] = rep["violation_counts"].get(v["invariant"], 0) + 1
+    rep["invariants"] = rpt.invariant_table(rep["violation_counts"])
+    rep["verdict"] = "fail"
+    if rep["exit_code"] != EXIT_INTERRUPTED:
+        rep["exit_code"] = EXIT_VIOLATIONS
+    return rep
+
+
+def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     cfg = spec.config
     payload = json.dumps({"config": {**cfg.to_dict(), "kinds": list(cfg.kinds)},
                           "sites": spec.sites, "duration": spec.duration,
@@ -126,10 +155,15 @@ def _supervise(spec, fd, view, progress):
     child.stdin.write(payload)
     child.stdin.close()
     child.stdin = None
+    if health:
+        health.add_pid(child.pid)
+    if log:
+        log.start(spec, evidence, child.pid)
     t0 = time.monotonic()
     limit = spec.limit()
     stop_sent_at = None
     interrupted = hung = False
+    overloaded = None
     beats, stalled_since = {}, {}
     caught_at = None
     try:
@@ -142,6 +176,11 @@ def _supervise(spec, fd, view, progress):
                 if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
                     progress(view, elapsed)
                     _watch_heartbeats(view, beats, stalled_since)
+                    if log:
+                        log.progress(elapsed, view.totals())
+                        if view.sh.nviolations or log.logged:
+                            log.violations(checker.recorded_violations(view, cfg.cpus, cfg.roles(), 0),
+                                           elapsed)
                     if (spec.stop_on_violation and caught_at is None
                             and _has_evidence(view, cfg, spec.stop_on_invariant)):
                         caught_at = elapsed
@@ -155,8 +194,13 @@ def _supervise(spec, fd, view, progress):
                 view.stop()     # the primary finishes its round and publishes DONE
                 stop_sent_at = time.monotonic()
             if stop_sent_at is not None and time.monotonic() - stop_sent_at > spec.grace:
-                hung = True
-                break
+                since = time.monotonic() - stop_sent_at
+                live = _progressing(view, stalled_since)
+                if live and since <= spec.grace * (1 + OVERLOAD_GRACES):
+                    overloaded = since       # slow, not stuck: let it finish
+                else:
+                    hung = True
+                    break
     finally:
         stuck = _stuck_names(view, cfg, stalled_since) if hung else []
         if child.poll() is None:
@@ -179,6 +223,7 @@ def _supervise(spec, fd, view, progress):
     if result and not result.get("ok"):
         _raise_worker_error(result["error"])
     exit_info = {"returncode": child.returncode, "hung": hung, "stuck": stuck,
+                 "overloaded_s": overloaded,
                  "signal": -child.returncode if child.returncode and child.returncode < 0 else None,
                  "stderr": (err or "")[-2000:]}
     if result is None and not hung and child.returncode == 1 and "Traceback" in (err or ""):
@@ -193,6 +238,19 @@ def _watch_heartbeats(view, beats, stalled_since):
         if beats.get(i) != key:
             beats[i] = key
             stalled_since[i] = now
+
+
+def _progressing(view, stalled_since):
+    """Some thread still running changed its counters within STALL_S."""
+    if lib.ph_shared_check(view.base, view.sh.size or 1) != 0:
+        return False
+    now = time.monotonic()
+    for i, c in enumerate(view.all_counters()):
+        if WHERE_NAMES.get(c["where"]) in ("exited",):
+            continue
+        if now - stalled_since.get(i, 0.0) < STALL_S:
+            return True
+    return False
 
 
 def _stuck_names(view, cfg, stalled_since):
@@ -273,6 +331,9 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "worker": {"returncode": exit_info["returncode"], "signal": exit_info["signal"],
                    "stderr_tail": exit_info["stderr"] if exit_info["returncode"] else ""},
         "elapsed_s": elapsed,
+        "overloaded": ({"extra_s": exit_info["overloaded_s"],
+                        "note": "still progressing after the limit and the grace period: slow, "
+                                "not stuck"} if exit_info.get("overloaded_s") else None),
         "first_evidence_s": caught_at,
         "run": {"sites": spec.sites, "duration": spec.duration, "nmi_rate": spec.nmi_rate},
         "config": {**cfg.to_dict(), "kinds": list(cfg.kinds)},

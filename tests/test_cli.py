@@ -1,5 +1,7 @@
 """The command line: reports, listings, and every bad input's one line."""
 import json
+import subprocess
+import sys
 import os
 
 import pytest
@@ -99,7 +101,58 @@ def test_alias_method_works_under_mdwe(run_cli):
     assert p.returncode == 0, p.stderr
 
 
+def test_one_cpu_alone_runs_primary_and_secondary_on_it(run_cli, tmp_path):
+    """--cpus 0 alone (as on a one-CPU box or under taskset -c 0) works: the
+    primary and a secondary share the CPU."""
+    out = tmp_path / "r.json"
+    p = run_cli("run", "--cpus", str(usable_cpus()[0]), "--duration", "1", "--quiet",
+                "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = json.loads(out.read_text())
+    assert rep["config"]["cpus"] == [usable_cpus()[0]] * 2
+    assert f"({2} threads)" in p.stdout
+
+
+def test_one_cpu_through_taskset_works_with_no_options(run_cli):
+    p = run_cli("run", "--duration", "1", "--quiet",
+                preexec_fn=lambda: os.sched_setaffinity(0, {usable_cpus()[0]}))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_a_single_thread_is_refused(run_cli):
-    p = run_cli("run", "--cpus", str(usable_cpus()[0]), "--quiet")
+    p = run_cli("run", "--threads", "1", "--quiet")
     assert p.returncode == 2
     assert "at least one other thread" in stderr_line(p)
+
+
+def test_bp_emulate_alone_uses_the_kinds_emulation_can_run(run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    p = run_cli("run", "--bp", "emulate", "--duration", "1", "--quiet", "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "block" not in json.loads(out.read_text())["config"]["kinds"]
+
+
+@pytest.mark.parametrize("opt", ["--json", "--log", "--junit", "--metrics"])
+def test_output_paths_are_checked_before_the_run(run_cli, tmp_path, opt):
+    p = run_cli("run", "--duration", "30", opt, str(tmp_path / "missing" / "r.out"), timeout=20)
+    assert p.returncode == 2 and "does not exist" in stderr_line(p)
+
+
+def test_a_report_that_cannot_be_written_at_the_end_goes_to_the_temp_dir(run_cli, tmp_path):
+    """The directory exists when the run starts and is gone when it ends:
+    the report is not lost, the error line says where it is."""
+    d = tmp_path / "going"
+    d.mkdir()
+    script = (f"import os, sys, shutil; from pyharness import runner; real = runner.run_stress\n"
+              f"def run_stress(*a, **k):\n    rep = real(*a, **k); shutil.rmtree({str(d)!r}); return rep\n"
+              f"runner.run_stress = run_stress\n"
+              f"from pyharness.cli import main; sys.exit(main(['run', '--duration', '0.5', '--quiet', "
+              f"'--json', {str(d / 'r.json')!r}]))")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    line = stderr_line(p)
+    assert "could not write --json" in line and "the report is in " in line
+    alt = line.split("the report is in ")[1].strip()
+    assert json.loads(open(alt).read())["verdict"] == "pass"
+    os.unlink(alt)

@@ -1,0 +1,73 @@
+"""A log that survives the box: JSON Lines written while the run goes on.
+
+A start record (the configuration and the evidence), a progress record every
+second, each violation as soon as the parent sees it, and an end record.
+Every line is flushed as it is written (a kill -9 of pyharness keeps all of
+them: they are in the kernel's page cache) and the file is synced to disk at
+least every SYNC_S seconds and at the end (a reboot keeps all but the last
+few seconds).  Schema: "pyharness.log/1" on every record.
+"""
+import json
+import os
+import time
+
+SCHEMA = "pyharness.log/1"
+SYNC_S = 2.0
+
+
+class RunLog:
+    def __init__(self, path):
+        self.path = path
+        self.f = open(path, "a", buffering=1)
+        self.last_sync = time.monotonic()
+        self.last_progress = 0.0
+        self.logged = set()      # violations already written (by key)
+
+    def write(self, rec, sync=False):
+        rec = {"schema": SCHEMA, "ts": time.time(), **rec}
+        self.f.write(json.dumps(rec, default=str) + "\n")
+        self.f.flush()
+        now = time.monotonic()
+        if sync or now - self.last_sync >= SYNC_S:
+            os.fsync(self.f.fileno())
+            self.last_sync = now
+
+    def start(self, spec, evidence, pid):
+        self.write({"type": "start", "scenario": spec.scenario, "worker_pid": pid,
+                    "config": {**spec.config.to_dict(), "kinds": list(spec.config.kinds)},
+                    "run": {"sites": spec.sites, "duration": spec.duration,
+                            "nmi_rate": spec.nmi_rate},
+                    "replay": " ".join(spec.argv) if spec.argv else None,
+                    "evidence": evidence}, sync=True)
+
+    def progress(self, elapsed, totals):
+        if elapsed - self.last_progress < 1.0:
+            return
+        self.last_progress = elapsed
+        self.write({"type": "progress", "elapsed_s": round(elapsed, 3),
+                    "sites_patched": totals["sites_patched"], "nmis": totals["nmis"],
+                    "bp_hits": totals["bp_hits"], "violations": totals["violations"]})
+
+    def violations(self, items, elapsed):
+        for v in items:
+            key = (v["invariant"], v.get("detail"), v.get("ts_ns"), v.get("thread"))
+            if key in self.logged:
+                continue
+            self.logged.add(key)
+            self.write({"type": "violation", "elapsed_s": round(elapsed, 3),
+                        **{k: v.get(k) for k in ("invariant", "detail", "thread", "cpu", "role",
+                                                 "site", "seq", "state", "ctx", "source")}},
+                       sync=True)
+
+    def end(self, rep):
+        self.violations(rep.get("violations", []), rep.get("elapsed_s", 0.0))
+        self.write({"type": "end", "verdict": rep["verdict"], "status": rep["status"],
+                    "exit_code": rep["exit_code"], "elapsed_s": rep["elapsed_s"],
+                    "violation_counts": rep["violation_counts"],
+                    "sites_patched": rep["totals"].get("sites_patched")}, sync=True)
+
+    def close(self):
+        try:
+            os.fsync(self.f.fileno())
+        finally:
+            self.f.close()

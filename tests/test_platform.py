@@ -1,0 +1,119 @@
+"""Runs a platform team can act on: evidence, machine health, a log that
+survives a kill -9, and exports read back by real parsers."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from junitparser import JUnitXml
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _wait_for(pred, deadline_s=60.0, step=0.05):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def _lines(path):
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for ln in f:
+            if ln.endswith("\n"):
+                out.append(json.loads(ln))
+    return out
+
+
+def test_a_report_holds_the_evidence_with_reasons_for_what_is_missing(run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    r = run_cli("run", "--duration", "1", "--quiet", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    ev = json.loads(out.read_text())["evidence"]
+    assert ev["schema"] == "pyharness.evidence/1"
+    for c in ev["cpus"]:
+        for k in ("cpu", "package", "die", "core", "smt_siblings", "numa_node", "family", "model",
+                  "stepping", "microcode", "ppin", "freq_khz_start", "freq_khz_end"):
+            assert k in c, k
+    assert ev["kernel"]["cmdline"] and ev["kernel"]["mitigations"] and "pti" in ev["kernel"]
+    assert ev["build"]["compiler"].startswith(("gcc", "clang")) and "-mno-red-zone" in ev["build"]["cflags"]
+    missing = {m["what"]: m["reason"] for m in ev["not_collected"]}
+    for c in ev["cpus"]:   # nothing silently absent: a None has its reason
+        for k in ("ppin", "numa_node"):
+            if c[k] is None:
+                assert any(w.startswith(f"cpu{c['cpu']}") and k.split("_")[0] in w for w in missing)
+    assert all(m["reason"] for m in ev["not_collected"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/dev/kmsg", os.W_OK),
+                    reason="writing a synthetic kernel log line needs root (/dev/kmsg)")
+def test_a_kernel_error_during_the_run_is_a_machine_health_violation(tmp_path):
+    """A synthetic machine-check line written to the kernel log while the
+    run goes on (after its start record, so after the watch began)."""
+    log, out = tmp_path / "l.jsonl", tmp_path / "r.json"
+    p = subprocess.Popen([sys.executable, "-m", "pyharness", "run", "--duration", "3", "--quiet",
+                          "--log", str(log), "--json", str(out)], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: any(r["type"] == "start" for r in _lines(log)))
+    tag = f"pyharness synthetic test {os.getpid()}-{time.time_ns()}"
+    with open("/dev/kmsg", "w") as k:
+        k.write(f"<3>mce: [Hardware Error]: {tag}\n")
+    so, se = p.communicate(timeout=120)
+    assert p.returncode == 1, so + se
+    rep = json.loads(out.read_text())
+    hv = [v for v in rep["violations"] if v["invariant"] == "machine-health"]
+    assert hv and tag in hv[0]["detail"] and "machine-check" in hv[0]["detail"]
+    assert rep["health"]["kernel_log"]["checked"]
+    assert "kernel log: checked, 1 error line(s)" in so
+
+
+def test_the_log_keeps_start_progress_and_violations_after_kill_9(tmp_path):
+    """kill -9 of pyharness mid-run: every line written is still there and
+    parses, and the worker died with its parent."""
+    log = tmp_path / "l.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "pyharness", "run", "--mutant", "skip-sync-one",
+                          "--duration", "60", "--quiet", "--log", str(log)], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    have = _wait_for(lambda: (lambda ls: ls if {"start", "progress", "violation"} <= {x["type"] for x in ls}
+                              else None)(_lines(log)))
+    assert have, _lines(log)
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    lines = _lines(log)
+    assert lines[0]["type"] == "start" and lines[0]["evidence"]["cpus"]
+    assert lines[0]["schema"] == "pyharness.log/1"
+    assert any(x["type"] == "violation" and x["invariant"] == "serialized" for x in lines)
+    assert not any(x["type"] == "end" for x in lines)
+    worker = lines[0]["worker_pid"]
+    assert _wait_for(lambda: not os.path.exists(f"/proc/{worker}") or
+                     open(f"/proc/{worker}/stat").read().split()[2] == "Z", 30)
+
+
+def test_junit_and_prometheus_outputs_parse_back(run_cli, tmp_path):
+    j, m = tmp_path / "j.xml", tmp_path / "m.prom"
+    r = run_cli("run", "--mutant", "lost-tail", "--duration", "1", "--quiet", "--junit", str(j),
+                "--metrics", str(m))
+    assert r.returncode == 1, r.stdout + r.stderr
+    xml = JUnitXml.fromfile(str(j))
+    suite = next(iter(xml))
+    cases = {c.name: c for c in suite}
+    assert "bytes-intended" in cases and "known-variant" in cases and "run-completed" in cases
+    assert cases["bytes-intended"].result and "violation" in cases["bytes-intended"].result[0].message
+    assert not cases["membarrier"].result        # not reachable in rfc-native
+    root = ET.parse(str(j)).getroot()          # and a plain XML parser agrees
+    assert int(root.find("testsuite").get("failures")) >= 1
+    fams = {f.name: f for f in text_string_to_metric_families(m.read_text())}
+    assert fams["pyharness_pass"].samples[0].value == 0
+    viol = {s.labels["invariant"]: s.value for s in fams["pyharness_violations"].samples}
+    assert viol["bytes-intended"] >= 1 and viol["membarrier"] == 0
+    assert fams["pyharness_sites_per_second"].samples[0].value > 0
+    assert fams["pyharness_run_seconds"].samples[0].value > 0
