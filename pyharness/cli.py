@@ -63,6 +63,12 @@ def build_parser():
     r.add_argument("--threads", type=_pos_int, default=None,
                    help="participant threads (default one per CPU; more oversubscribes)")
     r.add_argument("--primary", type=_nonneg_int, default=None, help="CPU of the primary (default: first)")
+    r.add_argument("--placement", default=None,
+                   help="default | spread (across packages, then cores) | one-per-core | smt-pairs "
+                        "(primary and a secondary on SMT siblings) | cross-package")
+    r.add_argument("--retest", type=_nonneg_int, default=0, metavar="N",
+                   help="on failure: rerun N times (the same seed, then new ones) for a "
+                        "reproduction rate, then move the roles around to localize it")
     r.add_argument("--poke", default="mprotect", help="mprotect | alias | rwx")
     r.add_argument("--sync", default="cpuid", help="cpuid | iret | serialize")
     r.add_argument("--bp", default=None, help="native | emulate")

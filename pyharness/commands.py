@@ -17,10 +17,20 @@ def scenarios_main(args):
     return 0
 
 
-def resolve_cpus(cpu_text, threads=None, primary_cpu=None):
+def resolve_cpus(cpu_text, threads=None, primary_cpu=None, placement=None):
     """CPU list -> one CPU per thread (round robin) and the primary's index."""
     cpus = cpumod.usable_cpus() if cpu_text is None else cpumod.parse_cpu_list(cpu_text)
     cpumod.check_cpus(cpus)
+    if placement and placement != "default":
+        from .platform.placement import place
+        order = place(placement, cpus, threads)
+        if primary_cpu is not None:
+            if primary_cpu not in order:
+                raise UsageError(f"--primary {primary_cpu} is not in the CPU list "
+                                 f"{cpumod.format_cpu_list(cpus)}")
+            i = order.index(primary_cpu)
+            order[0], order[i] = order[i], order[0]
+        return order, 0
     if primary_cpu is not None:
         if primary_cpu not in cpus:
             raise UsageError(f"--primary {primary_cpu} is not in the CPU list {cpumod.format_cpu_list(cpus)}")
@@ -41,7 +51,8 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
                          "--protocol rfc-as-posted")
     if args.mutant not in MUTANTS:
         raise UsageError(f"unknown mutant '{args.mutant}'; choose from {', '.join(MUTANTS)}")
-    thread_cpus, primary = resolve_cpus(args.cpus, args.threads, args.primary)
+    placement = getattr(args, "placement", None) or "default"
+    thread_cpus, primary = resolve_cpus(args.cpus, args.threads, args.primary, placement)
     if len(thread_cpus) < 2:
         raise UsageError("the protocol needs a primary and at least one other thread: "
                          "--threads 2 or more")
@@ -101,9 +112,11 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
         replay += ["--mdwe"]
     if cfg.nmi_mode:
         replay += ["--nmi-mode"]
+    if placement != "default":
+        replay += ["--placement", placement]
     return RunSpec(config=cfg, sites=None if duration is not None else sites, duration=duration,
                    nmi_rate=nmi_rate, scenario=scenario, grace=args.grace, timeout=args.timeout,
-                   mdwe=getattr(args, "mdwe", False), argv=replay)
+                   mdwe=getattr(args, "mdwe", False), argv=replay, placement=placement)
 
 
 def run_main(args, argv):
@@ -129,7 +142,18 @@ def run_main(args, argv):
             spec = build_spec(args, scenario)
             spec.stop_on_violation = getattr(args, "stop_on_violation", False)
             rep = run_stress(spec, progress=progress, log=log)
+        if getattr(args, "retest", 0) and rep["verdict"] == "fail" and rep["status"] != "interrupted":
+            from .platform.retest import retest
+            failing = scenario
+            if "segments" in rep:   # mixed: retest the first segment that failed
+                failing = next((p["scenario"] for p in rep["segments"] if p["verdict"] == "fail"),
+                               SCENARIOS[scenario]["segments"][0])
+            rep["retest"] = retest(args, failing, rep, args.retest, progress=progress)
         if log:
+            if rep.get("retest"):
+                log.write({"type": "retest", **{k: v for k, v in rep["retest"]["reproduction"].items()
+                                                if k != "reruns"},
+                           "verdict": rep["retest"]["localization"]["verdict"]}, sync=True)
             log.end(rep)
     finally:
         if log:

@@ -137,6 +137,15 @@ def summary_text(rep):
     if rep.get("crash"):
         c = rep["crash"]
         lines.append(f"  worker crash: signal {c['signo']} at {c['rip']:#x} site {c['site']} bytes {c['bytes']}")
+    rt = rep.get("retest")
+    if rt:
+        r = rt["reproduction"]
+        tt = ", ".join(f"{t:.2f}" for t in r["times_to_failure_s"][:8])
+        lines.append(f"  retest: {r['rate']} (times to failure, s: {tt})")
+        lines.append(f"  localization: {rt['localization']['verdict']}")
+        for x in rt["localization"]["runs"]:
+            lines.append(f"    {x['move']:24s} CPUs {x['cpus']:10s} "
+                         f"{'FAIL ' + ','.join(x['invariants']) if x['failed'] else 'pass'}")
     if rep["verdict"] == "fail":
         lines.append(f"  replay: {rep['replay']}")
     return "\n".join(lines)

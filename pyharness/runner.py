@@ -44,6 +44,7 @@ class RunSpec:
     argv: List[str] = dataclasses.field(default_factory=list)
     stop_on_violation: bool = False      # selftest: stop at the first evidence
     stop_on_invariant: Optional[str] = None  # ... or only once this invariant is seen
+    placement: str = "default"           # how thread_cpus were chosen (platform/placement.py)
 
     def limit(self):
         return self.duration if self.duration is not None else self.timeout
@@ -271,6 +272,11 @@ def _has_evidence(view, cfg, invariant=None):
     return invariant in checker.core_counts(view) or any(v["invariant"] == invariant for v in live)
 
 
+def _placement(spec, roles):
+    from .platform.placement import describe
+    return describe(spec.placement, spec.config.cpus, roles)
+
+
 def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=None):
     cfg = spec.config
     roles = cfg.roles()
@@ -337,6 +343,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "first_evidence_s": caught_at,
         "run": {"sites": spec.sites, "duration": spec.duration, "nmi_rate": spec.nmi_rate},
         "config": {**cfg.to_dict(), "kinds": list(cfg.kinds)},
+        "placement": _placement(spec, roles),
         "machine": machine_info(),
         "replay": rpt.replay_command(spec.argv) if spec.argv else None,
     }

@@ -117,3 +117,81 @@ def test_junit_and_prometheus_outputs_parse_back(run_cli, tmp_path):
     assert viol["bytes-intended"] >= 1 and viol["membarrier"] == 0
     assert fams["pyharness_sites_per_second"].samples[0].value > 0
     assert fams["pyharness_run_seconds"].samples[0].value > 0
+
+
+# Two packages x two cores x two SMT siblings: cpu = pkg*4 + core*2 + smt... as
+# Linux numbers them on many boxes: siblings far apart (0 and 4 share a core).
+TOPO = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (0, 0), 5: (0, 1), 6: (1, 0), 7: (1, 1)}
+
+
+def test_placements_on_a_two_package_smt_box():
+    from pyharness.platform.placement import place
+    cpus = list(range(8))
+    assert place("default", cpus, topo=TOPO) == cpus
+    spread = place("spread", cpus, topo=TOPO)
+    assert [TOPO[c][0] for c in spread[:4]] == [0, 1, 0, 1]        # packages alternate
+    assert len({TOPO[c] for c in spread[:4]}) == 4                  # four distinct cores first
+    assert sorted(place("one-per-core", cpus, topo=TOPO)) == [0, 1, 2, 3]
+    pair = place("smt-pairs", cpus, topo=TOPO)
+    assert TOPO[pair[0]] == TOPO[pair[1]] and pair[0] != pair[1]
+    cross = place("cross-package", cpus, topo=TOPO)
+    assert TOPO[cross[0]][0] == 0 and all(TOPO[c][0] == 1 for c in cross[1:])
+    assert place("spread", cpus, threads=10, topo=TOPO)[8:] == spread[:2]   # oversubscribed: wraps
+
+
+def test_a_placement_the_box_cannot_give_is_exit_3(run_cli):
+    import psutil
+    if psutil.cpu_count(logical=True) != psutil.cpu_count(logical=False):
+        pytest.skip("this box has SMT siblings")
+    r = run_cli("run", "--placement", "smt-pairs", "--duration", "1")
+    assert r.returncode == 3 and "SMT" in r.stderr and r.stderr.count("\n") == 1
+
+
+def _r(cpus, failed):
+    return {"cpu_set": cpus, "failed": failed}
+
+
+def test_localization_verdicts():
+    from pyharness.platform.retest import localize
+    all8 = list(range(8))
+    without = lambda c: [x for x in all8 if x != c]     # noqa: E731
+    # failing only while CPU 5 takes part
+    v = localize([_r(without(c), c != 5) for c in all8], TOPO)
+    assert v["follows"] == {"cpu": 5, "package": 0, "core": 1} and "follows CPU 5" in v["verdict"]
+    # failing while either SMT sibling of core 0 / package 1 (CPUs 2 and 6) takes part
+    runs = [_r([0, 1, 3, 4, 5, 7], False), _r([2, 3], True), _r([6, 7], True), _r([0, 2, 6], True)]
+    assert localize(runs, TOPO)["follows"]["core"] == 0
+    # failing in every placement: not a core
+    v = localize([_r(without(c), True) for c in all8], TOPO)
+    assert v["follows"] == "software" and "not a core" in v["verdict"]
+    # package 1 alone fails, package 0 alone passes
+    runs = [_r([0, 1, 4, 5], False), _r([2, 3, 6, 7], True)]
+    assert localize(runs, TOPO)["follows"]["package"] == 1
+
+
+def test_retest_gives_a_rate_and_a_localization_verdict(run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    r = run_cli("run", "--mutant", "skip-sync-one", "--duration", "3", "--retest", "3", "--quiet",
+                "--json", str(out), timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    rt = json.loads(out.read_text())["retest"]
+    assert rt["reproduction"]["rate"] == "failed 4 of 4"
+    assert len(rt["reproduction"]["times_to_failure_s"]) == 4
+    assert [x["seed"] for x in rt["reproduction"]["reruns"]] == [1, 2, 3]
+    assert rt["localization"]["follows"] == "software"
+    assert len(rt["localization"]["runs"]) >= 3
+    assert "localization: fails in every placement" in r.stdout
+
+
+def test_an_overloaded_run_is_let_finish_not_called_hung(run_cli, tmp_path):
+    """Many threads on 2 CPUs with NMIs: still progressing past the limit and
+    the grace period, it is overloaded, finishes within the bound, and is
+    not judged hung."""
+    out = tmp_path / "r.json"
+    r = run_cli("run", "--threads", "96", "--nmi-rate", "200", "--duration", "1", "--grace", "0.3",
+                "--sites", "200", "--quiet", "--json", str(out), timeout=120)
+    rep = json.loads(out.read_text())
+    assert rep["status"] != "hung", rep["stuck_threads"]
+    assert rep["status"] == "complete" and r.returncode == 0, r.stdout + r.stderr
+    if rep["overloaded"]:      # the host decides whether it ran late; if so, said so
+        assert rep["overloaded"]["extra_s"] > 0.3
