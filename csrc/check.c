@@ -278,8 +278,8 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
     struct ph_oracle *o = &e->orc;
     struct ph_counters *pc = &e->thr[e->cfg.primary];
     int idx = ph_self.idx, pst = PH_ROUND_STATE(prev), st = PH_ROUND_STATE(r);
-    if (!o->active)
-        return;
+    if (!o->active || ph_aborted(e))
+        return;     /* after an abort the primary only publishes DONE to end the run */
     /* (s) Each round publishes SYNC_0, SYNC_1, SYNC_2, SYNC_DONE in turn,
      * the next round starts only after SYNC_DONE, and DONE comes once,
      * after a SYNC_DONE.  a: the previous round, b: this one. */

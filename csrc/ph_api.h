@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 10
+#define PH_ABI_VERSION 11
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -290,7 +290,9 @@ struct ph_counters {
     int64_t nmi_rc;            /* ... and what it returned */
     uint64_t pair_checks;      /* lock/unlock pairs run by this thread's NMIs */
     uint64_t session_in;       /* the session this thread has entered (stop_machine) */
-    uint64_t pad1[7];          /* to a multiple of 64 bytes (asserted) */
+    int64_t where_abort;       /* where and what it had last seen when the run aborted */
+    uint64_t seen_abort;
+    uint64_t pad1[5];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */
@@ -327,6 +329,8 @@ struct ph_shared {
     uint64_t session;           /* stop_machine calls begun */
     uint64_t final_session;     /* set before the last session's DONE */
     uint64_t num_acks;          /* the RFC's num_acks: every participant, primary included */
+    uint64_t abort_round;       /* the published state when the run aborted (0: it did not) */
+    uint64_t abort_map[16];     /* the RFC's ack map then */
     struct ph_crash crash;
     struct ph_violation violations[256];
     uint64_t series_count[6];

@@ -50,6 +50,19 @@ int ph_aborted(struct ph_engine *e)
 
 void ph_abort_run(struct ph_engine *e)
 {
+    /* The first to abort freezes every thread's wait for the diagnosis:
+     * once aborted they all leave their loops. */
+    uint64_t running = STATUS_RUNNING;
+    if (__atomic_compare_exchange_n(&e->sh->status, &running, STATUS_ABORTED, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        for (int i = 0; i < e->cfg.nthreads; i++) {
+            ph_store_relaxed(&e->thr[i].where_abort, ph_load_relaxed(&e->thr[i].where));
+            ph_store_relaxed(&e->thr[i].seen_abort, ph_load_relaxed(&e->thr[i].seen_round));
+        }
+        for (int w = 0; w < 16; w++)
+            ph_store_relaxed(&e->sh->abort_map[w], ph_load_relaxed(&e->sh->sync_ack_map[w]));
+        ph_store_relaxed(&e->sh->abort_round, ph_load_relaxed(&e->sh->round) | (1ULL << 63));
+    }
     ph_store_relaxed(&e->sh->status, STATUS_ABORTED);
 }
 
@@ -224,6 +237,17 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
         goto out;
 
 out:
+    if (rc && ph_aborted(e)) {
+        /* The run was aborted mid-round (a deadline, already recorded):
+         * complete the round's bytes, so that no INT3 outlives it for NMIs
+         * and the verification to trap on forever.  Not a protocol step:
+         * the observer stands down (it stopped at the abort). */
+        e->orc.active = 0;
+        for (int i = 0; i < n; i++) {
+            ph_text_poke(e, vec[i].addr + 1, vec[i].text + 1, (size_t)vec[i].len - 1);
+            ph_text_poke(e, vec[i].addr, vec[i].text, 1);
+        }
+    }
     /* Retract the descriptor.  Pairs with the acquire load in desc_try_get(). */
     ph_store_release(&e->bp_desc, NULL);
     ph_trace(e, PH_EV_RETRACT, PH_CTX_THREAD, ids[0], ph_load_relaxed(&e->sh->round), (uint32_t)d->gen);
@@ -519,6 +543,11 @@ int ph_verify_run(struct ph_engine *e)
     uint64_t r = ph_load_acquire(&e->sh->round);
     if (PH_ROUND_STATE(r) != PH_DONE)
         return -EAGAIN;
+    /* An aborted run (a deadline) may have left a round half done, INT3s
+     * included: the run has failed already, and running its sites now
+     * would only trap on what the abort left. */
+    if (ph_aborted(e))
+        return -ECANCELED;
     c->where = PH_WHERE_VERIFY;
     ph_sync_core(e);    /* like any CPU leaving stop_machine */
     for (int s = 0; s < e->cfg.nsites; s++) {

@@ -1,9 +1,11 @@
-"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare.
+"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare | campaign |
+merge.
 
 Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this
 environment cannot run it, 130 interrupted.  Errors are one line on stderr.
 """
 import argparse
+import os
 import sys
 
 from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, EXIT_VIOLATIONS, PyharnessError,
@@ -154,6 +156,18 @@ def build_parser():
     m.add_argument("--keep", default=None, metavar="DIR", help="build the scratch trees here and keep them")
     m.add_argument("--json", default=None, metavar="PATH")
 
+    g = sub.add_parser("campaign", help="selftest, scenario matrix across placements and bench, "
+                                        "sized by a time budget, kept under one directory")
+    g.add_argument("--budget", default="5m", help="5m | 1h | 8h | forever, or a duration (90s, 20m)")
+    g.add_argument("--out", default="results", metavar="DIR",
+                   help="results go to DIR/<host>-<date>/ (default: ./results)")
+    g.add_argument("--cpus", default=None)
+
+    mg = sub.add_parser("merge", help="merge campaign directories from many boxes into one table")
+    mg.add_argument("dirs", nargs="+", metavar="DIR")
+    mg.add_argument("--json", default=None, metavar="PATH")
+    mg.add_argument("--format", default="text", choices=["text", "md"])
+
     c = sub.add_parser("compare", help="compare two bench JSON files")
     c.add_argument("old")
     c.add_argument("new")
@@ -184,6 +198,12 @@ def main(argv=None):
         if args.command == "mutate":
             from .mutate import mutate_main
             return mutate_main(args)
+        if args.command == "campaign":
+            from .fleet.campaign import campaign_main
+            return campaign_main(args)
+        if args.command == "merge":
+            from .fleet.merge import merge_main
+            return merge_main(args)
         if args.command == "compare":
             from .compare import compare_main
             return compare_main(args)
@@ -193,6 +213,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("pyharness: interrupted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed (| head): what was asked for is written; stay quiet
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_PASS
     return EXIT_USAGE
 
 

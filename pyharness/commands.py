@@ -158,8 +158,7 @@ def run_main(args, argv):
     finally:
         if log:
             log.close()
-    print(summary_text(rep))
-    ok = True
+    ok = True       # the report first: a closed stdout must not lose it
     if args.json:
         ok = write_report(rep, args.json, "--json") and ok
     from .platform import exports
@@ -171,6 +170,7 @@ def run_main(args, argv):
             except OSError as exc:
                 sys.stderr.write(f"pyharness: error: could not write --{opt} {path} ({exc.strerror})\n")
                 ok = False
+    print(summary_text(rep))
     return rep["exit_code"] if ok else max(rep["exit_code"], 1)
 
 

@@ -56,16 +56,24 @@ def _st(r):
     return {"seq": r >> 3, "state": STATE_NAMES.get(r & 7, r & 7)}
 
 
-def thread_waits(view, config):
-    """For every thread: role, where, the state it last saw, its ack, its bit."""
-    amap = view.ack_map()
+def _abort_map(view):
+    sh = view.sh
+    return {w * 64 + b for w in range(16) for b in range(64) if sh.abort_map[w] >> b & 1}
+
+
+def thread_waits(view, config, frozen=False):
+    """For every thread: role, where, the state it last saw, its ack, its bit
+    (as frozen when the run aborted, if it did: then they all left)."""
+    amap = _abort_map(view) if frozen else view.ack_map()
     out = []
     roles = config.roles()
     for i in range(view.nthreads):
         c = view.counters(i)
+        where = c["where_abort"] if frozen else c["where"]
+        seen = c["seen_abort"] if frozen else c["seen_round"]
         out.append({"thread": i, "cpu": config.cpus[i], "role": ROLE_NAMES.get(roles[i]),
-                    "where": WHERE_NAMES.get(c["where"], c["where"]),
-                    "last_seen": _st(c["seen_round"]), "last_ack": _st(c["acked_round"]),
+                    "where": WHERE_NAMES.get(where, where),
+                    "last_seen": _st(seen), "last_ack": _st(c["acked_round"]),
                     "bit_in_map": i in amap,
                     "trace": view.trace(i, 12)})
     return out
@@ -75,11 +83,13 @@ def diagnose(view, config, violations, status):
     """A dict: the published state, the map, each thread's wait, and the
     findings with their evidence and the RFC step they come from."""
     sh = view.sh
-    published = sh.round
-    amap = view.ack_map()
-    waits = thread_waits(view, config)
+    frozen = bool(sh.abort_round >> 63)
+    published = sh.abort_round & ((1 << 63) - 1) if frozen else sh.round
+    amap = _abort_map(view) if frozen else view.ack_map()
+    waits = thread_waits(view, config, frozen)
     posted = config.protocol == "rfc-as-posted"
-    d = {"published": _st(published), "num_acks": sh.num_acks if posted else None,
+    d = {"frozen_at_abort": frozen, "published": _st(published),
+         "num_acks": sh.num_acks if posted else None,
          "map": sorted(amap) if posted else None, "map_weight": len(amap) if posted else None,
          "threads": waits, "findings": []}
     names = {v["invariant"] for v in violations}

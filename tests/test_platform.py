@@ -195,3 +195,47 @@ def test_an_overloaded_run_is_let_finish_not_called_hung(run_cli, tmp_path):
     assert rep["status"] == "complete" and r.returncode == 0, r.stdout + r.stderr
     if rep["overloaded"]:      # the host decides whether it ran late; if so, said so
         assert rep["overloaded"]["extra_s"] > 0.3
+
+
+def test_campaign_end_to_end_and_merge_of_two_boxes(run_cli, tmp_path):
+    """A campaign scaled to a small budget runs every step, keeps each
+    step's output under <host>-<date>/, and two campaign directories merge
+    into one table by CPU model, microcode and kernel."""
+    out = tmp_path / "res"
+    r = run_cli("campaign", "--budget", "15s", "--out", str(out), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (camp,) = list(out.iterdir())
+    s = json.loads((camp / "summary.json").read_text())
+    assert s["schema"] == "pyharness.campaign/1" and s["evidence"]["cpus"]
+    names = [st["name"] for st in s["steps"]]
+    assert names[0] == "selftest" and "bench" in names and "run-mixed" in names
+    assert any(n.startswith("run-rfc-selftest-") for n in names)
+    for st in s["steps"]:
+        for ext in (".out", ".err", ".rc"):
+            assert (camp / (st["name"] + ext)).exists()
+    posted = next(st for st in s["steps"] if st["name"] == "run-rfc-as-posted")
+    assert posted["rc"] == 1 and posted["findings"]     # expected: the RFC's findings
+    assert "(expected)" in r.stdout and "campaign: PASS" in r.stdout
+    # a second "box": the same campaign copied under another host name, with a failure
+    other = tmp_path / "box2" / "box2-20261125-000000"
+    other.parent.mkdir()
+    import shutil
+    shutil.copytree(camp, other)
+    s2 = dict(s, host="box2")
+    s2["steps"] = [dict(st) for st in s["steps"]]
+    s2["steps"][1].update(rc=1, violations={"known-variant": 3}, verdict="fail")
+    (other / "summary.json").write_text(json.dumps(s2))
+    mj = tmp_path / "m.json"
+    r = run_cli("merge", str(out), str(tmp_path / "box2"), "--json", str(mj))
+    assert r.returncode == 1, r.stdout + r.stderr        # a box failed
+    doc = json.loads(mj.read_text())
+    (row,) = doc["rows"]                                  # same CPU model, microcode, kernel
+    assert sorted(row["boxes"]) == sorted([s["host"], "box2"])
+    assert row["failed_boxes"] == ["box2"] and row["how"] == {"known-variant": 1}
+    md = run_cli("merge", str(out), str(tmp_path / "box2"), "--format", "md").stdout
+    assert md.startswith("| CPU model |") and "known-variant (1)" in md
+
+
+def test_merge_of_nothing_is_one_line_and_exit_2(run_cli, tmp_path):
+    r = run_cli("merge", str(tmp_path))
+    assert r.returncode == 2 and "summary.json" in r.stderr and r.stderr.count("\n") == 1

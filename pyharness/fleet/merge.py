@@ -1,0 +1,95 @@
+"""`pyharness merge DIR...`: campaign directories from many boxes, merged
+into one table by CPU model, microcode and kernel: which boxes and CPUs
+failed, how, and how often.
+
+A DIR is a campaign directory (it holds summary.json) or any directory
+above campaign directories (searched to any depth).
+"""
+import json
+import os
+
+from ..errors import UsageError
+
+SCHEMA = "pyharness.merge/1"
+
+
+def find_summaries(dirs):
+    out = []
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise UsageError(f"{d}: not a directory")
+        for root, _, files in os.walk(d):
+            if "summary.json" in files:
+                out.append(os.path.join(root, "summary.json"))
+    if not out:
+        raise UsageError(f"no campaign directory (summary.json) under {', '.join(dirs)}")
+    return sorted(out)
+
+
+def _key(s):
+    ev = s.get("evidence") or {}
+    cpus = ev.get("cpus") or [{}]
+    return (cpus[0].get("model_name") or s.get("machine", {}).get("cpu_model") or "?",
+            cpus[0].get("microcode") or "?",
+            (ev.get("kernel") or {}).get("release") or s.get("machine", {}).get("kernel") or "?")
+
+
+def merge(dirs):
+    groups = {}
+    for path in find_summaries(dirs):
+        with open(path) as f:
+            s = json.load(f)
+        g = groups.setdefault(_key(s), {"boxes": set(), "campaigns": 0, "steps": 0, "failed": 0,
+                                        "how": {}, "failed_boxes": set(), "failed_steps": {}})
+        g["boxes"].add(s["host"])
+        g["campaigns"] += 1
+        for st in s["steps"]:
+            from .campaign import expected_to_fail
+            if expected_to_fail(st):
+                continue        # the posted RFC fails by design: its findings are not the box's
+            g["steps"] += 1
+            if st["rc"] != 0:
+                g["failed"] += 1
+                g["failed_boxes"].add(s["host"])
+                base = st["name"].rsplit("-r", 1)[0] if "-r" in st["name"] else st["name"]
+                g["failed_steps"][base] = g["failed_steps"].get(base, 0) + 1
+                for inv, n in (st.get("violations") or {}).items():
+                    g["how"][inv] = g["how"].get(inv, 0) + 1
+                if not st.get("violations"):
+                    how = st.get("status") or f"exit {st['rc']}"
+                    g["how"][how] = g["how"].get(how, 0) + 1
+    rows = []
+    for (model, mc, kernel), g in sorted(groups.items()):
+        rows.append({"cpu_model": model, "microcode": mc, "kernel": kernel,
+                     "boxes": sorted(g["boxes"]), "campaigns": g["campaigns"], "steps": g["steps"],
+                     "failed_steps": g["failed"], "failed_boxes": sorted(g["failed_boxes"]),
+                     "how": g["how"], "where": g["failed_steps"]})
+    return {"schema": SCHEMA, "rows": rows}
+
+
+def table(doc, fmt="text"):
+    head = ["CPU model", "microcode", "kernel", "boxes", "failed boxes", "failed steps", "how (steps)"]
+    rows = []
+    for r in doc["rows"]:
+        how = ", ".join(f"{k} ({v})" for k, v in sorted(r["how"].items(), key=lambda x: -x[1])) or "-"
+        rows.append([r["cpu_model"], r["microcode"], r["kernel"], str(len(r["boxes"])),
+                     ", ".join(r["failed_boxes"]) or "-", f"{r['failed_steps']}/{r['steps']}", how])
+    if fmt == "md":
+        out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in rows]
+        return "\n".join(out)
+    w = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    out = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head))]
+    out += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
+    return "\n".join(out)
+
+
+def merge_main(args):
+    doc = merge(args.dirs)
+    if args.json:
+        from ..report import check_output_path
+        check_output_path(args.json)
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    print(table(doc, args.format))
+    return 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
