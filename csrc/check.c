@@ -548,15 +548,17 @@ int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
     int64_t d = c->exec_depth + 1;
     int slot = d < 3 ? (int)d : 3;
     c->exec_depth = d;
-    uint64_t saved = c->trap_exec[slot];
+    uint64_t saved = c->trap_exec[slot], saved_ool = c->ool_exec[slot];
     c->trap_exec[slot] = 0;
+    c->ool_exec[slot] = 0;
     /* Pairs with the release stores of the round in publish() and of
      * last_seq in ph_oracle_next(). */
     uint64_t r0 = ph_load_acquire(&e->sh->round);
     uint64_t l1 = o->last_seq ? ph_load_acquire(&o->last_seq[site]) : 0;
     uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
-    uint64_t traps = c->trap_exec[slot];
+    uint64_t traps = c->trap_exec[slot], ool = c->ool_exec[slot];
     c->trap_exec[slot] = saved;
+    c->ool_exec[slot] = saved_ool;
     c->exec_depth = d - 1;
     if (value)
         *value = v;
@@ -581,6 +583,8 @@ int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
     int stable = traps > 0 || l1 < seq0 || (l1 == seq0 && PH_ROUND_STATE(r0) >= PH_SYNC_DONE);
     if (!stable)
         return got;
+    if (ool)               /* run out of line by the primary: the old variant */
+        want = !want;
     ph_count(&c->exec_checked, 1);
     if (got != want)   /* a: value, b: the scheduled variant's value, traps in bit 32+ */
         ph_violation(e, PH_INV_SCHEDULE, ph_self.idx, site, ctx, r0,
@@ -674,8 +678,15 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
         /* Native: resume exactly at the site, to run it anew.  Emulated:
          * resumed elsewhere, the context is what the scheduled instruction
          * does (rewound: a late trap, re-executed). */
-        if (site >= 0 && rip != ip && e->orc.active)
+        /* Native on the primary, a block: out of line, the old variant. */
+        uint64_t ool_old = site >= 0 ? ph_site_ool(e, site, !ph_load_acquire(&e->orc.variant[site]))
+                                     : 0;
+        if (site >= 0 && rip != ip && e->orc.active && !(ool_old && rip == ool_old)) {
             wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, uc, sp0, &got);
+        } else if (ool_old && rip == ool_old) {
+            int64_t d2 = c->exec_depth;
+            ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
+        }
         if (wrong)
             ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 11
+#define PH_ABI_VERSION 12
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -292,7 +292,8 @@ struct ph_counters {
     uint64_t session_in;       /* the session this thread has entered (stop_machine) */
     int64_t where_abort;       /* where and what it had last seen when the run aborted */
     uint64_t seen_abort;
-    uint64_t pad1[5];          /* to a multiple of 64 bytes (asserted) */
+    uint64_t ool_exec[4];      /* breakpoints resolved out of line, per execution depth */
+    uint64_t pad1[1];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

@@ -219,6 +219,7 @@ static inline const uint8_t *ph_text_bytes(struct ph_engine *e, uint64_t addr)
     return e->text_w + (addr - (uint64_t)e->text_x);
 }
 int ph_site_find(struct ph_engine *e, uint64_t addr);
+uint64_t ph_site_ool(struct ph_engine *e, int site, int v);
 int ph_site_containing(struct ph_engine *e, uint64_t addr);
 int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);
 

@@ -151,6 +151,20 @@ static int text_layout(struct ph_engine *e, uint8_t *buf)
         } else {
             p[s->len] = 0xc3;            /* ret */
         }
+        if (s->kind == PH_KIND_BLOCK) {
+            /* Each variant out of line, in the site's own slot, ending in a
+             * jump back past the site: where the primary's breakpoint runs a
+             * block it is patching (proto_rfc.c), rather than finishing it
+             * under a CPU that may be between its instructions. */
+            for (int var = 0; var < 2; var++) {
+                uint64_t o = ph_site_ool(e, i, var) - base;
+                memcpy(buf + o, s->text[var], (size_t)s->len);
+                buf[o + s->len] = 0xe9;
+                put32(buf + o + s->len + 1,
+                      (uint32_t)(int32_t)((int64_t)(s->addr + (uint64_t)s->len) -
+                                          (int64_t)(base + o + (uint64_t)s->len + 5)));
+            }
+        }
     }
     return 0;
 }
@@ -239,6 +253,17 @@ void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t
 }
 
 /* Exact site start -> index, or -1 (binary search: sites are in address order). */
+/* The out-of-line copy of a block's variant v (0: not a block): in the
+ * free part of the site's slot, 32 bytes apart. */
+uint64_t ph_site_ool(struct ph_engine *e, int site, int v)
+{
+    if (site < 0 || site >= e->cfg.nsites || e->sites[site].kind != PH_KIND_BLOCK)
+        return 0;
+    const struct ph_site *s = &e->sites[site];
+    uint64_t slot = s->addr - (s->straddles ? PH_STRADDLE_OFF : 0);
+    return slot + (s->straddles ? 0 : 64) + (uint64_t)(v ? 32 : 0);
+}
+
 /* Where variant v of a site branches to (0: it does not branch). */
 uint64_t ph_site_target(struct ph_engine *e, int site, int v)
 {

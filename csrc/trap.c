@@ -223,11 +223,22 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
         ph_count(&c->bp_late, 1);
     } else if (d->native) {
-        if (ph_self.idx == e->cfg.primary) {
-            /* Primary (an NMI during its own patching): finish the site
-             * locally, tail then first byte, and serialize only ourselves.
-             * Secondaries may run stale code: the state machine resumes and
-             * forces their sync_one() later. */
+        if (ph_self.idx == e->cfg.primary && p->len > 5 && e->cfg.protocol == PH_PROTO_RFC) {
+            /* Primary, a multi-instruction block: another CPU may be between
+             * its instructions (it entered before the INT3), so finishing the
+             * site here would tear its execution.  Run the old variant out of
+             * line instead and write nothing; the state machine writes the
+             * rest once every CPU acked.  (The RFC as posted finishes locally:
+             * a finding, README.) */
+            uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ph_site_ool(e, site, !p->new_variant);
+            ph_count(&c->bp_native, 1);
+            goto resolved;
+        } else if (ph_self.idx == e->cfg.primary) {
+            /* Primary (an NMI during its own patching), a single instruction:
+             * finish the site locally, tail then first byte, and serialize
+             * only ourselves.  Secondaries may run stale code: the state
+             * machine resumes and forces their sync_one() later; one
+             * instruction is fetched whole, so none can run half of it. */
             ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             ph_text_poke(e, p->addr, p->text, 1);
             ph_sync_core(e);
@@ -254,6 +265,7 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
     }
 
+resolved:
     if (d) {
         /* Pairs with the release store of retired in patch_batch(): the
          * primary must not retire a descriptor we still hold. */

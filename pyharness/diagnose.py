@@ -27,6 +27,13 @@ Findings (ids are stable; README "What pyharness finds in the RFC as posted"):
                   from the one it saw, and waits while the primary waits on it;
   trap-storm      between a site's INT3 and its SYNC_0 a trapping secondary
                   sees the previous site's SYNC_DONE, returns and re-traps;
+  local-finish    poke_int3_native() on the primary finishes a site locally
+                  (tail, then byte 0) without any CPU's ack: a CPU that
+                  entered a multi-instruction site before its INT3 and is
+                  still between its instructions runs a mix of both
+                  variants (found by a 30-minute soak in pyharness's own
+                  protocol, which kept this step; it now runs such a site
+                  out of line instead);
   finish-bug      text_poke_sync_finish() meets a state it never expects
                   (BUG());
   pair-mismatch   a NMI runs one variant's lock with the other's unlock.
@@ -46,10 +53,18 @@ FINDINGS = {
                   "on plain state values shared by every site",
     "trap-storm": "poke_int3_native() -> text_poke_sync_site() returning at once on the previous "
                   "site's PATCH_SYNC_DONE, before this site's PATCH_SYNC_0 is published",
+    "local-finish": "poke_int3_native(), primary branch: __text_do_poke() of the tail and byte 0 "
+                    "without waiting for the other CPUs, under a CPU inside a multi-instruction site",
     "finish-bug": "text_poke_sync_finish(): BUG() on a state other than SYNC_DONE, SYNC_0, DONE",
     "pair-mismatch": "paired sites patched one round at a time (or a NMI spanning a round): the "
                      "lock and unlock of different variants",
 }
+
+
+def _kind(config, site):
+    """The kind of a site, as csrc/text.c lays them out (enum order, round robin)."""
+    order = [k for k in ("movret", "call", "jmpnop", "block") if k in config.kinds]
+    return order[site % len(order)] if order else None
 
 
 def _st(r):
@@ -126,6 +141,14 @@ def diagnose(view, config, violations, status):
     for v in violations:
         if v["invariant"] == "ack-once" and "inside the sync loop" in v.get("detail", "") and posted:
             find("split-ack", v["detail"], [v.get("thread")])
+        elif (v["invariant"] == "known-variant" and v.get("site") is not None
+              and _kind(config, v["site"]) == "block"
+              and any(ev["type"] == "bp-enter" and ev["site"] == v["site"] and ev["ctx"] != "thread"
+                      for ev in v.get("trace", []))
+              and v.get("role") != "primary"):
+            find("local-finish", f"{v['detail']}: a multi-instruction site, run by thread "
+                                 f"{v.get('thread')} while the primary's breakpoint finished it",
+                 [v.get("thread")])
         elif v["invariant"] == "trap-bound":
             find("trap-storm", v["detail"], [v.get("thread")])
         elif v["invariant"] == "rfc-bug":

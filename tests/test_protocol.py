@@ -55,9 +55,11 @@ def test_native_breakpoints_on_secondary_and_primary(two_cpus):
         o = e.run(sites=SITES)
         assert_clean_run(o, SITES)
         t = o.view.totals()["bp_hits"]
-        assert t["primary"] == t["primary_nmi"] == SITES
-        assert t["secondary"] == t["secondary_nmi"] == SITES
-        assert t["native"] == 2 * SITES and t["emulated"] == 0
+        # at least one trap per side per site; a block the primary runs out of
+        # line keeps its INT3, so the observer's NMI probes may trap again
+        assert t["primary"] == t["primary_nmi"] >= SITES
+        assert t["secondary"] == t["secondary_nmi"] >= SITES
+        assert t["native"] == t["primary"] + t["secondary"] and t["emulated"] == 0
         sec = o.view.counters(1)
         assert sec["acks_bp"] > 0                  # acked re-entrantly from the handler
         assert sec["bp_depth_max"] == 1

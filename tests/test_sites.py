@@ -68,8 +68,13 @@ def test_trap_round_trip_through_the_real_handler(two_cpus, bp, kinds):
         try:
             v = ffi.new("uint32_t *")
             for s in range(8):
-                assert lib.ph_test_trap_site(e._e, s, v) == 1      # the new variant ran
-                assert v[0] == e.site_values(s)[1]
+                # The new variant ran -- except a block on the primary, which
+                # runs its old variant out of line (another CPU may be between
+                # its instructions: finishing it there would tear that run).
+                ool = bp == "native" and e.site_kind(s) == "block"
+                want = 0 if ool else 1
+                assert lib.ph_test_trap_site(e._e, s, v) == want
+                assert v[0] == e.site_values(s)[want]
                 assert e.exec_site(s) == (1, e.site_values(s)[1])  # and the text is complete
         finally:
             lib.ph_thread_unregister(e._e, 0)
