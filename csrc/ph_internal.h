@@ -265,6 +265,7 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
                               uint64_t *waited);
 uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step);
 void ph_busy_wait(uint64_t ns);
+void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step);
 int ph_nmi_work(struct ph_engine *e);
 
 /* stress.c: aimed stress and the RFC selftest's conditions */

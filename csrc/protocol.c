@@ -139,6 +139,34 @@ uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
     return t;
 }
 
+/* One step's writes, every site of the round (the protocols' poke_sync()). */
+void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    static const uint8_t int3 = PH_INT3;
+    if (step != STEP_NONE) {
+        /* Note: we may take a breakpoint (via an NMI) right after these
+         * writes, before the state changes; the primary's breakpoint path
+         * finishes the site locally (or runs a block out of line), so we
+         * make progress. */
+        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {
+            struct ph_patch *p = &vec[i];
+            if (step == STEP_INT3) {
+                ph_text_poke(e, p->addr, &int3, 1);
+            } else if (step == STEP_TAIL) {
+                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
+                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            } else {
+                ph_text_poke(e, p->addr, p->text, 1);
+            }
+        }
+        c->where = where;
+        ph_st_aim_primary(e, step);
+    }
+}
+
 void ph_busy_wait(uint64_t ns)
 {
     uint64_t end = ph_now_ns() + ns;

@@ -59,8 +59,8 @@ DEFAULT = "rfc-native"
 AIMS = {"primary": 1, "secondary": 2, "executor": 4}
 
 
-def parse_aim(text):
-    """'primary,secondary' | 'all' | 'none' -> a tuple of aim names."""
+def parse_names(text, table, option):
+    """'a,b' | 'all' | 'none' -> a tuple of names from ``table`` (None: not given)."""
     from .errors import UsageError
     if text is None:
         return None
@@ -68,12 +68,16 @@ def parse_aim(text):
     if text == "none":
         return ()
     if text == "all":
-        return tuple(AIMS)
+        return tuple(table)
     names = tuple(a.strip() for a in text.split(",") if a.strip())
     for a in names:
-        if a not in AIMS:
-            raise UsageError(f"unknown --aim '{a}'; choose from {', '.join(AIMS)}, all or none")
+        if a not in table:
+            raise UsageError(f"unknown {option} '{a}'; choose from {', '.join(table)}, all or none")
     return names
+
+
+def parse_aim(text):
+    return parse_names(text, AIMS, "--aim")
 
 
 def aim_bits(names):
@@ -81,18 +85,5 @@ def aim_bits(names):
 
 
 def parse_stress(text):
-    """'neighbour-nmi,paired' | 'all' | 'none' -> a tuple of condition names."""
-    from .errors import UsageError
     from .engine import STRESS
-    if text is None:
-        return None
-    text = text.strip()
-    if text == "none":
-        return ()
-    if text == "all":
-        return tuple(STRESS)
-    names = tuple(a.strip() for a in text.split(",") if a.strip())
-    for a in names:
-        if a not in STRESS:
-            raise UsageError(f"unknown --stress '{a}'; choose from {', '.join(STRESS)}, all or none")
-    return names
+    return parse_names(text, STRESS, "--stress")

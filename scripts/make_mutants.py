@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Regenerate tests/mutants/*.diff from the source-level bugs listed here.
+
+    scripts/make_mutants.py [ROOT]       # ROOT: the checkout (default: this one)
+
+Each mutant is (name, the real bug it models, scenarios, extra flags,
+expected invariants, a file hint, the code as it is, the code with the bug,
+[equivalent: why no x86 execution can tell it apart]).  The snippet is
+looked up in csrc/*.c (it must occur exactly once; where two protocols share
+a line, proto_rfc.c is meant), so a refactor that moves code only needs this
+script run again -- tests/test_observer.py fails when a patch stops
+applying.  A snippet that no longer matches is an error (exit 1): the bug
+must be rewritten against the new code, not dropped.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+M = []
+def mut(name, models, scenario, flags, expect, file, old, new, equivalent=None, more=()):
+    M.append(dict(name=name, models=models, scenario=scenario, flags=flags, expect=expect,
+                  file=file, old=old, new=new, equivalent=equivalent, more=more))
+
+mut("sync-cpuid-compiled-out", "a build in which the serializing instruction was compiled out "
+    "(its asm behind a config macro that this build never defines): nothing serializes, every "
+    "counter still says it did", "rfc-native", "--sync cpuid", "sync-in-build,serialized",
+    "csrc/sync.c",
+    '''    unsigned a = 0, b, c = 0, d;
+    __asm__ __volatile__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
+    return b;''',
+    '''    unsigned a = 0, b = 0, c = 0, d;
+#ifdef PH_CONFIG_SYNC_CPUID
+    __asm__ __volatile__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
+#endif
+    (void)a; (void)c; (void)d;
+    return b;''')
+mut("sync-iret-frame-popped", "IRET-to-self 'optimized' into popping its own frame (add $40,%rsp): "
+    "the same stack, no serialization", "rfc-native", "--sync iret --poke alias",
+    "sync-in-build,serialized", "csrc/sync.c",
+    '''        "iretq\\n"
+        "1:\\n\\t"''',
+    '''        "add $40, %%rsp\\n"
+        "1:\\n\\t"''')
+mut("secondary-sync-only-in-handler", "a secondary serializes only in breakpoint context, on the "
+    "theory that thread context never ran the old bytes", "rfc-native", "", "serialized",
+    "csrc/protocol.c",
+    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
+        ph_sync_core(e);''',
+    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE && ctx != PH_CTX_THREAD) {
+        ph_sync_core(e);''')
+mut("ack-before-sync", "a secondary acks the state before it serializes (two lines swapped): the "
+    "primary may move on while this CPU can still run stale bytes", "rfc-native", "", "serialized",
+    "csrc/protocol.c",
+    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
+        ph_sync_core(e);
+        if (ctx != PH_CTX_THREAD)
+            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+    }
+    give_ack(e, c, r, ctx, 1);''',
+    '''    give_ack(e, c, r, ctx, 1);
+    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
+        ph_sync_core(e);
+        if (ctx != PH_CTX_THREAD)
+            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+    }''')
+mut("publish-before-poke", "the primary publishes a state before it writes that state's bytes "
+    "(the poke moved below the publish)", "rfc-native", "", "state-bytes", "csrc/proto_rfc.c",
+    '''    ph_poke_step(e, vec, n, step);
+    if (e->cfg.inject_delay_ns)
+        ph_busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    /* Counted before it is published: the checker holds each secondary's
+     * acks to the primary's count, and a crash between publish and count
+     * must not show a secondary acking a round never counted. */
+    ph_count(&c->acks[st], 1);
+    ph_count(&c->rounds, 1);
+    uint64_t t_pub = ph_publish(e, r, step);''',
+    '''    if (e->cfg.inject_delay_ns)
+        ph_busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    /* Counted before it is published: the checker holds each secondary's
+     * acks to the primary's count, and a crash between publish and count
+     * must not show a secondary acking a round never counted. */
+    ph_count(&c->acks[st], 1);
+    ph_count(&c->rounds, 1);
+    uint64_t t_pub = ph_publish(e, r, step);
+    ph_poke_step(e, vec, n, step);''')
+mut("never-flips", "each round's new bytes are the site's current variant (a lost '!'): the "
+    "protocol runs, nothing changes", "rfc-native", "", "state-bytes,int3-guard,schedule",
+    "csrc/protocol.c",
+    '''    p->new_variant = !s->variant;''',
+    '''    p->new_variant = s->variant;''')
+mut("text-left-writable", "the patch window's close restores read+write+exec (copied from open): "
+    "text stays writable after its window", "rfc-native", "--poke mprotect", "text-protection",
+    "csrc/text.c",
+    '''    if (mprotect((void *)a, b - a, PROT_READ | PROT_EXEC) < 0)
+        return -errno;
+    return 0;
+}''',
+    '''    if (mprotect((void *)a, b - a, PROT_READ | PROT_WRITE | PROT_EXEC) < 0)
+        return -errno;
+    return 0;
+}''')
+mut("bp-rewind-without-help", "a secondary's breakpoint path rewinds and re-executes without "
+    "helping the round along", "rfc-native", "", "trap-bound", "csrc/trap.c",
+    '''            e->proto->sync_site(e, ctx, d->seq);''',
+    '''            (void)ctx;''')
+mut("membarrier-skipped-after-sync2", "upstream style: no membarrier after SYNC_2 ('the first byte "
+    "is one store, nobody can see half of it')", "upstream-emulated", "", "membarrier",
+    "csrc/protocol.c",
+    '''        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)''',
+    '''        if (st < PH_SYNC_2 && ph_membarrier_core(e) < 0)''')
+mut("tail-write-includes-byte0", "the tail write starts at byte 0 (an off-by-one in the poke's "
+    "offset): byte 0 is rewritten before the tail is synced", "rfc-native", "", "int3-guard",
+    "csrc/protocol.c",
+    '''                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);''',
+    '''                    ph_text_poke(e, p->addr, p->text, (size_t)p->len);''')
+mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 before the tail when it "
+    "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap.c",
+    '''            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            ph_text_poke(e, p->addr, p->text, 1);
+            ph_sync_core(e);''',
+    '''            ph_text_poke(e, p->addr, p->text, 1);
+            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+            ph_sync_core(e);''')
+mut("emulate-rel32-zero-extended", "emulation zero-extends rel32 (a cast through uint32_t): every "
+    "backward call or jump goes 4 GiB forward", "upstream-emulated", "", "no-fault",
+    "csrc/trap.c",
+    '''        g[REG_RIP] = (greg_t)(p->addr + 5 + (int64_t)rel);
+        return 0;
+    }''',
+    '''        g[REG_RIP] = (greg_t)(p->addr + 5 + (uint64_t)(uint32_t)rel);
+        return 0;
+    }''')
+mut("emulate-call-return-short", "emulated CALL pushes the address of its last byte, not of the "
+    "next instruction", "upstream-emulated", "", "no-fault,known-variant", "csrc/trap.c",
+    '''        *(uint64_t *)sp = p->addr + 5;''',
+    '''        *(uint64_t *)sp = p->addr + 4;''')
+mut("wait-acks-skips-last", "the primary's wait for acks stops one thread short (nthreads - 1)",
+    "rfc-native", "", "acked-before-publish,serialized", "csrc/protocol.c",
+    '''    c->where = PH_WHERE_WAIT_ACKS;
+    for (int i = 0; i < e->cfg.nthreads; i++) {''',
+    '''    c->where = PH_WHERE_WAIT_ACKS;
+    for (int i = 0; i < e->cfg.nthreads - 1; i++) {''')
+mut("desc-get-ignores-retract", "a handler takes a reference on a descriptor whose count already "
+    "dropped to zero (the retract check removed)", "upstream-emulated", "--batch 64 --threads 8",
+    "int3-resolved,trap-bound", "csrc/trap.c",
+    '''        if (r == 0)
+            return NULL;      /* being retracted: take no new reference */''',
+    '''        (void)0;          /* being retracted: take no new reference */''')
+mut("no-sync-done-round", "the SYNC_DONE round is dropped ('it writes nothing'): handlers may still "
+    "run when the descriptor moves on", "rfc-native", "", "deadline,ack-once", "csrc/protocol.c",
+    '''    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
+        goto out;''',
+    '''    (void)0;''')
+mut("poke-drops-last-byte", "the poke primitive's copy loop stops one byte short", "rfc-native", "",
+    "state-bytes,bytes-intended", "csrc/text.c",
+    '''    for (size_t i = 0; i < len; i++)
+        dst[i] = src[i];''',
+    '''    for (size_t i = 0; i + 1 < len; i++)
+        dst[i] = src[i];''')
+mut("nmi-not-held-off-in-bp", "the breakpoint handler's signal mask no longer holds the NMI off",
+    "rfc-native,upstream-emulated", "", "nmi-held-off", "csrc/trap.c",
+    '''        sigaddset(&sa.sa_mask, e->nmi_signal);     /* no NMI during a breakpoint */''',
+    '''        (void)0;                                   /* no NMI during a breakpoint */''')
+mut("sync-loop-acks-done", "the sync loop's exit test is off by one (> instead of >=): SYNC_DONE is "
+    "acked inside the sync loop", "rfc-native", "", "ack-once", "csrc/protocol.c",
+    '''        if (st >= PH_SYNC_DONE)
+            break;
+        if (e->cfg.force_nmi & 2''',
+    '''        if (st > PH_SYNC_DONE)
+            break;
+        if (e->cfg.force_nmi & 2''')
+mut("int3-at-wrong-offset", "the INT3 is written one byte into the site (address arithmetic "
+    "slip)", "rfc-native", "", "int3-guard", "csrc/protocol.c",
+    '''                ph_text_poke(e, p->addr, &int3, 1);
+            } else if (step == STEP_TAIL) {''',
+    '''                ph_text_poke(e, p->addr + 1, &int3, 1);
+            } else if (step == STEP_TAIL) {''')
+mut("primary-no-self-sync", "the primary does not serialize itself after publishing ('it wrote "
+    "the bytes, it knows them')", "rfc-native", "", "serialized", "csrc/protocol.c",
+    '''    uint64_t t_pub = ph_publish(e, r, step);
+    ph_sync_core(e);''',
+    '''    uint64_t t_pub = ph_publish(e, r, step);''')
+mut("batch-unsorted", "the batch is no longer sorted by address, so the handler's binary search "
+    "misses sites", "batch", "", "trap-bound,deadline", "csrc/protocol.c",
+    '''    if (n > 1)
+        qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */''',
+    '''    (void)cmp_int;''')
+mut("wait-change-relaxed", "the wait for a state change loads the round relaxed instead of "
+    "acquire", "rfc-native", "", "",
+    "csrc/protocol.c",
+    '''        /* Pairs with the release store of the round in publish(). */
+        uint64_t r = ph_load_acquire(&e->sh->round);
+        if (r != prev) {''',
+    '''        /* Pairs with the release store of the round in publish(). */
+        uint64_t r = ph_load_relaxed(&e->sh->round);
+        if (r != prev) {''',
+    equivalent="x86-64 is TSO: an acquire load is a plain MOV, and the loop's load cannot move "
+               "across its opaque calls; the compiled protocol.o is byte-identical")
+mut("spin-without-pause", "the spin loops' PAUSE replaced by a compiler barrier", "rfc-native", "", "",
+    "csrc/protocol.c",
+    '''    if (n <= e->cfg.spin_pauses)
+        ph_cpu_relax();''',
+    '''    if (n <= e->cfg.spin_pauses)
+        __asm__ __volatile__("" : : : "memory");   /* was PAUSE */''',
+    equivalent="PAUSE is a hint (power, the SMT sibling, leaving the spin without a memory-order "
+               "machine clear): it changes timing, never a value any instruction produces")
+
+mut("bp-rewind-two-bytes", "the native breakpoint path rewinds RIP by two bytes instead of one "
+    "(the INT3's length mistaken for a two-byte INT n): execution resumes on the fill byte before "
+    "the site", "rfc-native", "", "int3-resolved", "csrc/trap.c",
+    '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */''',
+    '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(ip - 1);   /* re-execute the new site */''')
+
+out = os.path.join(ROOT, "tests", "mutants")
+shutil.rmtree(out, ignore_errors=True)
+os.makedirs(out)
+missing = []
+for i, m in enumerate(M, 1):
+    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "*.c")))
+            if open(f).read().count(m["old"]) == 1]
+    if len(hits) > 1:   # the same line in both protocols: the default one is meant
+        hits = [h for h in hits if h.endswith("proto_rfc.c")]
+    if len(hits) != 1:
+        missing.append(m["name"])
+        print(f"{m['name']}: its snippet matches {len(hits)} files", file=sys.stderr)
+        continue
+    m["file"] = os.path.relpath(hits[0], ROOT)
+    src = open(os.path.join(ROOT, m["file"])).read()
+    assert src.count(m["old"]) == 1, (m["name"], src.count(m["old"]))
+    tmp = tempfile.mkdtemp()
+    a = os.path.join(tmp, "a"); b = os.path.join(tmp, "b")
+    os.makedirs(os.path.join(a, os.path.dirname(m["file"]))); os.makedirs(os.path.join(b, os.path.dirname(m["file"])))
+    open(os.path.join(a, m["file"]), "w").write(src)
+    mutated = src.replace(m["old"], m["new"])
+    for o, n in m["more"]:
+        assert mutated.count(o) == 1, (m["name"], o)
+        mutated = mutated.replace(o, n)
+    open(os.path.join(b, m["file"]), "w").write(mutated)
+    d = subprocess.run(["diff", "-u", "a/" + m["file"], "b/" + m["file"]], cwd=tmp,
+                       capture_output=True, text=True).stdout
+    shutil.rmtree(tmp)
+    head = [f"# mutant: {m['name']}", f"# models: {m['models']}", f"# scenario: {m['scenario']}"]
+    if m["flags"]:
+        head.append(f"# flags: {m['flags']}")
+    if m["expect"]:
+        head.append(f"# expect: {m['expect']}")
+    if m["equivalent"]:
+        head.append(f"# equivalent: {m['equivalent']}")
+    lines = d.splitlines()
+    lines = [l.split("\t")[0] if l.startswith(("--- ", "+++ ")) else l for l in lines]
+    with open(os.path.join(out, f"{i:02d}-{m['name']}.diff"), "w") as f:
+        f.write("\n".join(head + lines) + "\n")
+print(len(M) - len(missing), "mutants written to", out)
+sys.exit(1 if missing else 0)
