@@ -116,6 +116,9 @@ int ph_oracle_next(struct ph_engine *e, int n, int *ids)
     /* Readers of the old entry see its seq change (pairs with their acquire
      * re-read) before they could see it half rewritten. */
     ph_store_release(&rd->seq, 0);
+    /* seqlock writer: the entry's stores below stay after seq = 0 (pairs
+     * with the readers' acquire fence in entry_still()). */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     for (int i = 0; i < n; i++) {
         int s = o->perm[o->cursor + i];
         ids[i] = s;
@@ -606,11 +609,10 @@ static int in_our_text(struct ph_engine *e, uint64_t ip)
  * instruction (the oracle's variant, not the descriptor's bytes) does.
  * Returns 0, or a code: 1 RIP, 2 RAX, 3 the pushed return address.
  */
-static int emulation_wrong(struct ph_engine *e, int site, ucontext_t *uc, uint64_t sp0,
+static int emulation_wrong(struct ph_engine *e, int site, int v, ucontext_t *uc, uint64_t sp0,
                            uint64_t *got)
 {
     const struct ph_site *s = &e->sites[site];
-    int v = ph_load_acquire(&e->orc.variant[site]);   /* pairs: ph_oracle_next() */
     greg_t *g = uc->uc_mcontext.gregs;
     uint64_t rip = (uint64_t)g[REG_RIP], next = s->addr + 5;
     uint64_t tgt = ph_site_target(e, site, v);
@@ -670,19 +672,25 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
         }
     }
     uint64_t sp0 = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
+    /* The schedule's variant as the trap found it: once the handler let go
+     * of its descriptor the primary may move on and flip the site again. */
+    int tsite = ours ? ph_site_find(e, ip) : -1;
+    uint64_t l0 = tsite >= 0 && e->orc.last_seq ? ph_load_acquire(&e->orc.last_seq[tsite]) : 0;
+    int v0 = tsite >= 0 ? ph_load_acquire(&e->orc.variant[tsite]) : 0;
     ph_bp_handle(sig, si, ucv);
     if (ours) {
-        int site = ph_site_find(e, ip);
+        int site = tsite;
         uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = rip;
         int wrong = 0;
+        if (site >= 0 && e->orc.last_seq && ph_load_acquire(&e->orc.last_seq[site]) != l0)
+            site = -1;      /* a new round for it began meanwhile: no verdict */
         /* Native: resume exactly at the site, to run it anew.  Emulated:
          * resumed elsewhere, the context is what the scheduled instruction
          * does (rewound: a late trap, re-executed). */
         /* Native on the primary, a block: out of line, the old variant. */
-        uint64_t ool_old = site >= 0 ? ph_site_ool(e, site, !ph_load_acquire(&e->orc.variant[site]))
-                                     : 0;
+        uint64_t ool_old = site >= 0 ? ph_site_ool(e, site, !v0) : 0;
         if (site >= 0 && rip != ip && e->orc.active && !(ool_old && rip == ool_old)) {
-            wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, uc, sp0, &got);
+            wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, v0, uc, sp0, &got);
         } else if (ool_old && rip == ool_old) {
             int64_t d2 = c->exec_depth;
             ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
@@ -702,6 +710,9 @@ void ph_chk_on_nmi(int sig, siginfo_t *si, void *ucv)
     struct ph_counters *c = ph_self.c;
     int ours = e && c && ph_self.e == e;
     if (ours) {
+        /* The latch a neighbour set (stress.c) opens again: another NMI may
+         * now be pending, one at most.  Pairs with its acq_rel exchange. */
+        ph_store_release(&c->nmi_latch, 0);
         /* In NMI mode a NMI may land in a breakpoint handler (the RFC's
          * breakpoint, NMI, breakpoint); never inside a NMI. */
         if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)   /* a: bp depth, b: NMI depth */

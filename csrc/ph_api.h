@@ -293,7 +293,7 @@ struct ph_counters {
     int64_t where_abort;       /* where and what it had last seen when the run aborted */
     uint64_t seen_abort;
     uint64_t ool_exec[4];      /* breakpoints resolved out of line, per execution depth */
-    uint64_t pad1[1];          /* to a multiple of 64 bytes (asserted) */
+    uint64_t nmi_latch;        /* a neighbour's NMI is pending (a NMI latches, never queues) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

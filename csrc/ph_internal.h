@@ -264,6 +264,8 @@ void ph_account_wait(struct ph_counters *c, uint64_t t0);
 uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
                               uint64_t *waited);
 uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step);
+void ph_publish_store(struct ph_engine *e, uint64_t r);
+uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step);
 void ph_busy_wait(uint64_t ns);
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step);
 int ph_nmi_work(struct ph_engine *e);

@@ -83,10 +83,15 @@ static void sync_one(struct ph_engine *e, int ctx)
 static void posted_ack(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync_loop)
 {
     int me = ph_self.idx;
+    uint64_t r0 = ph_load_acquire(&e->sh->round);         /* pairs: ph_publish() */
     map_set(e, me);
-    uint64_t r = ph_load_acquire(&e->sh->round);          /* pairs: ph_publish() */
+    uint64_t r = ph_load_acquire(&e->sh->round);
     ph_store_relaxed(&c->acked_round, r);                 /* for reports only */
-    if (map_test(e, me) && ph_load_acquire(&e->sh->round) == r)
+    /* The same state before and after the set, and the bit still there:
+     * the bit landed in that state's map.  Otherwise it is unknown which
+     * (the primary may have published and cleared in between): not
+     * credited, and the hang's diagnosis shows the map as it was. */
+    if (r0 == r && map_test(e, me) && ph_load_acquire(&e->sh->round) == r)
         ph_chk_ack(e, c, r, ctx, in_sync_loop);
 }
 
@@ -241,9 +246,11 @@ static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, in
     uint64_t r = PH_ROUND(e->seq, st);
     ph_count(&c->acks[st], 1);
     ph_count(&c->rounds, 1);
-    /* smp_store_release(&tps->state, state); then cpumask_clear(). */
-    uint64_t t_pub = ph_publish(e, r, step);
+    /* smp_store_release(&tps->state, state); then cpumask_clear(), nothing
+     * of ours between them (the trace comes after). */
+    ph_publish_store(e, r);
     map_clear(e);
+    uint64_t t_pub = ph_publish_trace(e, r, step);
     sync_one(e, ph_current_ctx());
     ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
     if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)

@@ -128,11 +128,23 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
  * 3 first byte, 0 none): one event per round on the critical path. */
 uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
 {
+    ph_publish_store(e, r);
+    return ph_publish_trace(e, r, step);
+}
+
+/* The store alone (the posted code clears its map right after it, with
+ * nothing of ours in between). */
+void ph_publish_store(struct ph_engine *e, uint64_t r)
+{
     ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
     /* release: the pokes before it are visible to a secondary that sees r.
      * Pairs with the acquire loads of the round in the protocols' waits,
      * sync loops and finish loops, and in the executors. */
     ph_store_release(&e->sh->round, r);
+}
+
+uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step)
+{
     uint64_t t = ph_now_ns();
     ph_trace_at(e, t, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r,
                 (uint32_t)step);
@@ -265,8 +277,9 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
         goto out;
 
 out:
-    if (rc && ph_aborted(e)) {
-        /* The run was aborted mid-round (a deadline, already recorded):
+    if (rc) {
+        /* The round failed mid-way (a deadline, already recorded, or an
+         * error such as a failed membarrier):
          * complete the round's bytes, so that no INT3 outlives it for NMIs
          * and the verification to trap on forever.  Not a protocol step:
          * the observer stands down (it stopped at the abort). */
@@ -327,6 +340,8 @@ static int primary_session(struct ph_engine *e, int64_t nsites, uint64_t until_n
     int ids[PH_MAX_BATCH];
     int64_t done = 0;
     int64_t where = c->where;
+    if (paired && nsites > 0)
+        nsites += nsites & 1;   /* a session patches whole pairs */
     c->where = PH_WHERE_POKE;
     for (;;) {
         /* A pair patched one site per round ends a session only whole:
@@ -379,6 +394,9 @@ int ph_nmi_work(struct ph_engine *e)
     c->nmi_work = 0;
     if (w == 1)
         return primary_session(e, nmi_args.nsites, nmi_args.until_ns, nmi_args.last);
+    /* Entered this session, inside the NMI that runs it (pairs with the
+     * acquire load in rendezvous()): no NMI of ours can slip in between. */
+    ph_store_release(&c->session_in, ph_load_acquire(&e->sh->session) + 1);
     return e->proto->finish(e, PH_CTX_NMI);
 }
 
@@ -388,10 +406,19 @@ static int in_nmi(struct ph_engine *e, int work)
     struct ph_counters *c = ph_self.c;
     c->nmi_rc = -EINTR;
     c->nmi_work = work;
-    ph_nmi_self(e);         /* delivered before tgkill returns: not blocked here */
-    if (c->nmi_work) {      /* not taken (cannot happen unless the signal is blocked) */
+    /* Delivered before tgkill returns (not blocked here).  The kernel may
+     * refuse to queue it (EAGAIN: the real-time signal queue is full):
+     * retry for a while, then say so rather than leave the session. */
+    for (int tries = 0; c->nmi_work && tries < 1000; tries++) {
+        if (syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), e->nmi_signal) < 0)
+            ph_busy_wait(100000);
+    }
+    if (c->nmi_work) {
         c->nmi_work = 0;
-        return -EINTR;
+        ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, PH_CTX_THREAD,
+                     ph_load_relaxed(&e->sh->round), 0, 4ULL << 40);
+        ph_abort_run(e);
+        return -ECANCELED;
     }
     return (int)c->nmi_rc;
 }
@@ -476,9 +503,14 @@ int ph_secondary_run(struct ph_engine *e)
     if (!c || ph_self.e != e)
         return -EPERM;
     for (;;) {
-        /* Entered this session (pairs with the acquire load in rendezvous()). */
-        ph_store_release(&c->session_in, ph_load_acquire(&e->sh->session) + 1);
-        int rc = e->cfg.nmi_mode ? in_nmi(e, 2) : e->proto->finish(e, PH_CTX_THREAD);
+        int rc;
+        if (e->cfg.nmi_mode) {
+            rc = in_nmi(e, 2);     /* marks the entry inside the NMI (ph_nmi_work) */
+        } else {
+            /* Entered this session (pairs with the acquire load in rendezvous()). */
+            ph_store_release(&c->session_in, ph_load_acquire(&e->sh->session) + 1);
+            rc = e->proto->finish(e, PH_CTX_THREAD);
+        }
         if (rc)
             return rc;
         /* DONE seen.  Pairs with the relaxed store of final_session before
@@ -486,18 +518,25 @@ int ph_secondary_run(struct ph_engine *e)
         uint64_t r = ph_load_acquire(&e->sh->round);
         if (ph_load_relaxed(&e->sh->final_session) || ph_aborted(e))
             break;
-        /* Between sessions: wait for the next one to begin. */
-        int err = 0;
-        uint64_t waited = 0;
+        /* Between sessions: wait for the next one to begin, or for the word
+         * that none will (a stop may publish SYNC_DONE then DONE of the same
+         * sequence so fast that the round looks unchanged). */
+        uint64_t prev = r, spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
         c->where = PH_WHERE_SESSION_WAIT;
-        while (PH_ROUND_STATE(r) == PH_DONE && !err) {
-            r = ph_wait_round_change(e, r, PH_CTX_THREAD, &err, &waited);
-            if (ph_load_relaxed(&e->sh->final_session))
+        for (;;) {
+            r = ph_load_acquire(&e->sh->round);         /* pairs: ph_publish() */
+            if (PH_ROUND_STATE(r) != PH_DONE || r != prev ||
+                ph_load_relaxed(&e->sh->final_session) || ph_aborted(e))
                 break;
+            ph_beat(c);
+            if (ph_spin_step(e, &spins, deadline) < 0) {
+                ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, PH_CTX_THREAD, r,
+                             e->cfg.deadline_ns, 0);
+                ph_abort_run(e);
+                return -ETIMEDOUT;
+            }
         }
-        if (err)
-            return err;
-        if (ph_load_relaxed(&e->sh->final_session) && PH_ROUND_STATE(r) == PH_DONE)
+        if (ph_load_relaxed(&e->sh->final_session) || ph_aborted(e))
             break;
     }
     c->where = PH_WHERE_VERIFY;

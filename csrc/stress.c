@@ -63,14 +63,25 @@ void ph_st_state_seen(struct ph_engine *e, uint64_t r)
         return;
     int n = (ph_self.idx + 1) % e->cfg.nthreads;
     pid_t tid = (pid_t)ph_load_relaxed(&e->thr[n].tid);
-    if (tid > 0)
-        syscall(SYS_tgkill, getpid(), tid, e->nmi_signal);
+    /* A NMI latches: one pending at most.  The signal standing in for it
+     * would queue (a real-time signal), and a target that spends a session
+     * inside its own NMI would collect thousands, up to the queue's limit,
+     * after which no NMI could be sent at all.  acq_rel: pairs with the
+     * release store that clears the latch in the NMI wrapper (check.c). */
+    if (tid > 0 && !__atomic_exchange_n(&e->thr[n].nmi_latch, 1, __ATOMIC_ACQ_REL)) {
+        if (syscall(SYS_tgkill, getpid(), tid, e->nmi_signal) < 0)
+            ph_store_release(&e->thr[n].nmi_latch, 0);   /* not sent: not pending */
+    }
 }
 
 void ph_st_sync_loop_exec(struct ph_engine *e, int ctx)
 {
     struct ph_counters *c = ph_self.c;
-    if (!(e->cfg.stress & PH_STRESS_SYNC_LOOP_EXEC) || c->guard)
+    /* From the thread's own sync loop only: not from a breakpoint handler's
+     * re-entry (a NMI may have taken the breakpoint before the thread's
+     * execution set the guard), where running the site would recurse. */
+    if (!(e->cfg.stress & PH_STRESS_SYNC_LOOP_EXEC) || c->guard || (ctx & PH_CTX_BP) ||
+        c->bp_depth)
         return;
     int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
     if (n <= 0)

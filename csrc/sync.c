@@ -170,7 +170,10 @@ void ph_sync_core_method(struct ph_engine *e, int sync)
         ph_count(&c->sync_bad, 1);
         return;
     }
-    /* Forward only: a handler that serialized for a later round keeps it. */
+    /* Forward mostly: a handler that serialized for a later round keeps
+     * it, unless it ran between this load and store (then the value goes
+     * back to what this thread saw; every ack below SYNC_DONE is preceded
+     * by its own sync, so an older value can only make a check stricter). */
     if (seen > ph_load_relaxed(&c->sync_round))
         ph_store_relaxed(&c->sync_round, seen);
 }

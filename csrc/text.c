@@ -81,7 +81,19 @@ int ph_encode(int kind, int variant, uint64_t site_addr, uint64_t target_addr,
     }
 }
 
-static uint64_t page_size(void) { return (uint64_t)sysconf(_SC_PAGESIZE); }
+/* The page size, read once outside any handler (sysconf is not on POSIX's
+ * async-signal-safe list; ph_site_containing() runs in handlers). */
+static uint64_t page_sz;
+
+static uint64_t page_size(void)
+{
+    uint64_t p = ph_load_relaxed(&page_sz);
+    if (!p) {
+        p = (uint64_t)sysconf(_SC_PAGESIZE);
+        ph_store_relaxed(&page_sz, p);
+    }
+    return p;
+}
 
 static int pick_kind(struct ph_engine *e, int i)
 {

@@ -241,7 +241,9 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
              * instruction is fetched whole, so none can run half of it. */
             ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             ph_text_poke(e, p->addr, p->text, 1);
-            ph_sync_core(e);
+            /* sync_one(): the posted RFC uses CPUID in NMI context */
+            ph_sync_core_method(e, e->cfg.protocol == PH_PROTO_POSTED && c->nmi_active
+                                       ? PH_SYNC_CPUID : e->cfg.sync);
         } else {
             /* Secondary: keep the primary moving -- ack the remaining states
              * re-entrantly until SYNC_DONE is seen. */

@@ -1,4 +1,5 @@
 """`pyharness run` and `pyharness scenarios`: options -> RunSpec -> report."""
+import os
 import sys
 
 from . import cpus as cpumod
@@ -23,14 +24,15 @@ def resolve_cpus(cpu_text, threads=None, primary_cpu=None, placement=None):
     cpumod.check_cpus(cpus)
     if placement and placement != "default":
         from .platform.placement import place
-        order = place(placement, cpus, threads)
+        order = place(placement, cpus, len(cpus))     # the whole order, then the primary, then cut
         if primary_cpu is not None:
             if primary_cpu not in order:
                 raise UsageError(f"--primary {primary_cpu} is not in the CPU list "
                                  f"{cpumod.format_cpu_list(cpus)}")
             i = order.index(primary_cpu)
             order[0], order[i] = order[i], order[0]
-        return order, 0
+        n = threads or max(2, len(order))
+        return [order[i % len(order)] for i in range(n)], 0
     if primary_cpu is not None:
         if primary_cpu not in cpus:
             raise UsageError(f"--primary {primary_cpu} is not in the CPU list {cpumod.format_cpu_list(cpus)}")
@@ -127,9 +129,15 @@ def run_main(args, argv):
         raise UsageError(f"unknown scenario '{scenario}'; see `pyharness scenarios`")
     # Every output path is checked before any work: a missing directory or
     # an unwritable file is exit 2 now, not a lost report later.
+    seen = {}
     for opt in ("json", "log", "junit", "metrics"):
-        if getattr(args, opt, None):
-            check_output_path(getattr(args, opt), "--" + opt)
+        path = getattr(args, opt, None)
+        if path:
+            check_output_path(path, "--" + opt)
+            real = os.path.realpath(path)
+            if real in seen:
+                raise UsageError(f"--{opt} and --{seen[real]} name the same file {path}")
+            seen[real] = opt
     progress = (not args.quiet) and sys.stderr.isatty()
     log = None
     if getattr(args, "log", None):
@@ -170,8 +178,13 @@ def run_main(args, argv):
             except OSError as exc:
                 sys.stderr.write(f"pyharness: error: could not write --{opt} {path} ({exc.strerror})\n")
                 ok = False
-    print(summary_text(rep))
-    return rep["exit_code"] if ok else max(rep["exit_code"], 1)
+    code = rep["exit_code"] if ok else max(rep["exit_code"], 1)
+    try:
+        print(summary_text(rep))
+        sys.stdout.flush()
+    except BrokenPipeError:       # | head: the report is written; the verdict stands
+        sys.stdout = open(os.devnull, "w")
+    return code
 
 
 def run_mixed(args, scenario, progress, log=None):

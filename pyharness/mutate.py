@@ -119,6 +119,7 @@ def build(root, mutant, workdir):
     """A scratch tree with the mutant applied and its core built; returns
     its path, or raises UnsupportedError with the tool's last lines."""
     dest = os.path.join(workdir, mutant.name)
+    shutil.rmtree(dest, ignore_errors=True)     # --keep DIR used again
     _copy_sources(root, dest)
     rc = subprocess.run(["patch", "-p1", "-s", "-f", "--no-backup-if-mismatch", "-i", mutant.path],
                         cwd=dest, capture_output=True, text=True)
@@ -184,6 +185,7 @@ def evaluate(mutants, runs=1, seconds=CAP_S, cpus=None, progress=None, keep=None
                                "was installed without one")
     work = keep or tempfile.mkdtemp(prefix="pyharness-mutate-")
     rows = []
+    interrupted = False
     try:
         todo = [m for m in mutants if not m.equivalent]
         trees = {}
@@ -196,6 +198,8 @@ def evaluate(mutants, runs=1, seconds=CAP_S, cpus=None, progress=None, keep=None
                 except UnsupportedError as exc:
                     trees[m.name] = exc
         for m in mutants:
+            if interrupted:
+                break
             row = {"mutant": m.name, "file": os.path.basename(m.path), "models": m.models,
                    "expect": m.expect, "equivalent": m.equivalent, "runs": []}
             if m.equivalent:
@@ -212,15 +216,30 @@ def evaluate(mutants, runs=1, seconds=CAP_S, cpus=None, progress=None, keep=None
                         progress(f"{m.name}: {sc}, run {k + 1}/{runs}")
                     r = run_once(tree, m, sc, seconds, seed=1 + k, cpus=cpus)
                     row["runs"].append(r)
+                    if r["exit_code"] == 130:
+                        interrupted = True
+                        break
                     if r["caught"]:
                         break      # one scenario that catches it is enough for this run
+                if interrupted:
+                    break
             rows.append(row)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     for row in rows:
         _summarize(row, runs, seconds)
+    if interrupted:
+        raise MutateInterrupted(rows)
     return rows
+
+
+class MutateInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the rows measured so far."""
+
+    def __init__(self, rows):
+        super().__init__()
+        self.rows = rows
 
 
 def _summarize(row, runs, seconds):
@@ -273,11 +292,18 @@ def format_table(rows):
 
 
 def mutate_main(args):
+    if not args.seconds > 0:
+        raise UsageError("--seconds must be more than 0")
+    if not shutil.which("patch"):
+        raise UnsupportedError("`pyharness mutate` applies the mutants with patch(1), which is not "
+                               "installed (apt-get install patch)")
     root = source_root(args.source)
     if args.source and root is None:
         raise UsageError(f"--source {args.source}: not a pyharness source tree (no csrc/build_ffi.py)")
-    directory = args.mutants or default_mutants_dir(root)
+    directory = os.path.abspath(args.mutants) if args.mutants else default_mutants_dir(root)
     mutants = load_mutants(directory, args.only)
+    if args.keep:
+        args.keep = os.path.abspath(args.keep)
     if args.json:
         from .report import check_output_path
         check_output_path(args.json)
@@ -287,8 +313,12 @@ def mutate_main(args):
         if show:
             sys.stderr.write("\r" + text[:110].ljust(110))
             sys.stderr.flush()
-    rows = evaluate(mutants, runs=args.runs, seconds=args.seconds, cpus=args.cpus,
-                    progress=progress, keep=args.keep, root=root)
+    interrupted = False
+    try:
+        rows = evaluate(mutants, runs=args.runs, seconds=args.seconds, cpus=args.cpus,
+                        progress=progress, keep=args.keep, root=root)
+    except MutateInterrupted as exc:     # keep and show what was measured
+        rows, interrupted = exc.rows, True
     if show:
         sys.stderr.write("\r" + " " * 110 + "\r")
     print(format_table(rows))
@@ -297,6 +327,10 @@ def mutate_main(args):
         from .machine import machine_info
         with open(args.json, "w") as f:
             json.dump({"schema": SCHEMA, "score": {"caught": got, "scored": total},
+                       "interrupted": interrupted,
                        "runs": args.runs, "seconds": args.seconds, "rows": rows,
                        "machine": machine_info()}, f, indent=1)
+    if interrupted:
+        from .errors import EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     return 0 if got == total else 1

@@ -119,6 +119,10 @@ def run_stress(spec, json_path=None, progress=None, log=None):
         rep = _supervise(spec, fd, view, _Progress(progress, spec), log, evidence, health)
     finally:
         os.close(fd)
+        if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
+            for c in view.all_counters():   # a fault line names the thread
+                if c["tid"]:
+                    health.add_pid(c["tid"])
         health.stop()
     rep["evidence"] = evmod.finish(evidence, cfg.cpus)
     rep["health"] = health.report()
@@ -158,8 +162,6 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     child.stdin = None
     if health:
         health.add_pid(child.pid)
-    if log:
-        log.start(spec, evidence, child.pid)
     t0 = time.monotonic()
     limit = spec.limit()
     stop_sent_at = None
@@ -168,6 +170,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     beats, stalled_since = {}, {}
     caught_at = None
     try:
+        if log:
+            log.start(spec, evidence, child.pid)
         while child.poll() is None:
             # A Ctrl-C anywhere in this loop asks the worker to stop; the
             # report is still written, marked interrupted.
@@ -224,7 +228,7 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     if result and not result.get("ok"):
         _raise_worker_error(result["error"])
     exit_info = {"returncode": child.returncode, "hung": hung, "stuck": stuck,
-                 "overloaded_s": overloaded,
+                 "overloaded_s": overloaded, "stopped_early": stop_sent_at is not None,
                  "signal": -child.returncode if child.returncode and child.returncode < 0 else None,
                  "stderr": (err or "")[-2000:]}
     if result is None and not hung and child.returncode == 1 and "Traceback" in (err or ""):
@@ -297,7 +301,8 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         violations += checker.recorded_violations(view, cfg.cpus, roles)
         violations += checker.counter_violations(counters, cfg, complete=(status == "complete"),
                                                  verify=True)
-        violations += checker.schedule_violations(view, spec, complete=(status == "complete"))
+        violations += checker.schedule_violations(view, spec, complete=(status == "complete"),
+                                                  stopped=exit_info.get("stopped_early", False))
     violations += checker.fate_violations(exit_info, crash, cfg.cpus, roles)
     counts = {}
     for v in violations:

@@ -50,6 +50,8 @@ def pass_order(seed, nsites, p, paired=False):
 
 def _session_sizes(share, batch, paired):
     """Round sizes of one session of a --sites run (csrc/protocol.c)."""
+    if paired:
+        share += share & 1          # a session patches whole pairs
     out, done = [], 0
     while True:
         mid_pair = paired and done % 2 == 1
@@ -93,7 +95,9 @@ def final_variants(seed, nsites, batch, rounds, total_sites=None, max_shuffles=M
             # order needed, only how many (sizes only shrink at the end).
             per_pass = nsites // n
             m = (len(sizes) - k) // per_pass if nsites % n == 0 else 0
-            while m and sizes[k + m * per_pass - 1] != n:
+            # every round of those passes must be a full one (sessions can put
+            # a short round in the middle, not only at the end)
+            while m and any(x != n for x in sizes[k:k + m * per_pass]):
                 m -= 1
             if m:
                 if m % 2:

@@ -123,10 +123,10 @@ mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 befor
     "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap.c",
     '''            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             ph_text_poke(e, p->addr, p->text, 1);
-            ph_sync_core(e);''',
+            /* sync_one(): the posted RFC uses CPUID in NMI context */''',
     '''            ph_text_poke(e, p->addr, p->text, 1);
             ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-            ph_sync_core(e);''')
+            /* sync_one(): the posted RFC uses CPUID in NMI context */''')
 mut("emulate-rel32-zero-extended", "emulation zero-extends rel32 (a cast through uint32_t): every "
     "backward call or jump goes 4 GiB forward", "upstream-emulated", "", "no-fault",
     "csrc/trap.c",

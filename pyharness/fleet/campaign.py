@@ -72,6 +72,14 @@ def _placements(cpus):
 
 def plan(budget, cpus, mutate_ok):
     st, run_s, mixed_s, bench, mut = _tier(budget)
+    # Fit the runs in about 85% of a fixed budget (selftest, bench and mutants
+    # take the rest): more placements, shorter runs.
+    n_runs = len(_placements(cpus)) * len(SCENARIOS) + 1
+    total = {"5m": 300.0, "1h": 3600.0, "8h": 28800.0}.get(budget) if not isinstance(budget, float) \
+        else budget
+    if total:
+        fit = (0.85 * total - mixed_s) / n_runs
+        run_s = max(1.0, min(run_s, fit))
     steps = [("selftest", ["selftest", "--seconds", f"{st:g}"])]
     for p in _placements(cpus):
         for sc in SCENARIOS:
@@ -130,8 +138,15 @@ def run_campaign(budget, out_root, cpus=None, progress=print):
     cpu_list = parse_cpu_list(cpus) if cpus else usable_cpus()
     host = socket.gethostname()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = os.path.join(out_root, f"{host}-{stamp}")
-    os.makedirs(out, exist_ok=False)
+    base = os.path.join(os.path.abspath(out_root), f"{host}-{stamp}")
+    out, k = base, 1
+    while True:                       # two campaigns started in the same second
+        try:
+            os.makedirs(out)
+            break
+        except FileExistsError:
+            k += 1
+            out = f"{base}-{k}"
     env = {"machine": machine_info(), "evidence": evidence.collect(cpu_list)}
     with open(os.path.join(out, "env.json"), "w") as f:
         json.dump(env, f, indent=1)
@@ -140,9 +155,11 @@ def run_campaign(budget, out_root, cpus=None, progress=print):
                "machine": env["machine"], "evidence": env["evidence"], "steps": [],
                "interrupted": False}
 
-    def save():
-        with open(os.path.join(out, "summary.json"), "w") as f:
+    def save():   # atomically: merge may read it while we run, or after a kill
+        tmp = os.path.join(out, ".summary.json.tmp")
+        with open(tmp, "w") as f:
             json.dump(summary, f, indent=1)
+        os.replace(tmp, os.path.join(out, "summary.json"))
     save()
     steps = plan(budget, cpu_list, mutate_ok=source_root() is not None)
     rounds = 0
@@ -156,7 +173,17 @@ def run_campaign(budget, out_root, cpus=None, progress=print):
                                                                     "--json", path + ".json"]
                 progress(f"[{datetime.datetime.now():%H:%M:%S}] {tag}: {' '.join(cmd[2:])}")
                 with open(path + ".out", "w") as so, open(path + ".err", "w") as se:
-                    rc = subprocess.call(cmd, stdout=so, stderr=se, cwd=out)
+                    child = subprocess.Popen(cmd, stdout=so, stderr=se, cwd=out)
+                    # Ctrl-C reaches the step too (one process group): it
+                    # writes its interrupted report and exits 130; we wait
+                    # for it and keep it, then stop.
+                    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    try:
+                        rc = child.wait()
+                    finally:
+                        signal.signal(signal.SIGINT, old)
+                if rc < 0:                    # killed by a signal (OOM, an operator)
+                    rc = 128 - rc
                 with open(path + ".rc", "w") as f:
                     f.write(f"{rc}\n")
                 summary["steps"].append({"name": tag, "cmd": cmd[2:], "rc": rc,

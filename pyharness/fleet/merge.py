@@ -7,6 +7,7 @@ above campaign directories (searched to any depth).
 """
 import json
 import os
+import re
 
 from ..errors import UsageError
 
@@ -37,8 +38,14 @@ def _key(s):
 def merge(dirs):
     groups = {}
     for path in find_summaries(dirs):
-        with open(path) as f:
-            s = json.load(f)
+        try:
+            with open(path) as f:
+                s = json.load(f)
+            if not str(s.get("schema", "")).startswith("pyharness.campaign/") or "steps" not in s:
+                raise ValueError("not a pyharness campaign summary")
+            s["host"], s["steps"]   # noqa: B018 -- required keys
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise UsageError(f"{path}: unreadable campaign summary ({exc})") from None
         g = groups.setdefault(_key(s), {"boxes": set(), "campaigns": 0, "steps": 0, "failed": 0,
                                         "how": {}, "failed_boxes": set(), "failed_steps": {}})
         g["boxes"].add(s["host"])
@@ -51,7 +58,7 @@ def merge(dirs):
             if st["rc"] != 0:
                 g["failed"] += 1
                 g["failed_boxes"].add(s["host"])
-                base = st["name"].rsplit("-r", 1)[0] if "-r" in st["name"] else st["name"]
+                base = re.sub(r"-r\d+$", "", st["name"])   # forever's round suffix
                 g["failed_steps"][base] = g["failed_steps"].get(base, 0) + 1
                 for inv, n in (st.get("violations") or {}).items():
                     g["how"][inv] = g["how"].get(inv, 0) + 1

@@ -31,7 +31,9 @@ INTERRUPT_LINES = {
 ERROR_LINES = ("MCE", "DFR")
 
 KERNEL_PATTERNS = [
-    ("machine-check", re.compile(r"mce:|machine check|\[Hardware Error\]", re.I)),
+    # not every "mce:" line is an error: thermal throttling reports go there too
+    ("machine-check", re.compile(r"\[Hardware Error\]|machine check events? logged|"
+                                 r"machine check exception|uncorrected .*error", re.I)),
     ("hung-task", re.compile(r"blocked for more than \d+ seconds|hung_task", re.I)),
     ("soft-lockup", re.compile(r"soft lockup", re.I)),
     ("hard-lockup", re.compile(r"hard LOCKUP", re.I)),

@@ -7,8 +7,10 @@ them: they are in the kernel's page cache) and the file is synced to disk at
 least every SYNC_S seconds and at the end (a reboot keeps all but the last
 few seconds).  Schema: "pyharness.log/1" on every record.
 """
+import errno
 import json
 import os
+import sys
 import time
 
 SCHEMA = "pyharness.log/1"
@@ -23,14 +25,34 @@ class RunLog:
         self.last_progress = 0.0
         self.logged = set()      # violations already written (by key)
 
-    def write(self, rec, sync=False):
-        rec = {"schema": SCHEMA, "ts": time.time(), **rec}
-        self.f.write(json.dumps(rec, default=str) + "\n")
-        self.f.flush()
-        now = time.monotonic()
-        if sync or now - self.last_sync >= SYNC_S:
+    def _sync(self):
+        try:
             os.fsync(self.f.fileno())
-            self.last_sync = now
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
+                raise       # a pipe, a tty, /dev/null: nothing to sync
+
+    def write(self, rec, sync=False):
+        if self.f is None:
+            return
+        rec = {"schema": SCHEMA, "ts": time.time(), **rec}
+        try:
+            self.f.write(json.dumps(rec, default=str) + "\n")
+            self.f.flush()
+            now = time.monotonic()
+            if sync or now - self.last_sync >= SYNC_S:
+                self._sync()
+                self.last_sync = now
+        except OSError as exc:
+            # the disk filled, the file went away: the run and its report go
+            # on; the log stops, and says so once
+            sys.stderr.write(f"pyharness: error: --log {self.path}: {exc.strerror}; "
+                             f"the log stops here, the run goes on\n")
+            try:
+                self.f.close()
+            except OSError:
+                pass
+            self.f = None
 
     def start(self, spec, evidence, pid):
         self.write({"type": "start", "scenario": spec.scenario, "worker_pid": pid,
@@ -67,7 +89,12 @@ class RunLog:
                     "sites_patched": rep["totals"].get("sites_patched")}, sync=True)
 
     def close(self):
+        if self.f is None:
+            return
         try:
-            os.fsync(self.f.fileno())
+            self._sync()
+        except OSError:
+            pass
         finally:
             self.f.close()
+            self.f = None

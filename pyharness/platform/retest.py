@@ -16,14 +16,20 @@ from ..cpus import format_cpu_list
 
 def _rerun(args, scenario, progress, **over):
     from ..commands import build_spec
+    from ..errors import PyharnessError
     from ..runner import run_stress
     a = argparse.Namespace(**vars(args))
     for k, v in over.items():
         setattr(a, k, v)
     a.retest = 0
-    spec = build_spec(a, scenario)
-    spec.stop_on_violation = True
-    rep = run_stress(spec, progress=progress)
+    try:
+        spec = build_spec(a, scenario)
+        spec.stop_on_violation = True
+        rep = run_stress(spec, progress=progress)
+    except PyharnessError as exc:    # this placement cannot run: say so, keep the rest
+        return {"cpus": over.get("cpus", args.cpus), "cpu_set": [], "failed": False,
+                "error": str(exc), "status": "not run", "invariants": [], "seed": a.seed,
+                "time_to_failure_s": None, "replay": None}
     t = rep.get("first_evidence_s")
     return {"cpus": format_cpu_list(spec.config.cpus), "cpu_set": sorted(set(spec.config.cpus)),
             "threads": len(spec.config.cpus), "primary_cpu": spec.config.cpus[spec.config.primary],
@@ -78,30 +84,45 @@ def retest(args, scenario, first, n, progress=False):
     repro = []
     for k in range(n):
         repro.append(_rerun(args, scenario, progress, seed=args.seed + k))
+        if repro[-1]["status"] == "interrupted":     # Ctrl-C ends the retest too
+            return {"reproduction": {"rate": "interrupted", "reruns": repro},
+                    "localization": {"runs": [], "verdict": "not run (interrupted)",
+                                     "follows": None}}
     failed = 1 + sum(r["failed"] for r in repro)
     times = [first.get("first_evidence_s")] + [r["time_to_failure_s"] for r in repro if r["failed"]]
     times = [t for t in times if t is not None]
     cpus = sorted(set(first["config"]["cpus"]))
     topo = topology(cpus)
     loc = []
+
+    def move(what, **over):
+        r = _rerun(args, scenario, progress, **over)
+        loc.append({"move": what, **r})
+        return r["status"] != "interrupted"
     if len(cpus) > 1:
         for c in cpus:                                    # each CPU left out in turn
             rest = [x for x in cpus if x != c]
-            loc.append({"move": f"without CPU {c}",
-                        **_rerun(args, scenario, progress, cpus=format_cpu_list(rest),
-                                 threads=max(2, len(rest)), primary=None, placement=None)})
+            if not move(f"without CPU {c}", cpus=format_cpu_list(rest),
+                        threads=max(2, len(rest)), primary=None, placement=None):
+                break
+        cores = {}
+        for c in cpus:
+            cores.setdefault(topo[c], []).append(c)
+        for (p, k), sib in sorted(cores.items()):         # each SMT core left out whole
+            if len(sib) < 2 or len(sib) == len(cpus):
+                continue
+            rest = [x for x in cpus if x not in sib]
+            move(f"without core {k} of package {p}", cpus=format_cpu_list(rest),
+                 threads=max(2, len(rest)), primary=None, placement=None)
         for c in cpus[1:4]:                               # the primary moved
-            loc.append({"move": f"primary on CPU {c}",
-                        **_rerun(args, scenario, progress, cpus=format_cpu_list(cpus), primary=c,
-                                 placement=None)})
+            move(f"primary on CPU {c}", cpus=format_cpu_list(cpus), primary=c, placement=None)
         pkgs = sorted({topo[c][0] for c in cpus})
         if len(pkgs) > 1:                                 # each package alone
             for p in pkgs:
                 mine = [c for c in cpus if topo[c][0] == p]
-                loc.append({"move": f"package {p} alone",
-                            **_rerun(args, scenario, progress, cpus=format_cpu_list(mine),
-                                     threads=max(2, len(mine)), primary=None, placement=None)})
-    v = localize(loc, topo)
+                move(f"package {p} alone", cpus=format_cpu_list(mine),
+                     threads=max(2, len(mine)), primary=None, placement=None)
+    v = localize([r for r in loc if not r.get("error")], topo)
     return {"reproduction": {"rate": f"failed {failed} of {n + 1}", "failed": failed, "runs": n + 1,
                              "times_to_failure_s": times,
                              "median_time_to_failure_s": statistics.median(times) if times else None,
