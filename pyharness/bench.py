@@ -489,6 +489,7 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     handoffs = [x["handoff_ns"] for f in figs.values() for x in f.runs if x["handoff_ns"]]
     result = {
         "schema": SCHEMA, "quick": quick, "cpus": cpus, "oversubscribed": shared_cpu,
+        "evidence": _evidence(cpus),
         "inject_delay_ns": inject_delay_ns, "repeats": plan.repeats,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine,
         "skipped": prims.skipped, "figures": figures, "python": py,
@@ -674,7 +675,15 @@ def format_tables(result):
     return "\n".join(lines)
 
 
+def _evidence(cpus):
+    from .platform import evidence
+    return evidence.finish(evidence.collect(cpus), cpus)
+
+
 def bench_main(args):
+    if args.json:                      # checked before any work
+        from .report import check_output_path
+        check_output_path(args.json)
     """`pyharness bench`: tables on stdout, progress on stderr if a TTY."""
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
                        inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())

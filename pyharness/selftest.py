@@ -119,6 +119,9 @@ def format_table(rows):
 
 
 def selftest_main(args):
+    if args.json:
+        from .report import check_output_path
+        check_output_path(args.json)
     rows = run_selftest(seconds=args.seconds, cpus=args.cpus, progress=sys.stderr.isatty())
     rows += run_source_mutants(cpus=args.cpus)
     print(format_table(rows))
@@ -129,5 +132,9 @@ def selftest_main(args):
     print("selftest: " + ("PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"schema": "pyharness.selftest/1", "pass": ok, "rows": rows}, f, indent=1)
+            from .cpus import parse_cpu_list, usable_cpus
+            from .platform import evidence
+            cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
+            json.dump({"schema": "pyharness.selftest/1", "pass": ok, "rows": rows,
+                       "evidence": evidence.finish(evidence.collect(cpus), cpus)}, f, indent=1)
     return 0 if ok else 1

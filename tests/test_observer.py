@@ -124,3 +124,29 @@ def test_a_clean_run_shows_what_each_check_rested_on(run_cli, tmp_path):
     assert rep["checks"]["not_observable"]
     assert set(rep["invariants"]) == set(NAMES)
     assert "checked:" in r.stdout
+
+
+def _brute(seed, ns, batch, total, sessions, paired):
+    """csrc/check.c's oracle, round by round, as a model."""
+    sizes = schedule.round_sizes(1 << 40, batch, total, sessions, paired)
+    par, cursor, p, order = bytearray(ns), ns, 0, None
+    for n in sizes:
+        if cursor + n > ns:
+            order, p, cursor = schedule.pass_order(seed, ns, p, paired), p + 1, 0
+        for s in order[cursor:cursor + n]:
+            par[s] ^= 1
+        cursor += n
+    return bytes(par), len(sizes)
+
+
+@pytest.mark.parametrize("seed,ns,batch,total,sessions,paired", [
+    (1, 1000, 8, 1000, 3, False), (1, 1000, 4, 1000, 3, False), (1, 6, 2, 2, 2, False),
+    (3, 40, 2, 30, 3, True), (1, 20, 2, 6, 2, True), (1, 1004, 2, 1004, 4, True),
+    (5, 64, 1, 301, 7, True)])
+def test_the_fast_schedule_equals_the_round_by_round_model(seed, ns, batch, total, sessions, paired):
+    """Sessions put a short round mid-run: whole passes are skipped only when
+    every round in them is full; paired sessions take whole pairs (and end)."""
+    want, rounds = _brute(seed, ns, batch, total, sessions, paired)
+    assert schedule.final_variants(seed, ns, batch, rounds, total, paired=paired,
+                                   sessions=sessions) == want
+    assert schedule.expected_rounds(total, batch, sessions, paired) == rounds

@@ -202,7 +202,7 @@ def test_campaign_end_to_end_and_merge_of_two_boxes(run_cli, tmp_path):
     step's output under <host>-<date>/, and two campaign directories merge
     into one table by CPU model, microcode and kernel."""
     out = tmp_path / "res"
-    r = run_cli("campaign", "--budget", "15s", "--out", str(out), timeout=600)
+    r = run_cli("campaign", "--budget", "15s", "--out", "res", timeout=600)   # relative to the cwd
     assert r.returncode == 0, r.stdout + r.stderr
     (camp,) = list(out.iterdir())
     s = json.loads((camp / "summary.json").read_text())
@@ -239,3 +239,29 @@ def test_campaign_end_to_end_and_merge_of_two_boxes(run_cli, tmp_path):
 def test_merge_of_nothing_is_one_line_and_exit_2(run_cli, tmp_path):
     r = run_cli("merge", str(tmp_path))
     assert r.returncode == 2 and "summary.json" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_merge_names_an_unreadable_summary(run_cli, tmp_path):
+    d = tmp_path / "box-1"
+    d.mkdir()
+    (d / "summary.json").write_text('{"schema": "pyharness.campaign/1", "host": "b", "st')
+    r = run_cli("merge", str(tmp_path))
+    assert r.returncode == 2 and "unreadable campaign summary" in r.stderr
+    assert str(d / "summary.json") in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_log_to_a_device_or_pipe_does_not_break_the_run(run_cli):
+    r = run_cli("run", "--duration", "0.5", "--quiet", "--log", "/dev/null")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_selftest_and_bench_reports_hold_the_evidence_too(tmp_path):
+    """Every report: a bench's and a selftest's JSON carry the same section
+    (built by one function; the run report's is tested above)."""
+    from pyharness.bench import _evidence
+    ev = _evidence([0])
+    assert ev["schema"] == "pyharness.evidence/1" and ev["cpus"][0]["cpu"] == 0
+    assert "freq_khz_end" in ev["cpus"][0]
+    import inspect
+    from pyharness import selftest
+    assert "evidence.collect" in inspect.getsource(selftest.selftest_main)
