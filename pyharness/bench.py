@@ -681,10 +681,10 @@ def _evidence(cpus):
 
 
 def bench_main(args):
+    """`pyharness bench`: tables on stdout, progress on stderr if a TTY."""
     if args.json:                      # checked before any work
         from .report import check_output_path
         check_output_path(args.json)
-    """`pyharness bench`: tables on stdout, progress on stderr if a TTY."""
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
                        inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())
     print(format_tables(result))
