@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 12
+#define PH_ABI_VERSION 13
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -294,6 +294,8 @@ struct ph_counters {
     uint64_t seen_abort;
     uint64_t ool_exec[4];      /* breakpoints resolved out of line, per execution depth */
     uint64_t nmi_latch;        /* a neighbour's NMI is pending (a NMI latches, never queues) */
+    uint64_t session_out;      /* the sessions this thread has left (seen their DONE) */
+    uint64_t pad2[7];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */
@@ -316,7 +318,7 @@ struct ph_shared {
     uint64_t t_end;
     uint64_t desc_gen;
     uint64_t stuck_round;      /* the round whose wait for acks timed out, or 0 */
-    uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map, used by PH_MUT_RFC_BITMAP */
+    uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map (proto_posted.c) */
     uint64_t inv_count[32];     /* every violation counted, per invariant */
     /* The observer's own record (check.c). */
     uint64_t oracle_rounds;     /* rounds the schedule issued */

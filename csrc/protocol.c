@@ -431,19 +431,21 @@ static int in_nmi(struct ph_engine *e, int work)
  * session could run one site's old variant and the next's new one because
  * the harness started patching early.
  */
-static int rendezvous(struct ph_engine *e, uint64_t k)
+static int rendezvous(struct ph_engine *e, uint64_t k, int leaving)
 {
     uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (i == e->cfg.primary || ph_load_relaxed(&e->thr[i].role) != PH_ROLE_SECONDARY)
             continue;
-        /* Pairs with the release store of session_in in ph_secondary_run(). */
-        while (ph_load_acquire(&e->thr[i].session_in) < k) {
+        /* Pairs with the release stores of session_in / session_out in
+         * ph_nmi_work() and ph_secondary_run(). */
+        while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k) {
             if (ph_aborted(e) || ph_load_acquire(&e->sh->stop))
                 return 0;
             if (ph_spin_step(e, &spins, deadline) < 0) {
                 ph_violation(e, PH_INV_DEADLINE, i, -1, PH_CTX_THREAD,
-                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns, 3ULL << 40);
+                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
+                             (leaving ? 5ULL : 3ULL) << 40);
                 ph_abort_run(e);
                 return -ETIMEDOUT;
             }
@@ -473,7 +475,7 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
             /* A session begins at SYNC_DONE (the RFC's map is kept). */
             ph_publish(e, PH_ROUND(e->seq, PH_SYNC_DONE), STEP_NONE);
         }
-        if ((rc = rendezvous(e, (uint64_t)k + 1)) < 0)
+        if ((rc = rendezvous(e, (uint64_t)k + 1, 0)) < 0)
             break;
         if (e->cfg.nmi_mode) {
             nmi_args.nsites = share;
@@ -485,6 +487,12 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
         }
         if (ph_load_relaxed(&e->sh->final_session))
             break;          /* stopped or aborted: that DONE was the last */
+        /* ... and stop_machine's exit: every secondary has left this session
+         * before the next begins.  Without it a secondary that missed the
+         * short DONE would see the next session's SYNC_DONE as the value it
+         * was already waiting on (the same word: ABA) and wait forever. */
+        if ((rc = rendezvous(e, (uint64_t)k + 1, 1)) < 0)
+            break;
     }
     e->sh->t_end = ph_now_ns();
     ph_chk_final(e);
@@ -513,6 +521,8 @@ int ph_secondary_run(struct ph_engine *e)
         }
         if (rc)
             return rc;
+        /* Left this session (pairs with the acquire load in rendezvous()). */
+        ph_store_release(&c->session_out, ph_load_relaxed(&c->session_in));
         /* DONE seen.  Pairs with the relaxed store of final_session before
          * the release that published DONE (acquire on the round). */
         uint64_t r = ph_load_acquire(&e->sh->round);

@@ -118,6 +118,8 @@ def _detail(name, v):
                     f"{(b >> 16) & 0xffff} bits set in the map against num_acks {b & 0xffff}")
         if kind == 3:
             return f"thread {v['thread']} did not enter the session within {a / 1e9:g} s"
+        if kind == 5:
+            return f"thread {v['thread']} did not leave the session within {a / 1e9:g} s"
         if kind == 4:
             return (f"thread {v['thread']} could not send itself the NMI that runs its session for "
                     f"100 ms (the kernel refused to queue the signal)")
