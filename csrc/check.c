@@ -44,6 +44,19 @@
 #define SCHEDULE_SALT 0x5c4ed01e5c4ed01eULL
 #define PROT_EVERY_NS 10000000ULL      /* /proc/self/maps at most every 10 ms */
 #define MAPS_BUF (1 << 20)
+/* Sampling, so the observer costs a site at most ~10% (pyharness bench):
+ * a secondary reads one state back every SEEN_EVERY rounds (the state
+ * rotating): each read pulls the text line the primary writes next; the
+ * primary's publication checks every site at SYNC_DONE and PUBLISH_SITES
+ * rotating sites of a batch at SYNC_0..SYNC_2, on one round in GUARD_EVERY
+ * (an ordering bug hits every round and site: the first checked round
+ * shows it), as the poke guard does for thread-context writes (writes from
+ * the primary's breakpoint path, rare, are always checked); the run view
+ * is swept every RUNVIEW_EVERY rounds and at the end. */
+#define SEEN_EVERY 16
+#define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes and thread-context writes are checked */
+#define PUBLISH_SITES 8
+#define RUNVIEW_EVERY 16
 
 /* ------------------------------------------------------------------ */
 /* The schedule oracle                                                 */
@@ -218,6 +231,8 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
     if (!o->active || !len)
         return;
     int idx = ph_self.idx, ctx = ph_current_ctx();
+    if (ctx == PH_CTX_THREAD && o->seq % GUARD_EVERY != 1)
+        return;             /* sampled rounds; the breakpoint path's writes always */
     uint64_t round = ph_load_relaxed(&e->sh->round);
     int site = ph_site_containing(e, addr);
     const struct ph_site *s = site >= 0 ? &e->sites[site] : NULL;
@@ -308,13 +323,18 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
     }
     if (st > PH_SYNC_DONE || (st == PH_SYNC_DONE && pst == PH_DONE))
         return;             /* DONE, or a session's start: no round's bytes */
+    if (st < PH_SYNC_DONE && PH_ROUND_SEQ(r) % GUARD_EVERY != 1)
+        return;             /* sampled rounds (GUARD_EVERY) */
     const struct ph_oround *rd = round_entry(e, PH_ROUND_SEQ(r));
     if (!rd) {   /* a round the schedule never issued */
         ph_violation(e, PH_INV_SCHEDULE, idx, -1, PH_CTX_THREAD, r, PH_ROUND_SEQ(r), o->seq);
         return;
     }
     uint64_t seq = PH_ROUND_SEQ(r);
-    for (int i = 0; i < rd->n; i++) {
+    int all = st == PH_SYNC_DONE || rd->n <= PUBLISH_SITES;
+    int first = all ? 0 : (int)((seq * PUBLISH_SITES) % (uint64_t)rd->n);
+    for (int j = 0; j < (all ? rd->n : PUBLISH_SITES); j++) {
+        int i = (first + j) % rd->n;
         int site = rd->sites[i];
         const struct ph_site *s = &e->sites[site];
         uint8_t cur[PH_SITE_MAX_LEN];
@@ -370,6 +390,10 @@ void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx
     int st = PH_ROUND_STATE(r);
     uint64_t seq = PH_ROUND_SEQ(r);
     if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
+        return;
+    /* One state every SEEN_EVERY rounds, rotating (see SEEN_EVERY). */
+    uint64_t phase = seq + (uint64_t)ph_self.idx;
+    if (phase % SEEN_EVERY != (uint64_t)st * (SEEN_EVERY / 4))
         return;
     const struct ph_oround *rd = round_entry(e, seq);
     if (!rd)
@@ -494,13 +518,27 @@ static void check_protection(struct ph_engine *e)
     }
 }
 
+static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd);
+
 void ph_chk_round_end(struct ph_engine *e)
 {
     struct ph_oracle *o = &e->orc;
     if (!o->active)
         return;
     const struct ph_oround *rd = round_entry(e, o->seq);
-    if (rd) {
+    if (rd && o->seq % RUNVIEW_EVERY == 1)
+        runview_sweep(e, rd);
+    uint64_t now = ph_now_ns();
+    if (!o->prot_last_ns || now - o->prot_last_ns >= PROT_EVERY_NS) {
+        o->prot_last_ns = now;
+        check_protection(e);
+    }
+}
+
+/* (g) after a round, its bytes through the view that runs. */
+static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd)
+{
+    {   /* (kept as one block: the loop the round-end check always had) */
         for (int i = 0; i < rd->n; i++) {
             const struct ph_site *s = &e->sites[rd->sites[i]];
             const uint8_t *nw = s->text[rd->newv[i]];
@@ -514,17 +552,16 @@ void ph_chk_round_end(struct ph_engine *e)
                 }
         }
     }
-    uint64_t now = ph_now_ns();
-    if (!o->prot_last_ns || now - o->prot_last_ns >= PROT_EVERY_NS) {
-        o->prot_last_ns = now;
-        check_protection(e);
-    }
 }
 
 void ph_chk_final(struct ph_engine *e)
 {
-    if (e->orc.active)
-        check_protection(e);
+    if (!e->orc.active)
+        return;
+    const struct ph_oround *rd = round_entry(e, e->orc.seq);
+    if (rd)
+        runview_sweep(e, rd);
+    check_protection(e);
 }
 
 /* ------------------------------------------------------------------ */

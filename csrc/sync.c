@@ -57,11 +57,10 @@ int ph_sync_method_available(int sync)
  * produce, so the evidence that a thread serialized is the instruction's
  * own output, not a flag set next to the call:
  *   CPUID leaf 0 returns the vendor string (EBX: "Genu", "Auth", ...);
- *   IRET loads RFLAGS from its frame: ID is cleared first (POPFQ, which
- *   does not serialize), the frame carries ID set, and ID reads back set
- *   only if IRET loaded the frame.  Every call ends with ID set, so a
- *   signal handler's own call between our IRET and our read-back (sigreturn
- *   does not restore ID) cannot clear the evidence;
+ *   IRET loads RSP (and RIP, RFLAGS) from its frame: the frame's RSP is 64
+ *   bytes below the natural one, and only an IRET that ran leaves exactly
+ *   that value (the saved stack pointer is restored after, so a build that
+ *   replaced the IRET fails the token, not the stack);
  *   SERIALIZE has no output: its token only says the wrapper ran (the
  *   engine's start-up cost check is its only evidence; see check.c).
  * They are noinline so that the start-up cost check times the same code.
@@ -82,32 +81,25 @@ __attribute__((noinline)) static uint64_t sync_cpuid(void)
  */
 __attribute__((noinline)) static uint64_t sync_iret(void)
 {
-    unsigned long tmp, flags, after;
+    unsigned long tmp, orig, after;
     __asm__ __volatile__(
-        "pushfq\n\t"
-        "pop %1\n\t"
-        "and %3, %1\n\t"
-        "push %1\n\t"
-        "popfq\n\t"               /* ID clear */
-        "or %4, %1\n\t"            /* the frame's RFLAGS: ID set */
-        "sub $128, %%rsp\n\t"
+        "mov %%rsp, %1\n\t"         /* the stack pointer to come back to */
+        "sub $128, %%rsp\n\t"       /* below the red zone */
         "mov %%ss, %k0\n\t"
         "push %0\n\t"               /* SS */
-        "lea 8(%%rsp), %0\n\t"
-        "push %0\n\t"               /* RSP after the IRET */
-        "push %1\n\t"               /* RFLAGS */
+        "lea -56(%%rsp), %0\n\t"
+        "push %0\n\t"               /* RSP after the IRET: 64 below where it would be */
+        "pushfq\n\t"                /* RFLAGS */
         "mov %%cs, %k0\n\t"
         "push %0\n\t"               /* CS */
         "lea 1f(%%rip), %0\n\t"
         "push %0\n\t"               /* RIP */
         "iretq\n"
         "1:\n\t"
-        "add $128, %%rsp\n\t"
-        "pushfq\n\t"
-        "pop %2"                    /* ID set iff IRET loaded the frame */
-        : "=&r"(tmp), "=&r"(flags), "=&r"(after)
-        : "i"(~RFLAGS_ID), "i"(RFLAGS_ID) : "memory", "cc");
-    return (after & RFLAGS_ID) ? 1 : 0;
+        "mov %%rsp, %2\n\t"         /* only IRET loads that exact value */
+        "mov %1, %%rsp"
+        : "=&r"(tmp), "=&r"(orig), "=&r"(after) : : "memory", "cc");
+    return after == orig - 128 - 64 ? 1 : 0;
 }
 
 __attribute__((noinline)) static uint64_t sync_serialize(void)
