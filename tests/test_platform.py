@@ -256,3 +256,20 @@ def test_merge_names_an_unreadable_summary(run_cli, tmp_path):
 def test_a_log_to_a_device_or_pipe_does_not_break_the_run(run_cli):
     r = run_cli("run", "--duration", "0.5", "--quiet", "--log", "/dev/null")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_kernel_log_scan_counts_kernel_errors_and_only_our_faults():
+    """A kernel oops counts; another program's user-space trap does not (a
+    30-minute soak once counted a neighbour's GPF); ours does."""
+    from pyharness.platform.health import classify
+    ours = {4242}
+    assert classify("general protection fault, probably for non-canonical address 0xdead: "
+                    "0000 [#1] PREEMPT SMP", ours) == "general-protection"
+    assert classify("mce: [Hardware Error]: Machine check events logged", ours) == "machine-check"
+    assert classify("mce: CPU2: Package temperature above threshold, cpu clock throttled", ours) is None
+    assert classify("watchdog: BUG: soft lockup - CPU#1 stuck for 22s!", ours) == "soft-lockup"
+    other = "traps: python3[26671] general protection fault ip:7fca4615ab00 sp:7fca45956328 error:0"
+    assert classify(other, ours) is None
+    assert classify(other.replace("26671", "4242"), ours) == "our-process-fault"
+    assert classify("python3[4242]: segfault at 0 ip 00007f sp 00007f error 4", ours) == "our-process-fault"
+    assert classify("python3[777]: segfault at 0 ip 00007f sp 00007f error 4", ours) is None

@@ -63,6 +63,20 @@ def read_interrupts(path="/proc/interrupts"):
     return out
 
 
+# A user-space fault the kernel reports ("traps: comm[tid] general protection
+# fault ...", "comm[tid]: segfault at ..."): it counts only when it names one
+# of our processes or threads; another program's crash is not this box's
+# health, nor ours.
+USER_FAULT = re.compile(r"traps:|segfault at|\btrap (int3|invalid opcode|stack segment)")
+
+
+def classify(msg, pids):
+    """The kind of a kernel log line that matters, or None."""
+    if USER_FAULT.search(msg):
+        return "our-process-fault" if any(re.search(rf"\[{p}\]", msg) for p in pids) else None
+    return next((k for k, rx in KERNEL_PATTERNS if rx.search(msg)), None)
+
+
 class HealthWatch:
     """Start before the run, stop after it; then .report() and .violations()."""
 
@@ -134,11 +148,7 @@ class HealthWatch:
         for rec in self.records:
             head, _, msg = rec.partition(";")
             msg = msg.split("\n")[0]
-            kind = next((k for k, rx in KERNEL_PATTERNS if rx.search(msg)), None)
-            if kind is None and re.search(r"segfault|traps:", msg):
-                # only our own processes' faults
-                if any(re.search(rf"\[{p}\]", msg) for p in self.pids):
-                    kind = "our-process-fault"
+            kind = classify(msg, self.pids)
             if kind:
                 matches.append({"kind": kind, "line": msg, "prio": head.split(",")[0]})
         return {"checked": True, "records_read": len(self.records), "matches": matches}
