@@ -54,6 +54,14 @@
  * the primary's breakpoint path, rare, are always checked); the run view
  * is swept every RUNVIEW_EVERY rounds and at the end. */
 #define SEEN_EVERY 16
+
+/* One round in `every`, the phase moving on every block of `every` rounds:
+ * a fixed residue would line up with the aimed stress (round k aims at step
+ * k mod 4) and never look at some class of rounds. */
+static int sampled(uint64_t seq, uint64_t every)
+{
+    return seq <= 1 || seq % every == (seq / every) % every;   /* the first round: always */
+}
 #define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes and thread-context writes are checked */
 #define PUBLISH_SITES 8
 #define RUNVIEW_EVERY 16
@@ -231,7 +239,7 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
     if (!o->active || !len)
         return;
     int idx = ph_self.idx, ctx = ph_current_ctx();
-    if (ctx == PH_CTX_THREAD && o->seq % GUARD_EVERY != 1)
+    if (ctx == PH_CTX_THREAD && !sampled(o->seq, GUARD_EVERY))
         return;             /* sampled rounds; the breakpoint path's writes always */
     uint64_t round = ph_load_relaxed(&e->sh->round);
     int site = ph_site_containing(e, addr);
@@ -323,7 +331,7 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
     }
     if (st > PH_SYNC_DONE || (st == PH_SYNC_DONE && pst == PH_DONE))
         return;             /* DONE, or a session's start: no round's bytes */
-    if (st < PH_SYNC_DONE && PH_ROUND_SEQ(r) % GUARD_EVERY != 1)
+    if (st < PH_SYNC_DONE && !sampled(PH_ROUND_SEQ(r), GUARD_EVERY))
         return;             /* sampled rounds (GUARD_EVERY) */
     const struct ph_oround *rd = round_entry(e, PH_ROUND_SEQ(r));
     if (!rd) {   /* a round the schedule never issued */
@@ -392,8 +400,7 @@ void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx
     if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
         return;
     /* One state every SEEN_EVERY rounds, rotating (see SEEN_EVERY). */
-    uint64_t phase = seq + (uint64_t)ph_self.idx;
-    if (phase % SEEN_EVERY != (uint64_t)st * (SEEN_EVERY / 4))
+    if (seq > 1 && !sampled(seq + (uint64_t)ph_self.idx * 5 + (uint64_t)st * 4, SEEN_EVERY))
         return;
     const struct ph_oround *rd = round_entry(e, seq);
     if (!rd)
@@ -526,7 +533,7 @@ void ph_chk_round_end(struct ph_engine *e)
     if (!o->active)
         return;
     const struct ph_oround *rd = round_entry(e, o->seq);
-    if (rd && o->seq % RUNVIEW_EVERY == 1)
+    if (rd && sampled(o->seq, RUNVIEW_EVERY))
         runview_sweep(e, rd);
     uint64_t now = ph_now_ns();
     if (!o->prot_last_ns || now - o->prot_last_ns >= PROT_EVERY_NS) {
