@@ -545,19 +545,17 @@ void ph_chk_round_end(struct ph_engine *e)
 /* (g) after a round, its bytes through the view that runs. */
 static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd)
 {
-    {   /* (kept as one block: the loop the round-end check always had) */
-        for (int i = 0; i < rd->n; i++) {
-            const struct ph_site *s = &e->sites[rd->sites[i]];
-            const uint8_t *nw = s->text[rd->newv[i]];
-            const volatile uint8_t *x = (const volatile uint8_t *)s->addr;  /* the run view */
-            for (int k = 0; k < s->len; k++)
-                if (x[k] != nw[k]) {   /* a: offset, b: found << 8 | intended */
-                    ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, rd->sites[i],
-                                 PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), (uint64_t)k,
-                                 ((uint64_t)x[k] << 8) | nw[k]);
-                    break;
-                }
-        }
+    for (int i = 0; i < rd->n; i++) {
+        const struct ph_site *s = &e->sites[rd->sites[i]];
+        const uint8_t *nw = s->text[rd->newv[i]];
+        const volatile uint8_t *x = (const volatile uint8_t *)s->addr;  /* the run view */
+        for (int k = 0; k < s->len; k++)
+            if (x[k] != nw[k]) {   /* a: offset, b: found << 8 | intended */
+                ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, rd->sites[i],
+                             PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), (uint64_t)k,
+                             ((uint64_t)x[k] << 8) | nw[k]);
+                break;
+            }
     }
 }
 
@@ -688,6 +686,7 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
     struct ph_counters *c = ph_self.c;
     uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
     int ours = e && c && ph_self.e == e && si->si_code == SI_KERNEL && in_our_text(e, ip);
+    int tsite = ours ? ph_site_find(e, ip) : -1;     /* one lookup for all below */
     if (ours) {
         int64_t d = c->exec_depth;
         int slot = d < 3 ? (int)d : 3;
@@ -695,11 +694,10 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
         c->trap_exec[slot] = n;
         ph_count(&c->traps, 1);
         c->in_bp++;
-        int site = ph_site_find(e, ip);
-        if (site >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
-            e->orc.trap_seq[site] = e->orc.seq;
+        if (tsite >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
+            e->orc.trap_seq[tsite] = e->orc.seq;
         if (n == PH_TRAP_BOUND + 1)   /* a: traps so far, b: the trap address */
-            ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, site, ph_current_ctx(),
+            ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, tsite, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), n, ip);
         if (n >= PH_TRAP_HARD) {
             /* a livelock of traps: end the worker with the evidence */
@@ -718,7 +716,6 @@ void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
     uint64_t sp0 = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
     /* The schedule's variant as the trap found it: once the handler let go
      * of its descriptor the primary may move on and flip the site again. */
-    int tsite = ours ? ph_site_find(e, ip) : -1;
     uint64_t l0 = tsite >= 0 && e->orc.last_seq ? ph_load_acquire(&e->orc.last_seq[tsite]) : 0;
     int v0 = tsite >= 0 ? ph_load_acquire(&e->orc.variant[tsite]) : 0;
     ph_bp_handle(sig, si, ucv);

@@ -268,6 +268,7 @@ void ph_publish_store(struct ph_engine *e, uint64_t r);
 uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step);
 void ph_busy_wait(uint64_t ns);
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step);
+void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0);
 int ph_nmi_work(struct ph_engine *e);
 
 /* stress.c: aimed stress and the RFC selftest's conditions */

@@ -158,11 +158,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
             }
         }
     }
-    uint64_t dt = ph_now_ns() - t0;
-    ph_count(&c->wait_ns, dt);
-    int st = PH_ROUND_STATE(r);
-    if (st <= PH_SYNC_DONE)
-        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+    ph_ack_wait_done(e, r, t0);
     c->where = where;
     return 0;
 }

@@ -151,6 +151,17 @@ uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step)
     return t;
 }
 
+/* The end of a primary's wait for the acks of round r, begun at t0: its
+ * time, and the per-state ack-wait sample (both protocols). */
+void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0)
+{
+    uint64_t dt = ph_now_ns() - t0;
+    ph_count(&ph_self.c->wait_ns, dt);
+    int st = PH_ROUND_STATE(r);
+    if (st <= PH_SYNC_DONE)
+        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+}
+
 /* One step's writes, every site of the round (the protocols' poke_sync()). */
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
 {
