@@ -6,6 +6,7 @@ The cdef is ph_api.h itself, minus preprocessor lines other than integer
 """
 import os
 import re
+import subprocess
 
 from cffi import FFI
 
@@ -30,6 +31,28 @@ def _cdef_text():
 CFLAGS = ["-O2", "-mno-red-zone", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-fno-strict-aliasing"]
 
+
+
+def _git_commit():
+    """The commit being built, "+dirty" if tracked files differ; "" when
+    this is not a git checkout (an sdist) or git is absent.  Stored with
+    every result (pyharness.history) so a wheel built from a checkout
+    still says which code it is."""
+    root = os.path.dirname(HERE)
+    if not os.path.isdir(os.path.join(root, ".git")):
+        return ""
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if not re.fullmatch(r"[0-9a-f]{40}", head):
+        return ""
+    return head + ("+dirty" if dirty else "")
+
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text())
 ffibuilder.set_source(
@@ -40,7 +63,8 @@ ffibuilder.set_source(
     # -mno-red-zone: IRET-to-self builds a frame on the stack (PROTOCOL.md).
     extra_compile_args=CFLAGS,
     # The build, as reports state it (pyharness/platform/evidence.py).
-    define_macros=[("PH_BUILD_FLAGS", '"' + " ".join(CFLAGS) + '"')],
+    define_macros=[("PH_BUILD_FLAGS", '"' + " ".join(CFLAGS) + '"'),
+                   ("PH_BUILD_COMMIT", '"' + _git_commit() + '"')],
     libraries=["rt"],
 )
 

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 13
+#define PH_ABI_VERSION 14
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -365,6 +365,7 @@ uint64_t ph_now_ns(void);
 uint64_t ph_sync_token(int sync);
 const char *ph_build_compiler(void);
 const char *ph_build_flags(void);
+const char *ph_build_commit(void);
 uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */

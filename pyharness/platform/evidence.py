@@ -154,8 +154,15 @@ def build_evidence():
             b["git_dirty"] = bool(st.strip())
         except (OSError, subprocess.TimeoutExpired) as exc:
             missing.append({"what": "git commit", "reason": str(exc)})
-    else:
-        missing.append({"what": "git commit", "reason": "not run from a git checkout (installed)"})
+    built = ffi.string(lib.ph_build_commit()).decode()
+    b["built_from"] = built or None      # the commit compiled into the core
+    if b["git_commit"] is None and built:
+        b["git_commit"], _, dirty = built.partition("+")
+        b["git_dirty"] = bool(dirty)
+        b["commit_source"] = "compiled into the core at build time"
+    elif b["git_commit"] is None:
+        missing.append({"what": "git commit", "reason": "not run from a git checkout, and the "
+                        "core was built outside one (an sdist)"})
     return b, missing
 
 
