@@ -685,9 +685,14 @@ def bench_main(args):
     if args.json:                      # checked before any work
         from .report import check_output_path
         check_output_path(args.json)
+    from .history.cli import open_for_writing, record
+    store, tags = open_for_writing(args)   # so is the store: opened and migrated first
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
                        inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())
     print(format_tables(result))
+    if result["interrupted_in_round"] != 0:  # a warm-up cut short measured nothing
+        if not record(store, result, tags, "pyharness bench"):
+            return 1
     if result["interrupted_in_round"] is not None:
         sys.stderr.write("pyharness bench: interrupted; what was measured is above"
                          + (f" and in {args.json}" if args.json else "") + "\n")

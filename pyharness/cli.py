@@ -1,5 +1,5 @@
-"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare | campaign |
-merge.
+"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare | history |
+store | report | plot | campaign | merge.
 
 Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this
 environment cannot run it, 130 interrupted.  Errors are one line on stderr.
@@ -47,6 +47,21 @@ def _nonneg_int(text):
     if v < 0:
         raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
     return v
+
+
+def _store_options(p, what):
+    p.add_argument("--store", nargs="?", const="", default=None, metavar="URL",
+                   help=f"record {what} in a results store: sqlite:///path, a path, or "
+                        "postgresql://host/db; alone: $PYHARNESS_STORE or "
+                        "~/.local/share/pyharness/results.db")
+    p.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE",
+                   help="tag the stored result (repeatable), e.g. --tag kernel=6.18-rc1")
+
+
+def _read_store_option(p):
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="the results store (default: $PYHARNESS_STORE or "
+                        "~/.local/share/pyharness/results.db)")
 
 
 def build_parser():
@@ -122,6 +137,7 @@ def build_parser():
     r.add_argument("--metrics", default=None, metavar="PATH",
                    help="Prometheus text format, for node_exporter's textfile collector")
     r.add_argument("--quiet", action="store_true", help="no progress line")
+    _store_options(r, "the run report")
 
     sub.add_parser("scenarios", help="list the scenarios")
 
@@ -141,6 +157,7 @@ def build_parser():
     b.add_argument("--check-targets", action="store_true",
                    help="exit 1 when a speed target (Python share, ratio to the floor, batch "
                         "gain) is missed")
+    _store_options(b, "the result")
 
     m = sub.add_parser("mutate", help="build each source mutant (tests/mutants) and check that "
                                       "the checker catches it")
@@ -176,6 +193,55 @@ def build_parser():
     c.add_argument("--basis", default="auto", choices=["auto", "raw", "normalized"],
                    help="gate on raw time, or on cost relative to the run's own floor "
                         "(auto: normalized under a hypervisor)")
+    c.add_argument("--format", default="text", choices=["text", "md", "json"])
+
+    h = sub.add_parser("history", help="each figure's history in the results store, with its "
+                                       "change points")
+    _read_store_option(h)
+    h.add_argument("--figure", action="append", default=None, metavar="GLOB",
+                   help='figures to show, e.g. "rfc/*" (repeatable; default all)')
+    h.add_argument("--machine", default=None, metavar="M",
+                   help="a hostname, a CPU model substring or a machine identity prefix")
+    h.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE",
+                   help="only results with this tag (repeatable)")
+    h.add_argument("--by", default="time", metavar="time|TAG",
+                   help="order by time (default) or by a tag's value, e.g. --by build")
+    h.add_argument("--threshold", type=_nonneg_float, default=0.10,
+                   help="a change must be larger than this fraction (default 0.10)")
+    h.add_argument("--basis", default="auto", choices=["auto", "raw", "normalized"],
+                   help="judge raw time or cost relative to the run's floor (auto: normalized "
+                        "under a hypervisor, as compare)")
+    h.add_argument("--kind", default="bench", choices=["bench", "run"])
+    h.add_argument("--check", action="store_true",
+                   help="exit 1 when a figure's newest point starts or belongs to a segment "
+                        "slower than the one before by more than the threshold")
+    h.add_argument("--format", default="text", choices=["text", "md", "json"])
+
+    st = sub.add_parser("store", help="the results store: import JSON results, show what it holds")
+    ss = st.add_subparsers(dest="store_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ss.required = True
+    si = ss.add_parser("import", help="load bench or run JSON files into the store")
+    si.add_argument("files", nargs="+", metavar="FILE.json")
+    si.add_argument("--store", default=None, metavar="URL",
+                    help="default: $PYHARNESS_STORE or ~/.local/share/pyharness/results.db")
+    si.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE")
+    sinfo = ss.add_parser("info", help="where the store is, its schema revision, what it holds")
+    _read_store_option(sinfo)
+
+    pl = sub.add_parser("plot", help="draw bench and run JSON as PNG or SVG images (matplotlib)")
+    pl.add_argument("files", nargs="+", metavar="FILE.json")
+    pl.add_argument("--out", default=".", metavar="DIR", help="directory for the images (created)")
+    pl.add_argument("--format", default="png", choices=["png", "svg"])
+
+    rp = sub.add_parser("report", help="one self-contained HTML file: history charts with change "
+                                       "points, bench curves, run latencies and violations")
+    rp.add_argument("files", nargs="*", metavar="FILE.json", help="bench or run JSON results")
+    rp.add_argument("--store", nargs="?", const="", default=None, metavar="URL",
+                    help="include the store's history (alone: the default store)")
+    rp.add_argument("--figure", action="append", default=None, metavar="GLOB")
+    rp.add_argument("--machine", default=None, metavar="M")
+    rp.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE")
+    rp.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write")
     return p
 
 
@@ -207,6 +273,18 @@ def main(argv=None):
         if args.command == "compare":
             from .compare import compare_main
             return compare_main(args)
+        if args.command == "history":
+            from .history.cli import history_main
+            return history_main(args)
+        if args.command == "store":
+            from .history.cli import store_main
+            return store_main(args)
+        if args.command == "plot":
+            from .viz.plots import plot_main
+            return plot_main(args)
+        if args.command == "report":
+            from .viz.html import report_main
+            return report_main(args)
     except PyharnessError as exc:
         sys.stderr.write(f"pyharness: error: {exc}\n")
         return exc.exit_code

@@ -1,5 +1,6 @@
 """`pyharness run` and `pyharness scenarios`: options -> RunSpec -> report."""
 import os
+import time
 import sys
 
 from . import cpus as cpumod
@@ -138,6 +139,9 @@ def run_main(args, argv):
             if real in seen:
                 raise UsageError(f"--{opt} and --{seen[real]} name the same file {path}")
             seen[real] = opt
+    from .history.cli import open_for_writing, record
+    store, tags = open_for_writing(args)      # opened and migrated before any work
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     progress = (not args.quiet) and sys.stderr.isatty()
     log = None
     if getattr(args, "log", None):
@@ -167,8 +171,10 @@ def run_main(args, argv):
         if log:
             log.close()
     ok = True       # the report first: a closed stdout must not lose it
+    rep.setdefault("started", started)
     if args.json:
         ok = write_report(rep, args.json, "--json") and ok
+    ok = record(store, rep, tags, "pyharness run") and ok
     from .platform import exports
     for opt, writer in (("junit", exports.write_junit), ("metrics", exports.write_metrics)):
         path = getattr(args, opt, None)

@@ -32,6 +32,13 @@ class UnsupportedError(PyharnessError):
     exit_code = EXIT_UNSUPPORTED
 
 
+class StoreError(PyharnessError):
+    """The results store cannot be opened, migrated or written: a server
+    that does not answer, a schema newer than this pyharness (exit 3)."""
+
+    exit_code = EXIT_UNSUPPORTED
+
+
 class SyncUnavailableError(UnsupportedError):
     """The CPU lacks the requested serializing instruction."""
 

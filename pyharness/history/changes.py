@@ -1,0 +1,171 @@
+"""Change points in one figure's history.
+
+    cps = change_points(points, threshold=0.10, alpha=0.01)
+
+A point is one result: the figure's per-run samples in that result on the
+judged basis (`judged`), and, where the judged basis is the cost relative
+to the run's own floor, the raw times too (`confirm`).
+
+Detection: PELT (ruptures, Killick et al. 2012) with a least-squares cost
+on the log of each point's median, penalty 2 sigma^2 ln n, sigma the noise
+between neighbouring points (a robust estimate: MAD of successive
+differences, never below MIN_SIGMA).  Segments are at least two points
+long, so one odd run in the middle of a history is not a change.  Why
+ruptures: a maintained library with wheels, exact PELT (optimal
+segmentation, linear time), and a cost we can state in one line; MongoDB's
+E-Divisive package (what Apache Otava uses) pins Python < 3.12 and an old
+setuptools, which we cannot impose on users.
+
+Significance, as Otava does after E-Divisive: each candidate is tested
+between its neighbouring segments, and kept only when the ratio of their
+medians is beyond the threshold and both tests give p < alpha:
+- between results (p): the difference of the segments' median log values
+  against the noise between results (a z-test on medians; the noise from
+  successive differences inside segments, see noise_sigma).
+  Runs of one bench share the machine's state of that minute, so the
+  per-run samples of one result are not independent evidence of a change
+  between results; on our VM, pooling them alone found changes in 30
+  benches of one build;
+- within results (p_samples): a two-sided Mann-Whitney U test over the
+  pooled per-run samples (the test `pyharness compare` uses).
+On the normalized basis the raw times must move the same way beyond the
+threshold too (p < alpha over the samples), as in `compare`: a change of
+the floor alone is the machine's.  A candidate that fails is merged away and its neighbours
+are tested again, until every kept change is significant.
+
+The newest point: a change in the last point alone cannot make a segment
+of two yet, so it is tested on its own against the segment before it, and
+reported as a change point starting at the newest result ("newest": true)
+while no later point confirms or refutes it.
+"""
+import math
+
+from ..stats import mann_whitney_u, summary
+
+MIN_SIGMA = 0.01       # 1% (log scale): below this, noise estimates are luck
+PENALTY = 2.0          # x sigma^2 ln n: BIC for a shift in the mean with known noise
+MIN_SIZE = 2
+MIN_POINTS = 3         # the noise between results needs three to estimate
+MEDIAN_EFF = 1.2533    # sqrt(pi/2): a median's standard error over a mean's
+
+
+def _median(xs):
+    return summary(xs)["median"] if xs else None
+
+
+def _pool(points, lo, hi, key):
+    out = []
+    for p in points[lo:hi]:
+        out.extend(p.get(key) or [])
+    return out
+
+
+def _between(points, a0, a1, b0, b1, key, sigma):
+    """The change between two segments judged on the results themselves:
+    the difference of the medians of the log point values, against the
+    noise between results (sigma).  Returns (ratio, p)."""
+    la = [math.log(p) for p in _values(points[a0:a1], key)]
+    lb = [math.log(p) for p in _values(points[b0:b1], key)]
+    if not la or not lb:
+        return None, 1.0
+    d = summary(lb)["median"] - summary(la)["median"]
+    se = MEDIAN_EFF * sigma * math.sqrt(1.0 / len(la) + 1.0 / len(lb))
+    return math.exp(d), math.erfc(abs(d) / se / math.sqrt(2))
+
+
+def _values(points, key):
+    out = []
+    for p in points:
+        v = summary(p.get(key) or [])["median"] if p.get(key) else None
+        if v and v > 0:
+            out.append(v)
+    return out
+
+
+def _test(points, a0, a1, b0, b1, threshold, alpha, sigma):
+    """Segment [a0, a1) against [b0, b1): the judged change, and whether it
+    counts: significant between results and within them, beyond the
+    threshold, and (normalized basis) confirmed in raw time."""
+    before, after = _pool(points, a0, a1, "judged"), _pool(points, b0, b1, "judged")
+    mb, ma = _median(before), _median(after)
+    _, p_samples = mann_whitney_u(before, after)
+    ratio, p = _between(points, a0, a1, b0, b1, "judged", sigma["judged"] or MIN_SIGMA)
+    out = {"before_median": mb, "after_median": ma, "ratio": ratio, "p": p,
+           "p_samples": p_samples, "before_points": a1 - a0, "after_points": b1 - b0}
+    ok = (ratio is not None and p < alpha and p_samples < alpha and
+          (ratio > 1 + threshold or ratio < 1 / (1 + threshold)))
+    if points[0].get("confirm") is not None:
+        rb, ra = _pool(points, a0, a1, "confirm"), _pool(points, b0, b1, "confirm")
+        # As `compare`: the raw time must move the same way beyond the
+        # threshold, significantly over the samples.  Not between results:
+        # raw time between results is what the host's phases move, and
+        # the judged basis has passed that test already.
+        rratio, _ = _between(points, a0, a1, b0, b1, "confirm", MIN_SIGMA)
+        _, rp = mann_whitney_u(rb, ra)
+        out.update(raw_before_median=_median(rb), raw_after_median=_median(ra), raw_ratio=rratio,
+                   raw_p=rp)
+        same_way = rratio is not None and ratio is not None and (
+            (ratio > 1 and rratio > 1 + threshold) or (ratio < 1 and rratio < 1 / (1 + threshold)))
+        ok = ok and rp < alpha and same_way
+    out["significant"] = ok
+    return out
+
+
+def noise_sigma(values, cuts=()):
+    """sigma of the log values between results, from successive
+    differences that do not cross a change (cuts: the indices where a
+    segment starts): sqrt(mean d^2 / 2).  Not a robust estimate on
+    purpose: figures whose results fall into two modes (the VM's host
+    scheduling) must count the jumps between modes as noise.  None with
+    fewer than two such differences."""
+    x = [math.log(v) if v and v > 0 else None for v in values]
+    d = [x[i] - x[i - 1] for i in range(1, len(x))
+         if i not in cuts and x[i] is not None and x[i - 1] is not None]
+    if len(d) < 2:
+        return None
+    return max(MIN_SIGMA, math.sqrt(sum(v * v for v in d) / len(d) / 2))
+
+
+def candidates(values):
+    """PELT's breakpoints (indices where a new segment starts)."""
+    n = len(values)
+    if n < 2 * MIN_SIZE or any(not v or v <= 0 for v in values):
+        return []
+    import numpy as np
+    import ruptures as rpt
+    x = np.log(np.asarray(values, dtype=float)).reshape(-1, 1)
+    sigma = noise_sigma(values) or MIN_SIGMA
+    algo = rpt.Pelt(model="l2", min_size=MIN_SIZE, jump=1).fit(x)
+    return [b for b in algo.predict(pen=PENALTY * sigma * sigma * math.log(n)) if b < n]
+
+
+def _sigmas(points, cuts):
+    return {"judged": noise_sigma([p["value"] for p in points], cuts)}
+
+
+def change_points(points, threshold=0.10, alpha=0.01):
+    """points: [{"judged": [...], "confirm": [...] or None, "value": median}]
+    oldest first.  Returns [{"index": i (the first point after the change),
+    "newest": bool, ...the test's fields}].  Fewer than MIN_POINTS results:
+    no change can be told from noise, none is reported."""
+    n = len(points)
+    if n < MIN_POINTS:
+        return []
+    cps = candidates([p["value"] for p in points])
+    while True:
+        bounds = [0] + cps + [n]
+        sigma = _sigmas(points, cps)
+        tests = [_test(points, bounds[i - 1], bounds[i], bounds[i], bounds[i + 1],
+                       threshold, alpha, sigma) for i in range(1, len(bounds) - 1)]
+        weak = [(t["p"], i) for i, t in enumerate(tests) if not t["significant"]]
+        if not weak:
+            break
+        cps.pop(max(weak)[1])          # the least significant goes first
+    out = [dict(t, index=c, newest=False) for c, t in zip(cps, tests)]
+    last = cps[-1] if cps else 0
+    sigma = _sigmas(points[:n - 1], cps)       # the history's noise, not the newest point's
+    if n - 1 - last >= 1 and sigma["judged"]:
+        t = _test(points, last, n - 1, n - 1, n, threshold, alpha, sigma)
+        if t["significant"]:
+            out.append(dict(t, index=n - 1, newest=True))
+    return out

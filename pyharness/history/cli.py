@@ -1,0 +1,97 @@
+"""`pyharness store import|info`, `pyharness history`, and the --store /
+--tag options of bench and run."""
+import json
+import sys
+
+from ..errors import UsageError
+from .series import build_history, check_code, parse_tags
+from .store import open_store
+
+
+def open_for_writing(args):
+    """The store named by --store (None: not asked for), opened and migrated
+    before any work starts, so a bad URL or a server that does not answer
+    is exit 2/3 now and not a lost result later."""
+    if getattr(args, "store", None) is None:
+        return None, {}
+    tags = parse_tags(getattr(args, "tag", None))
+    return open_store(args.store), tags
+
+
+def record(store, doc, tags, source):
+    """Add one result; a failure is one line on stderr, and the caller's
+    other outputs (JSON, tables) are already written."""
+    if store is None:
+        return True
+    try:
+        rid, new = store.add(doc, tags=tags, source=source)
+    except Exception as exc:  # noqa: BLE001 - the result is already on stdout/--json
+        sys.stderr.write(f"pyharness: error: could not store the result in {store.describe()}: "
+                         f"{str(exc).splitlines()[0]}\n")
+        return False
+    sys.stderr.write(f"pyharness: result {rid} {'stored' if new else 'already stored'} in "
+                     f"{store.describe()}\n")
+    return True
+
+
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{path} is not JSON") from None
+
+
+def store_main(args):
+    if args.store_command == "import":
+        docs = [(p, _load_json(p)) for p in args.files]      # all read before any is stored
+        for path, doc in docs:
+            if not isinstance(doc, dict) or doc.get("schema") not in ("pyharness.bench/1",
+                                                                      "pyharness.run/1"):
+                schema = doc.get("schema") if isinstance(doc, dict) else None
+                raise UsageError(f"{path} is not a pyharness bench or run result (schema {schema!r})")
+        store = open_store(args.store)
+        tags = parse_tags(args.tag)
+        added = 0
+        for path, doc in docs:
+            rid, new = store.add(doc, tags=tags, source=path)
+            added += new
+            print(f"{path}: result {rid}" + ("" if new else " (already stored)"))
+        print(f"{added} of {len(docs)} imported into {store.describe()}")
+        return 0
+    if args.store_command == "info":
+        store = open_store(args.store, create=False)
+        rows = store.results()
+        print(f"store: {store.describe()}")
+        print(f"schema revision: {store.revision()}")
+        print(f"results: {len(rows)} ({sum(r['kind'] == 'bench' for r in rows)} bench, "
+              f"{sum(r['kind'] == 'run' for r in rows)} run)")
+        hosts = {}
+        for r in rows:
+            hosts.setdefault((r["hostname"], r["cpu_model"], r["kernel"]), 0)
+            hosts[(r["hostname"], r["cpu_model"], r["kernel"])] += 1
+        for (h, c, k), n in sorted(hosts.items(), key=str):
+            print(f"  {h}: {c}, kernel {k}: {n} results")
+        return 0
+    raise UsageError("store: expected a subcommand (import, info)")
+
+
+def history_main(args):
+    from .formats import history_json, history_md, history_text
+    store = open_store(args.store, create=False)
+    hist = build_history(store, figure=args.figure, machine=args.machine,
+                         tags=parse_tags(args.tag), by=args.by, threshold=args.threshold,
+                         basis=args.basis, kind=args.kind)
+    code = check_code(hist) if args.check else 0
+    if args.format == "json":
+        print(history_json(hist, args.check, code))
+    elif args.format == "md":
+        print(history_md(hist, args.check))
+    else:
+        print(history_text(hist, args.check))
+    if args.check and not hist["series"]:
+        sys.stderr.write("pyharness history: --check found no series to judge\n")
+        return 2
+    return code

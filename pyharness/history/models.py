@@ -1,0 +1,101 @@
+"""The results store's tables (SQLAlchemy Core), one schema for SQLite and
+PostgreSQL.  Migrations (pyharness/history/migrations) create and change
+them; this module is what the code reads and writes.  Keep the two in step:
+a change here is a new migration there (tests/test_history.py checks that
+the migrated schema and these tables agree).
+
+    machines  one per machine identity (host, CPU model, family/model/
+              stepping, microcode, kernel, hypervisor, CPU count)
+    builds    one per build identity (version, commit, dirty, compiler,
+              flags, ABI)
+    results   one per bench or run document, with its whole JSON kept
+              (zlib), so nothing a later pyharness wants is lost
+    tags      user tags of a result (--tag kernel=6.18-rc1)
+    figures   one row per figure of a result: its median, floor, ratio
+    samples   each figure's per-run samples: value, floor, ratio
+"""
+from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Table, Text, UniqueConstraint)
+
+metadata = MetaData()
+
+machines = Table(
+    "machines", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("identity", String(64), nullable=False, unique=True),
+    Column("hostname", String(255)),
+    Column("cpu_model", String(255)),
+    Column("cpu_family", String(16)),
+    Column("cpu_model_number", String(16)),
+    Column("stepping", String(16)),
+    Column("microcode", String(32)),
+    Column("kernel", String(255)),
+    Column("hypervisor", Boolean),
+    Column("cpu_count", Integer),
+)
+
+builds = Table(
+    "builds", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("identity", String(64), nullable=False, unique=True),
+    Column("version", String(64)),
+    Column("commit", String(64)),
+    Column("dirty", Boolean),
+    Column("compiler", String(255)),
+    Column("cflags", Text),
+    Column("abi", Integer),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("started", DateTime, nullable=False),
+    Column("recorded", DateTime, nullable=False),
+    Column("machine_id", Integer, ForeignKey("machines.id"), nullable=False),
+    Column("build_id", Integer, ForeignKey("builds.id"), nullable=False),
+    Column("quick", Boolean),
+    Column("inject_delay_ns", Integer),
+    Column("cpus", String(255)),
+    Column("verdict", String(32)),
+    Column("source", Text),
+    Column("schema", String(64), nullable=False),
+    Column("document", LargeBinary, nullable=False),
+)
+Index("ix_results_machine_started", results.c.machine_id, results.c.started)
+
+tags = Table(
+    "tags", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", String(255), nullable=False),
+    UniqueConstraint("result_id", "key", name="uq_tags_result_key"),
+)
+Index("ix_tags_key_value", tags.c.key, tags.c.value)
+
+figures = Table(
+    "figures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32)),
+    Column("unit", String(32)),
+    Column("median", Float),
+    Column("floor_median", Float),
+    Column("ratio_median", Float),
+    UniqueConstraint("result_id", "name", name="uq_figures_result_name"),
+)
+Index("ix_figures_name", figures.c.name)
+
+samples = Table(
+    "samples", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("figure_id", Integer, ForeignKey("figures.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("floor", Float),
+    Column("ratio", Float),
+)
+Index("ix_samples_figure", samples.c.figure_id)

@@ -1,0 +1,154 @@
+"""Each figure's history on each machine, its change points, and the gate.
+
+    hist = build_history(store, figure=["rfc/*"], machine=None, tags={}, by="time")
+    code = hist["exit_code"]             # with check=True: 1 if the newest point regressed
+
+What is judged is what `pyharness compare` judges (pyharness/compare.py):
+under a hypervisor a protocol figure's cost relative to its per-run floor
+(and a change must show in the raw time too), on bare metal the raw time;
+primitives under a hypervisor are shown but do not gate (CPUID and IPIs
+exit to the host and move by +-25% between runs of one build).
+
+One series per (machine identity, figure): results from different machines
+are never put in one line.  --by TAG orders the results by the tag's value
+(the values in the order they first appeared, each value's results by
+time); results without the tag are left out of that view.
+"""
+import datetime as dt
+
+from ..compare import ALPHA, FLOOR_MOVED
+from ..errors import UsageError
+from ..stats import summary
+from .changes import change_points
+
+SCHEMA = "pyharness.history/1"
+BASES = ("auto", "raw", "normalized")
+
+
+def parse_tags(items):
+    """['k=v', ...] -> {k: v}; UsageError on a malformed one."""
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            raise UsageError(f"--tag '{it}': expected KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _order(rows, by):
+    if by == "time":
+        return rows
+    first, keep = {}, []
+    for r in rows:                      # rows are oldest first
+        v = r["tags"].get(by)
+        if v is None:
+            continue
+        first.setdefault(v, len(first))
+        keep.append(r)
+    return sorted(keep, key=lambda r: (first[r["tags"][by]], r["started"], r["id"]))
+
+
+def _label(r, by):
+    if by != "time":
+        return f"{by}={r['tags'][by]}"
+    commit = (r.get("commit") or "")[:8] + ("+" if r.get("dirty") else "")
+    return r["started"].strftime("%Y-%m-%d %H:%M") + (f" {commit}" if commit else "")
+
+
+def _iso(t):
+    return t.replace(tzinfo=dt.timezone.utc).isoformat() if t else None
+
+
+def build_history(store, figure=None, machine=None, tags=None, by="time", threshold=0.10,
+                  basis="auto", alpha=ALPHA, kind="bench"):
+    if basis not in BASES:
+        raise UsageError(f"--basis must be one of {', '.join(BASES)}")
+    if not threshold >= 0:
+        raise UsageError("--threshold must not be negative")
+    rows = store.results(machine=machine, tags=tags, kind=kind)
+    rows = _order(rows, by)
+    figs = store.figure_samples([r["id"] for r in rows], figure)
+    by_machine = {}
+    for r in rows:
+        by_machine.setdefault(r["machine_identity"], []).append(r)
+    series = []
+    for ident, mrows in by_machine.items():
+        names = sorted({n for r in mrows for n in figs.get(r["id"], {})})
+        virtual = any(r.get("hypervisor") for r in mrows)
+        for name in names:
+            pts = []
+            for r in mrows:
+                f = figs.get(r["id"], {}).get(name)
+                if not f or not f["samples"]:
+                    continue
+                raw = [s[0] for s in f["samples"]]
+                ratios = [s[2] for s in f["samples"] if s[2] is not None]
+                floors = [s[1] for s in f["samples"] if s[1] is not None]
+                pts.append({"result": r, "raw": raw, "ratios": ratios, "floors": floors,
+                            "kind": f["kind"], "unit": f["unit"]})
+            if not pts:
+                continue
+            protocol = all(p["ratios"] for p in pts)
+            normalized = protocol and (basis == "normalized" or (basis == "auto" and virtual))
+            gates = protocol or basis == "raw" or not virtual
+            for p in pts:
+                p["judged"] = p["ratios"] if normalized else p["raw"]
+                p["confirm"] = p["raw"] if normalized else None
+                p["value"] = summary(p["judged"])["median"]
+            cps = change_points(pts, threshold, alpha)
+            series.append(_series_json(name, mrows[0], pts, cps, normalized, gates, by,
+                                       threshold))
+    return {"schema": SCHEMA, "by": by, "basis": basis, "threshold": threshold, "alpha": alpha,
+            "change_points": sum(len(s["change_points"]) for s in series if s["gates"]),
+            "host_phases": sum(len(s["change_points"]) for s in series if not s["gates"]),
+            "store": store.describe(), "results": len(rows),
+            "filters": {"figure": figure, "machine": machine, "tags": tags or {}},
+            "series": series}
+
+
+def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
+    points = []
+    for p in pts:
+        r = p["result"]
+        points.append({"result_id": r["id"], "started": _iso(r["started"]), "label": _label(r, by),
+                       "commit": r.get("commit"), "dirty": r.get("dirty"), "tags": r["tags"],
+                       "inject_delay_ns": r.get("inject_delay_ns") or 0,
+                       "value": p["value"], "raw_median": summary(p["raw"])["median"],
+                       "floor_median": summary(p["floors"])["median"] if p["floors"] else None,
+                       "samples": len(p["judged"])})
+    out_cps = []
+    for c in cps:
+        at = points[c["index"]]
+        d = {k: c[k] for k in c if k not in ("index",)}
+        d.update(index=c["index"], at=at["label"], started=at["started"], commit=at["commit"],
+                 tags=at["tags"], direction="slower" if c["ratio"] > 1 else "faster",
+                 magnitude=c["ratio"] - 1)
+        before = [p["floor_median"] for p in points[:c["index"]] if p["floor_median"]]
+        after = [p["floor_median"] for p in points[c["index"]:] if p["floor_median"]]
+        if before and after:
+            fb, fa = summary(before)["median"], summary(after)["median"]
+            d["floor_ratio"] = fa / fb
+        out_cps.append(d)
+    regressed, why = False, None
+    if out_cps and gates:
+        last = out_cps[-1]
+        floor_moved = last.get("floor_ratio") and normalized and \
+            max(last["floor_ratio"], 1 / last["floor_ratio"]) > FLOOR_MOVED
+        if last["direction"] == "slower" and last["ratio"] > 1 + threshold and not floor_moved:
+            regressed = True
+            why = (f"the newest point {'starts' if last['index'] == len(points) - 1 else 'belongs to'}"
+                   f" a segment {last['magnitude']:+.1%} slower than the one before "
+                   f"(from {last['at']}, p={last['p']:.1e})")
+    return {"figure": name, "machine": {"hostname": mrow.get("hostname"),
+                                        "cpu_model": mrow.get("cpu_model"),
+                                        "microcode": mrow.get("microcode"),
+                                        "kernel": mrow.get("kernel"),
+                                        "identity": mrow.get("machine_identity")},
+            "kind": pts[0]["kind"], "unit": pts[0]["unit"],
+            "basis": "normalized" if normalized else "raw", "gates": gates,
+            "points": points, "change_points": out_cps, "regressed": regressed, "why": why}
+
+
+def check_code(hist):
+    return 1 if any(s["regressed"] for s in hist["series"]) else 0
