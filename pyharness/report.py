@@ -8,16 +8,21 @@ from .engine import ROLE_NAMES, WHERE_NAMES
 SCHEMA = "pyharness.run/1"
 
 
+CDF_POINTS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+
 def distribution(samples):
-    """count, min, p50, p99, max of a list of numbers (nearest rank)."""
+    """count, min, p50, p99, max of a list of numbers (nearest rank), and
+    the CDF at CDF_POINTS as [[fraction, value], ...] for the charts."""
     if not samples:
-        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None}
+        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None, "cdf": []}
     s = sorted(samples)
     n = len(s)
 
     def rank(p):
         return s[min(n - 1, max(0, int(round(p * n + 0.5)) - 1))]
-    return {"count": n, "min": s[0], "p50": rank(0.50), "p99": rank(0.99), "max": s[-1]}
+    return {"count": n, "min": s[0], "p50": rank(0.50), "p99": rank(0.99), "max": s[-1],
+            "cdf": [[q, s[0] if q == 0 else rank(q)] for q in CDF_POINTS]}
 
 
 def distributions(view):

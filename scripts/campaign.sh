@@ -9,10 +9,10 @@
 #   DURATION=3600 NMI_RATE=5000 scripts/campaign.sh
 #   PYHARNESS=.venv/bin/pyharness DURATION=5 scripts/campaign.sh   # a smoke run
 #
-# Variables: PYHARNESS (command), PYTHON (for the summary and plots), DURATION
+# Variables: PYHARNESS (command), PYTHON (for the summary), DURATION
 # (seconds per stress run), CPUS (list or "all"), SCENARIOS, POKES, NMI_RATE
 # (empty: each scenario's own rate), OUT (results directory), PLOT=1 (draw the
-# bench and reports with scripts/plot.py; needs matplotlib).
+# bench and reports with `pyharness plot`; needs matplotlib).
 set -u
 PYHARNESS=${PYHARNESS:-pyharness}
 PYTHON=${PYTHON:-python3}
@@ -60,7 +60,7 @@ done
 step bench bench --cpus "$CPUS" --json "$out/bench.json"
 
 if [ "$PLOT" = 1 ]; then
-    "$PYTHON" "$here/plot.py" "$out"/bench.json "$out"/run-*.json --out "$out/plots" > "$out/plots.out" 2>&1 ||
+    $PYHARNESS plot "$out"/bench.json "$out"/run-*.json --out "$out/plots" > "$out/plots.out" 2>&1 ||
         echo "plots: failed, see $out/plots.out"
 fi
 

@@ -1,34 +1,47 @@
-#!/usr/bin/env python3
-"""Draw pyharness results as PNG or SVG.
+"""Charts of pyharness results (matplotlib, an optional extra).
 
 From bench JSON (`pyharness bench --json`): per-site latency histograms
 and CDFs (RFC, upstream, batch), the scaling curve (per-site time and its
 floor by number of secondaries), the batch curve, and each protocol
 figure's ratio to its floor.  From run reports (`pyharness run --json`):
-the latency summaries (min, p50, p99, max) of sites, acks and breakpoint
-handlers.
+the latency CDFs and summaries of sites, acks and breakpoint handlers.
+From a history (pyharness.history): each figure's series with its change
+points and segment medians.
 
-    python scripts/plot.py b.json [more.json ...] [--out plots/] [--format svg]
+Each drawing function returns [(name, title, matplotlib Figure)]; `save`
+writes them as files (`pyharness plot`), pyharness/viz/html.py inlines
+them as SVG (`pyharness report`).
+
+    pyharness plot b.json [more.json ...] [--out plots/] [--format svg]
     pip install 'pyharness[plot]'      # matplotlib is an optional extra
-
-Exit codes: 0 drawn, 2 bad input, 3 matplotlib missing.
 """
-import argparse
 import json
+import math
 import os
 import re
-import sys
+
+from ..errors import UnsupportedError, UsageError
 
 
-def need_matplotlib():
+MISSING = ("matplotlib is not installed; install the optional extra with "
+           "pip install 'pyharness[plot]' (or pip install matplotlib)")
+
+
+def matplotlib_or_none():
+    """pyplot with the Agg backend, or None when matplotlib is absent."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        sys.stderr.write("plot.py: matplotlib is not installed; install the optional extra with "
-                         "pip install 'pyharness[plot]' (or pip install matplotlib)\n")
-        sys.exit(3)
+        return None
+    return plt
+
+
+def need_matplotlib():
+    plt = matplotlib_or_none()
+    if plt is None:
+        raise UnsupportedError(MISSING)
     return plt
 
 
@@ -40,7 +53,12 @@ def save(plt, fig, out, name):
     return path
 
 
-def _latency(plt, figs, title, out, name):
+def _made(fig, name, title):
+    fig.tight_layout()
+    return (name, title, fig)
+
+
+def _latency(plt, figs, title, name):
     """Histogram and CDF of the per-site samples of some figures."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     for label, f in figs.items():
@@ -55,11 +73,13 @@ def _latency(plt, figs, title, out, name):
     ax2.set(xlabel="per-site time (us)", ylabel="fraction of sites", xscale="log",
             title=f"{title}: CDF")
     ax2.legend(fontsize=7)
-    return save(plt, fig, out, name)
+    return _made(fig, name, f"{title}: per-site latency")
 
 
-def bench_plots(plt, data, stem, out, fmt):
+def bench_plots(plt, data, stem=""):
+    """The charts of one bench result."""
     figs, made = data["figures"], []
+    pre = f"{stem}-" if stem else ""
     for kind, title in (("rfc", "RFC protocol"), ("upstream", "upstream (membarrier)"),
                         ("batch", "batches")):
         sel = {n.split("/", 1)[1]: f for n, f in figs.items()
@@ -67,7 +87,7 @@ def bench_plots(plt, data, stem, out, fmt):
         if kind in ("rfc", "upstream"):   # one line per method: the fewest secondaries
             sel = {n: f for n, f in sel.items() if n.endswith("/secondaries=1")} or sel
         if sel:
-            made.append(_latency(plt, sel, title, out, f"{stem}-latency-{kind}.{fmt}"))
+            made.append(_latency(plt, sel, title, f"{pre}latency-{kind}"))
 
     curves = {}   # (protocol, method) -> [(secondaries, median us, floor us)]
     for name, f in figs.items():
@@ -90,7 +110,7 @@ def bench_plots(plt, data, stem, out, fmt):
         ax.set(xlabel="secondaries", ylabel="per-site time (us); dotted: floor", yscale="log",
                title="scaling with secondaries: RFC acks (solid), upstream membarrier (dashed)")
         ax.legend(fontsize=7)
-        made.append(save(plt, fig, out, f"{stem}-scaling.{fmt}"))
+        made.append(_made(fig, f"{pre}scaling", "scaling with secondaries, with floors"))
 
     batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], v.get("floor_ns"))
                    for k, v in figs.items() if v.get("kind") == "batch")
@@ -101,7 +121,7 @@ def bench_plots(plt, data, stem, out, fmt):
         ax.set(xlabel="sites per batch", ylabel="per-site time (ns)", xscale="log", yscale="log",
                title="batch amortization")
         ax.legend()
-        made.append(save(plt, fig, out, f"{stem}-batch.{fmt}"))
+        made.append(_made(fig, f"{pre}batch", "batch curve, with its floor"))
 
     ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if f.get("ratio_to_floor")]
     if ratios:
@@ -115,18 +135,36 @@ def bench_plots(plt, data, stem, out, fmt):
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
         ax.set(xlabel="measured / floor (median over runs)", title="distance to the floor")
-        made.append(save(plt, fig, out, f"{stem}-floor.{fmt}"))
+        made.append(_made(fig, f"{pre}floor", "each protocol figure's ratio to its floor"))
     return made
 
 
-def run_plots(plt, data, stem, out, fmt):
+def _dist_rows(data):
     d = data.get("distributions") or {}
     rows = [("site", d.get("site_ns")), ("batch", d.get("batch_ns")),
             ("bp handler", d.get("bp_handler_ns"))]
     rows += [(f"ack {k}", v) for k, v in (d.get("ack_wait_ns") or {}).items()]
-    rows = [(n, v) for n, v in rows if v and v.get("count")]
+    return [(n, v) for n, v in rows if v and v.get("count")]
+
+
+def run_plots(plt, data, stem=""):
+    """A run report's latencies: CDFs (from the report's quantiles) and the
+    min / p50 / p99 / max of each distribution."""
+    rows = _dist_rows(data)
     if not rows:
         return []
+    pre = f"{stem}-" if stem else ""
+    made = []
+    cdfs = [(n, v["cdf"]) for n, v in rows if v.get("cdf")]
+    if cdfs:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for name, cdf in cdfs:
+            xs = [max(x, 1) / 1000 for _, x in cdf]
+            ax.plot(xs, [q for q, _ in cdf], marker=".", label=name)
+        ax.set(xscale="log", xlabel="us", ylabel="fraction", ylim=(0, 1.01),
+               title=f"{data.get('scenario')}: latency CDFs")
+        ax.legend(fontsize=7)
+        made.append(_made(fig, f"{pre}cdf", "latency CDFs"))
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
     for i, (name, v) in enumerate(rows):
         ax.plot([max(v["min"], 1), v["max"]], [i, i], color="lightgrey", linewidth=6)
@@ -137,38 +175,66 @@ def run_plots(plt, data, stem, out, fmt):
     ax.set(xscale="log", xlabel="ns (bar: min to max)",
            title=f"{data.get('scenario')}: {data.get('verdict')} ({data.get('status')})")
     ax.legend()
-    return [save(plt, fig, out, f"{stem}-distributions.{fmt}")]
+    made.append(_made(fig, f"{pre}distributions", "latency summaries (min, p50, p99, max)"))
+    return made
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Draw pyharness bench JSON and run reports.")
-    ap.add_argument("files", nargs="+", help="bench JSON or run report JSON")
-    ap.add_argument("--out", default=".", help="directory for the images (created)")
-    ap.add_argument("--format", default="png", choices=["png", "svg"])
-    args = ap.parse_args(argv)
-    docs = []
-    for path in args.files:
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            sys.stderr.write(f"plot.py: cannot read {path}: {exc}\n")
-            return 2
-        schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
-        if not schema.startswith(("pyharness.bench/", "pyharness.run/")):
-            sys.stderr.write(f"plot.py: {path} is neither a bench result nor a run report "
-                             f"(schema {schema!r})\n")
-            return 2
-        docs.append((path, schema, data))
+def history_plot(plt, series):
+    """One figure's series: its points, the median of each segment, and a
+    dashed line at each change point (red: slower, green: faster)."""
+    pts = series["points"]
+    ys = [p["value"] for p in pts]
+    xs = list(range(len(pts)))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(xs, ys, marker="o", markersize=3, linewidth=0.8, color="C0",
+            label="cost / floor" if series["basis"] == "normalized" else "median")
+    cps = series["change_points"]
+    bounds = [0] + [c["index"] for c in cps] + [len(pts)]
+    for a, b in zip(bounds, bounds[1:]):
+        seg = sorted(ys[a:b])
+        if seg:
+            med = seg[len(seg) // 2] if len(seg) % 2 else (seg[len(seg) // 2 - 1] + seg[len(seg) // 2]) / 2
+            ax.hlines(med, a - 0.4, b - 0.6, colors="C1", linewidth=2,
+                      label="segment median" if a == 0 else None)
+    for c in cps:
+        ax.axvline(c["index"] - 0.5, color="C3" if c["direction"] == "slower" else "C2",
+                   linestyle="--", label=f"change {c['magnitude']:+.0%}")
+    step = max(1, int(math.ceil(len(pts) / 8)))
+    ax.set_xticks(xs[::step])
+    ax.set_xticklabels([p["label"] for p in pts][::step], rotation=20, ha="right", fontsize=6)
+    unit = "x floor" if series["basis"] == "normalized" else (series.get("unit") or "")
+    ax.set(ylabel=unit, title=f"{series['figure']} on {series['machine']['hostname']}")
+    ax.legend(fontsize=7)
+    return _made(fig, "history-" + re.sub(r"[^\w.=-]+", "_", series["figure"]),
+                 f"{series['figure']}: history")
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{path} is not JSON") from None
+    schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
+    if not schema.startswith(("pyharness.bench/", "pyharness.run/")):
+        raise UsageError(f"{path} is neither a bench result nor a run report (schema {schema!r})")
+    return data
+
+
+def plot_main(args):
+    """`pyharness plot FILE... [--out DIR] [--format png|svg]`: one image per
+    chart; exit 3 without matplotlib."""
+    docs = [(p, _load(p)) for p in args.files]
     plt = need_matplotlib()
-    os.makedirs(args.out, exist_ok=True)
-    for path, schema, data in docs:
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror}") from None
+    for path, data in docs:
         stem = os.path.splitext(os.path.basename(path))[0]
-        draw = bench_plots if schema.startswith("pyharness.bench/") else run_plots
-        for made in draw(plt, data, stem, args.out, args.format):
-            print(made)
+        draw = bench_plots if data["schema"].startswith("pyharness.bench/") else run_plots
+        for name, _, fig in draw(plt, data, stem):
+            print(save(plt, fig, args.out, f"{name}.{args.format}"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
