@@ -52,8 +52,8 @@ def store_main(args):
                                                                       "pyharness.run/1"):
                 schema = doc.get("schema") if isinstance(doc, dict) else None
                 raise UsageError(f"{path} is not a pyharness bench or run result (schema {schema!r})")
-        store = open_store(args.store)
         tags = parse_tags(args.tag)
+        store = open_store(args.store)
         added = 0
         for path, doc in docs:
             rid, new = store.add(doc, tags=tags, source=path)

@@ -135,7 +135,11 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
         last = out_cps[-1]
         floor_moved = last.get("floor_ratio") and normalized and \
             max(last["floor_ratio"], 1 / last["floor_ratio"]) > FLOOR_MOVED
-        if last["direction"] == "slower" and last["ratio"] > 1 + threshold and not floor_moved:
+        # The newest result itself must be slower too: a gate does not
+        # fail a build whose own result is back at the old level.
+        newest_ratio = points[-1]["value"] / last["before_median"] if last["before_median"] else None
+        if last["direction"] == "slower" and last["ratio"] > 1 + threshold and not floor_moved \
+                and newest_ratio and newest_ratio > 1 + threshold:
             regressed = True
             why = (f"the newest point {'starts' if last['index'] == len(points) - 1 else 'belongs to'}"
                    f" a segment {last['magnitude']:+.1%} slower than the one before "

@@ -38,8 +38,8 @@ def default_path():
 
 
 def resolve_url(text=None):
-    """(SQLAlchemy URL object, what to print) for a --store argument.  None
-    or "": $PYHARNESS_STORE or the default file; a plain path: SQLite."""
+    """The SQLAlchemy URL of a --store argument.  None or "":
+    $PYHARNESS_STORE or the default file; a plain path: SQLite."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     text = text or os.environ.get(ENV_URL) or ""
@@ -89,11 +89,14 @@ def open_store(text=None, create=True, announce=True):
             if not create:
                 raise UsageError(f"no results store at {path} (record one with "
                                  "`pyharness bench --store`, or name it with --store URL)")
-            parent = os.path.dirname(path) or "."
-            try:
-                os.makedirs(parent, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"--store: cannot create {parent}: {exc.strerror}") from None
+            parent = os.path.dirname(os.path.abspath(path))
+            if path == default_path():          # ours to make; a path the user named is not
+                try:
+                    os.makedirs(parent, exist_ok=True)
+                except OSError as exc:
+                    raise UsageError(f"--store: cannot create {parent}: {exc.strerror}") from None
+            elif not os.path.isdir(parent):
+                raise UsageError(f"--store {path}: directory {parent} does not exist")
             if not os.access(parent, os.W_OK):
                 raise UsageError(f"--store: {parent} is not writable")
             created = True
@@ -191,6 +194,15 @@ class Store:
     def __init__(self, engine, url):
         self.engine = engine
         self.url = url
+
+    def close(self):
+        self.engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def describe(self):
         return self.url.render_as_string(hide_password=True)

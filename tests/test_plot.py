@@ -1,5 +1,5 @@
-"""scripts/plot.py: bad input is one line and exit 2; with matplotlib
-installed (an optional extra, absent in CI), a run report is drawn."""
+"""`pyharness plot`: bad input is one line and exit 2; with matplotlib
+installed (an optional extra), a run report is drawn."""
 import json
 import os
 import subprocess
@@ -7,12 +7,9 @@ import sys
 
 import pytest
 
-PLOT = os.path.join(os.path.dirname(__file__), "..", "scripts", "plot.py")
-
-
 def plot(*args, cwd):
-    return subprocess.run([sys.executable, PLOT, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pyharness", "plot", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_plot_rejects_what_is_not_a_pyharness_result(tmp_path):
@@ -34,5 +31,5 @@ def test_plot_draws_a_run_report(tmp_path, run_cli):
     r = plot("r.json", "--out", "plots", "--format", "svg", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     made = r.stdout.split()
-    assert made == [os.path.join("plots", "r-distributions.svg")]
+    assert made == [os.path.join("plots", "r-cdf.svg"), os.path.join("plots", "r-distributions.svg")]
     assert (tmp_path / made[0]).stat().st_size > 0
