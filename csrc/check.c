@@ -47,12 +47,15 @@
 /* Sampling, so the observer costs a site at most ~10% (pyharness bench):
  * a secondary reads one state back every SEEN_EVERY rounds (the state
  * rotating): each read pulls the text line the primary writes next; the
- * primary's publication checks every site at SYNC_DONE and PUBLISH_SITES
- * rotating sites of a batch at SYNC_0..SYNC_2, on one round in GUARD_EVERY
- * (an ordering bug hits every round and site: the first checked round
- * shows it), as the poke guard does for thread-context writes (writes from
- * the primary's breakpoint path, rare, are always checked); the run view
- * is swept every RUNVIEW_EVERY rounds and at the end. */
+ * primary's publication checks up to DONE_SITES sites of every round at
+ * SYNC_DONE (every site of a smaller round, rotating through a larger one)
+ * and PUBLISH_SITES rotating sites of a batch at SYNC_0..SYNC_2, on one
+ * round in GUARD_EVERY (an ordering bug hits every round and site: the
+ * first checked round shows it), as the poke guard does for thread-context
+ * writes (writes from the primary's breakpoint path, rare, are always
+ * checked); the run view is swept every RUNVIEW_EVERY rounds and at the
+ * end.  The publication checks run right after the state's store (rfc
+ * protocol), while the secondaries take the new state: see ph_publish(). */
 #define SEEN_EVERY 16
 
 /* One round in `every`, the phase moving on every block of `every` rounds:
@@ -64,7 +67,9 @@ static int sampled(uint64_t seq, uint64_t every)
 }
 #define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes and thread-context writes are checked */
 #define PUBLISH_SITES 8
+#define DONE_SITES 32    /* sites of a round read back at SYNC_DONE (rotating in larger ones) */
 #define RUNVIEW_EVERY 16
+#define PROT_ROUNDS 16   /* the clock is read for the protection check every this many rounds */
 
 /* ------------------------------------------------------------------ */
 /* The schedule oracle                                                 */
@@ -186,13 +191,23 @@ void ph_chk_start(struct ph_engine *e)
 enum { PAT_OLD = 1, PAT_INT3_OLD = 2, PAT_INT3_NEW = 3, PAT_NEW = 4, PAT_INT3_MIXED = 5,
        PAT_OTHER = 6 };
 
+/* Byte compare of a site's few bytes, inline: a libc call per compare
+ * was a visible share of an IRET round. */
+static inline int same(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 /* What the bytes at a site are, against its old and new variant. */
 static int pattern(const uint8_t *cur, const struct ph_site *s, int newv)
 {
     const uint8_t *nw = s->text[newv], *od = s->text[!newv];
     size_t tl = (size_t)s->len - 1;
-    int tail_new = memcmp(cur + 1, nw + 1, tl) == 0;
-    int tail_old = memcmp(cur + 1, od + 1, tl) == 0;
+    int tail_new = same(cur + 1, nw + 1, tl);
+    int tail_old = same(cur + 1, od + 1, tl);
     if (cur[0] == PH_INT3)
         return tail_new ? PAT_INT3_NEW : tail_old ? PAT_INT3_OLD : PAT_INT3_MIXED;
     if (cur[0] == nw[0] && tail_new)
@@ -252,7 +267,7 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
     uint8_t cur[PH_SITE_MAX_LEN];
     snap(e, s, cur);
     size_t off = (size_t)(addr - s->addr);
-    if (memcmp(cur + off, src, len) == 0)
+    if (same(cur + off, src, len))
         return;             /* changes nothing (e.g. a site the primary's trap finished) */
     if (ph_load_relaxed(&o->last_seq[site]) != o->seq) {
         ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, o->seq, 2ULL << 32);
@@ -261,14 +276,14 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
     const uint8_t *nw = s->text[ph_load_relaxed(&o->variant[site])];
     if (off == 0 && len == 1 && src[0] == PH_INT3)
         return;             /* the first step */
-    if (memcmp(src, nw + off, len) != 0) {
+    if (!same(src, nw + off, len)) {
         ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, pack8(src, (int)len),
                      (3ULL << 32) | off);
         return;             /* bytes that are neither INT3 nor the scheduled variant */
     }
     if (off == 0) {
         /* byte 0 last: alone, after the whole tail is in place */
-        if (len > 1 || memcmp(cur + 1, nw + 1, (size_t)s->len - 1) != 0)
+        if (len > 1 || !same(cur + 1, nw + 1, (size_t)s->len - 1))
             ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, cur[0],
                          (len > 1 ? 4ULL : 5ULL) << 32);
     } else if (cur[0] != PH_INT3) {
@@ -339,9 +354,13 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
         return;
     }
     uint64_t seq = PH_ROUND_SEQ(r);
-    int all = st == PH_SYNC_DONE || rd->n <= PUBLISH_SITES;
-    int first = all ? 0 : (int)((seq * PUBLISH_SITES) % (uint64_t)rd->n);
-    for (int j = 0; j < (all ? rd->n : PUBLISH_SITES); j++) {
+    int want = st == PH_SYNC_DONE ? DONE_SITES : PUBLISH_SITES;
+    int all = rd->n <= want;
+    int first = all ? 0 : (int)((seq * (uint64_t)want) % (uint64_t)rd->n);
+    if (st == PH_SYNC_DONE)
+        ph_store_relaxed(&e->sh->flips_checked,
+                         ph_load_relaxed(&e->sh->flips_checked) + (uint64_t)(all ? rd->n : want));
+    for (int j = 0; j < (all ? rd->n : want); j++) {
         int i = (first + j) % rd->n;
         int site = rd->sites[i];
         const struct ph_site *s = &e->sites[site];
@@ -535,6 +554,8 @@ void ph_chk_round_end(struct ph_engine *e)
     const struct ph_oround *rd = round_entry(e, o->seq);
     if (rd && sampled(o->seq, RUNVIEW_EVERY))
         runview_sweep(e, rd);
+    if (o->prot_last_ns && o->seq % PROT_ROUNDS)
+        return;
     uint64_t now = ph_now_ns();
     if (!o->prot_last_ns || now - o->prot_last_ns >= PROT_EVERY_NS) {
         o->prot_last_ns = now;

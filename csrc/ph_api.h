@@ -310,21 +310,30 @@ struct ph_shared {
     uint64_t pad_a[3];
     uint64_t round;            /* (seq << 3) | state: the published state */
     uint64_t pad0[7];          /* round has its own cache line */
+    /* Read in every spin of every wait (status): nothing here is written
+     * per round, or each write would cost every spinning thread a miss. */
     uint64_t stop;             /* set by the parent: finish now */
     uint64_t status;           /* 0 running, 1 done, 2 aborted */
     uint64_t nviolations;      /* total recorded (may exceed the array) */
-    uint64_t cur_site;         /* site being patched (-1 none), for NMIs */
     uint64_t t_start;
     uint64_t t_end;
-    uint64_t desc_gen;
     uint64_t stuck_round;      /* the round whose wait for acks timed out, or 0 */
+    uint64_t pad1[2];
+    /* Written by the primary every round. */
+    uint64_t cur_site;         /* site being patched (-1 none), for NMIs */
+    uint64_t desc_gen;
+    uint64_t pad2[6];
     uint64_t sync_ack_map[16];  /* 1024 bits: the RFC's map (proto_posted.c) */
     uint64_t inv_count[32];     /* every violation counted, per invariant */
     /* The observer's own record (check.c). */
     uint64_t oracle_rounds;     /* rounds the schedule issued */
     uint64_t flips_scheduled;   /* site flips the schedule issued */
-    uint64_t flips_observed;    /* ... whose new bytes were read back at SYNC_DONE */
+    uint64_t flips_checked;     /* ... read back at SYNC_DONE (all of a round, or
+                                   DONE_SITES of a larger one) */
+    uint64_t flips_observed;    /* ... of which showed the new variant */
     uint64_t prot_checks;       /* /proc/self/maps reads of the text's protection */
+    uint64_t pad3[3];           /* the five above are written every round: apart from
+                                   sync_token_expect, which every sync call reads */
     uint64_t sync_cost_ns;      /* per call, measured at engine start ... */
     uint64_t plain_cost_ns;     /* ... against a plain call of the same shape */
     uint64_t sync_token;        /* what the instruction returned at start */

@@ -27,6 +27,11 @@ _Static_assert(offsetof(struct ph_shared, round) % PH_CACHELINE == 0 &&
                offsetof(struct ph_shared, stop) - offsetof(struct ph_shared, round)
                    >= PH_CACHELINE,
                "the published state has a cache line of its own");
+_Static_assert(offsetof(struct ph_shared, cur_site) - offsetof(struct ph_shared, stop)
+                   >= PH_CACHELINE &&
+               offsetof(struct ph_shared, sync_token_expect) / PH_CACHELINE !=
+                   offsetof(struct ph_shared, flips_checked) / PH_CACHELINE,
+               "what every wait or sync reads is apart from what the primary writes per round");
 _Static_assert(sizeof(((struct ph_shared *)0)->violations) / sizeof(struct ph_violation)
                    == PH_MAX_VIOLATIONS, "violation array size");
 _Static_assert(sizeof(((struct ph_shared *)0)->series_count) / sizeof(uint64_t)

@@ -128,12 +128,21 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
  * 3 first byte, 0 none): one event per round on the critical path. */
 uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
 {
-    ph_publish_store(e, r);
+    uint64_t prev = ph_load_relaxed(&e->sh->round);   /* only the primary stores it */
+    /* release: the pokes before it are visible to a secondary that sees r.
+     * Pairs with the acquire loads of the round in the protocols' waits,
+     * sync loops and finish loops, and in the executors. */
+    ph_store_release(&e->sh->round, r);
+    /* The observer's publication checks, now: the secondaries take the
+     * state meanwhile, so the checks cost no hand-off.  They still see the
+     * bytes as they were at the store: only this thread writes text, and
+     * it writes the next step only after this. */
+    ph_chk_publish(e, prev, r);
     return ph_publish_trace(e, r, step);
 }
 
 /* The store alone (the posted code clears its map right after it, with
- * nothing of ours in between). */
+ * nothing of ours in between: the observer looks just before). */
 void ph_publish_store(struct ph_engine *e, uint64_t r)
 {
     ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);

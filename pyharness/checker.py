@@ -282,6 +282,7 @@ def schedule_violations(view, spec, complete, stopped=False):
     if not complete:
         return out
     rounds, sched, seen = sh.oracle_rounds, sh.flips_scheduled, sh.flips_observed
+    checked = sh.flips_checked
     asked = spec.sites if spec.duration is None else None
     paired = "paired" in cfg.stress
     want_rounds = (schedule.expected_rounds(asked, cfg.batch, cfg.sessions, paired)
@@ -293,8 +294,12 @@ def schedule_violations(view, spec, complete, stopped=False):
             f"{want_rounds} rounds; the run took {rounds}")
     if (asked is None or asked > 0) and (spec.duration is None or spec.duration > 0) and seen == 0:
         add("the run patched nothing: no scheduled flip was ever read back")
-    elif seen != sched:
-        add(f"{sched} site flips scheduled, {seen} read back as the new variant at SYNC_DONE")
+    elif seen != checked or checked < min(rounds, sched) or checked > sched:
+        # Every round's SYNC_DONE reads back its sites (up to DONE_SITES of a
+        # large round, rotating): at least one per round, never more than
+        # were scheduled, and each one the new variant.
+        add(f"{sched} site flips scheduled in {rounds} rounds, {checked} read back at "
+            f"SYNC_DONE, {seen} of them the new variant")
     done_seq = sh.round >> 3
     if (sh.round & 7) == 4 and done_seq != rounds:
         add(f"DONE was published after seq {done_seq}; the schedule issued {rounds} rounds")

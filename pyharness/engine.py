@@ -292,7 +292,8 @@ class SharedView:
         """How much evidence the observer gathered: what each check rests on."""
         cs = self.all_counters()
         sh = self.sh
-        return {"flips_scheduled": sh.flips_scheduled, "flips_observed": sh.flips_observed,
+        return {"flips_scheduled": sh.flips_scheduled, "flips_checked": sh.flips_checked,
+                "flips_observed": sh.flips_observed,
                 "rounds_scheduled": sh.oracle_rounds, "protection_checks": sh.prot_checks,
                 "states_read_back": sum(c["bytes_checked"] for c in cs),
                 "executions_held_to_schedule": sum(c["exec_checked"] for c in cs),

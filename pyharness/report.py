@@ -58,8 +58,12 @@ def checks_section(view, config):
         "whether a CPU that ran its serializing instruction then fetched stale bytes is visible "
         "only if it returns a wrong value (known-variant, schedule): the hardware's own "
         "instruction fetch cannot be read from user space",
-        "a secondary reads back one site per state it sees (rotating through a batch); the "
-        "primary reads back every site of every state before it publishes it",
+        "sampled, so that the observer costs a site little: a secondary reads back one site "
+        "of one state every 16 rounds (rotating); the primary reads back up to 32 sites of "
+        "every round at SYNC_DONE (rotating through larger batches) and up to 8 sites of "
+        "SYNC_0..2 on one round in 4, as its write guard checks thread-context writes (the "
+        "breakpoint path's writes always); the run view is swept every 16th round and at the "
+        "end. An ordering bug that hits every round is caught on the first checked one",
         "the text's protection is read from /proc/self/maps after a round at most every 10 ms "
         "and at the end, not inside every window",
     ]
@@ -101,7 +105,8 @@ def summary_text(rep):
                      f"max {d['max'] / 1000:.1f} us ({d['count']} samples)")
     ck = rep.get("checks", {}).get("evidence")
     if ck:
-        lines.append(f"  checked: {ck['flips_observed']}/{ck['flips_scheduled']} scheduled flips read back, "
+        lines.append(f"  checked: {ck['flips_observed']}/{ck['flips_scheduled']} scheduled flips read back "
+                     f"as the new variant at SYNC_DONE, "
                      f"{ck['states_read_back']} states read back by secondaries, "
                      f"{ck['executions_held_to_schedule']} executions held to the schedule, "
                      f"{ck['serializations_proven']} serializations proven, "
