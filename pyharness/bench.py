@@ -27,7 +27,8 @@ import time
 from . import cpus as cpumod
 from ._ffi import ffi, lib
 from .engine import SYNCS, Config, Engine, available_syncs, ctrl_c_deferred, spin_pauses_for
-from .errors import EXIT_INTERRUPTED, BenchRunError, UnsupportedError, UsageError, check
+from .errors import (EXIT_INTERRUPTED, EXIT_UNSUPPORTED, BenchRunError, UnsupportedError,
+                     UsageError, check)
 from .machine import machine_info
 from .stats import summary
 
@@ -692,7 +693,7 @@ def bench_main(args):
     print(format_tables(result))
     if result["interrupted_in_round"] != 0:  # a warm-up cut short measured nothing
         if not record(store, result, tags, "pyharness bench"):
-            return 1
+            return EXIT_UNSUPPORTED           # the environment (the store), not the code
     if result["interrupted_in_round"] is not None:
         sys.stderr.write("pyharness bench: interrupted; what was measured is above"
                          + (f" and in {args.json}" if args.json else "") + "\n")

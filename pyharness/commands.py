@@ -174,7 +174,7 @@ def run_main(args, argv):
     rep.setdefault("started", started)
     if args.json:
         ok = write_report(rep, args.json, "--json") and ok
-    ok = record(store, rep, tags, "pyharness run") and ok
+    stored = record(store, rep, tags, "pyharness run")
     from .platform import exports
     for opt, writer in (("junit", exports.write_junit), ("metrics", exports.write_metrics)):
         path = getattr(args, opt, None)
@@ -185,6 +185,8 @@ def run_main(args, argv):
                 sys.stderr.write(f"pyharness: error: could not write --{opt} {path} ({exc.strerror})\n")
                 ok = False
     code = rep["exit_code"] if ok else max(rep["exit_code"], 1)
+    if not stored and code == 0:
+        code = 3          # the store (the environment) failed; the verdict stands in the report
     try:
         print(summary_text(rep))
         sys.stdout.flush()

@@ -213,7 +213,7 @@ def test_thirty_real_benches_as_a_ci_gate_raise_no_false_alarm(real):
     """--check after every result from the fourth on, as CI would run it:
     27 checks of 15 judged figures on a noisy VM, none fails."""
     alarms = []
-    with open_store("sqlite://", announce=False) as st:
+    with open_store("sqlite://", announce=False, allow_memory=True) as st:
         for n, d in enumerate(real["results"], 1):
             st.add(d)
             if n >= 4:
@@ -340,3 +340,100 @@ def test_three_benches_then_a_slowed_one_fail_the_check(run_cli, tmp_path):
     r = run_cli("history", "--store", db, "--check", "--by", "build")
     assert r.returncode == 1, r.stdout
     assert "REGRESSED" in r.stdout and "build=slow" in r.stdout and "/iret/" in r.stdout
+
+
+# ---------------------------------------------------------------------------
+# Edges found in review
+
+def test_a_kernel_update_stays_in_the_line_and_is_named_at_its_change(real):
+    docs = [copy.deepcopy(d) for d in real["results"][:6]] + [copy.deepcopy(real["inject"])]
+    docs[-1]["machine"]["kernel"] = "6.19-rc1"
+    docs[-1]["evidence"]["cpus"][0]["microcode"] = "0x1000099"
+    with open_store("sqlite://", announce=False, allow_memory=True) as st:
+        for d in docs:
+            st.add(d)
+        hist = build_history(st, figure=["rfc/rwx/iret/*"])
+    (s,) = hist["series"]
+    assert len(s["points"]) == 7 and s["regressed"]
+    c = s["change_points"][-1]
+    assert c["changed_here"]["kernel"] == [docs[0]["machine"]["kernel"], "6.19-rc1"]
+    assert c["changed_here"]["microcode"][1] == "0x1000099"
+    assert s["machine"]["kernel"] == "6.19-rc1"
+
+
+def test_one_odd_result_is_no_change_and_a_zero_does_not_blind_the_series():
+    rng = random.Random(3)
+
+    def pts(vals):
+        return [{"judged": [v * rng.lognormvariate(0, 0.005) for _ in range(15)],
+                 "confirm": None, "value": v} for v in vals]
+    vals = [100 * rng.lognormvariate(0, 0.01) for _ in range(25)]
+    vals[10] = 200
+    assert changes.change_points(pts(vals)) == []
+    with open_store("sqlite://", announce=False, allow_memory=True) as st:
+        docs = _synthetic(20, 12, 1.3)
+        f = docs[5]["figures"]["rfc/alias/cpuid/secondaries=1"]
+        f["samples"] = [0.0] * len(f["samples"])
+        for d in docs:
+            st.add(d)
+        (s,) = build_history(st)["series"]
+    assert len(s["points"]) == 19 and [c["at"] for c in s["change_points"]] == \
+        [s["points"][11]["label"]]
+
+
+def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_path, real):
+    good = copy.deepcopy(real["results"][0])
+    bad = [dict(good, machine="a string"), dict(good, quick="yes", started=12),
+           dict(good, figures={"x": 1, "y": {"samples": ["a", float("nan"), None]}}),
+           dict(good, machine={"hostname": "h\udcff\x00" + "x" * 400, "kernel": "k" * 300,
+                               "hypervisor": "kvm"}, inject_delay_ns=2 ** 70)]
+    paths = []
+    for i, d in enumerate([good] + bad):
+        p = tmp_path / f"d{i}.json"
+        p.write_text(json.dumps(d))
+        paths.append(str(p))
+    db = str(tmp_path / "m.db")
+    r = run_cli("store", "import", "--store", db, *paths, "--tag", "k=" + "v" * 400)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr           # every one of them is storable, coerced
+    assert "5 of 5 imported" in r.stdout
+    with open_store(db, create=False) as st:
+        rows = st.results()
+        assert len(rows) == 5 and all(r["tags"]["k"] == "v" * 400 for r in rows)
+
+
+def test_a_store_that_fails_keeps_the_result_in_a_file(tmp_path, capsys, real):
+    from pyharness.history.cli import record
+
+    class Broken:
+        def add(self, doc, tags=None, source=None):
+            raise StoreError("server closed the connection unexpectedly")
+
+        def describe(self):
+            return "postgresql+psycopg://box/db"
+    assert record(Broken(), real["results"][0], {"kernel": "6.18"}, "pyharness bench") is False
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "server closed" in err
+    path = err.split("kept in ")[1].split(":")[0]
+    with open(path) as f:
+        assert json.load(f) == real["results"][0]
+    assert "pyharness store import " + path + " --tag kernel=6.18" in err
+    os.unlink(path)
+
+
+def test_store_paths_are_paths_and_memory_is_refused(run_cli, tmp_path, real):
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(real["results"][0]))
+    odd = tmp_path / "we?ird%41.db"
+    assert run_cli("store", "import", "--store", str(odd), str(p)).returncode == 0
+    assert odd.exists()
+    r = run_cli("store", "import", "--store", "sqlite://", str(p))
+    assert r.returncode == 2 and "in-memory" in r.stderr
+    r = run_cli("run", "--duration", "1", "--tag", "kernel=x")
+    assert r.returncode == 2 and "--tag needs --store" in r.stderr
+    r = run_cli("history", "--store", str(odd), "--check", "--figure", "primitive/*")
+    assert r.returncode == 2 and "can judge" in r.stderr
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    r = run_cli("history", "--store", str(empty))
+    assert r.returncode == 2 and "not a pyharness results store" in r.stderr

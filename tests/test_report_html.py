@@ -156,3 +156,27 @@ def test_report_opens_in_headless_chromium(run_cli, inputs):
         drv.save_screenshot(str(d / "report.png"))
     finally:
         drv.quit()
+
+
+def test_report_escapes_what_results_carry(run_cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    with gzip.open(DATA, "rt") as f:
+        doc = json.load(f)["inject"]
+    doc["inject_delay_ns"] = "<script>alert(1)</script>"
+    doc["warnings"] = [3, {"text": "<img src=x onerror=alert(2)>"}]
+    doc["machine"]["hostname"] = "$\\foo$ <b>"
+    doc["figures"]["rfc/$x$/<i>/secondaries=1"] = doc["figures"].pop("rfc/rwx/iret/secondaries=1")
+    doc["figures"]["batch/odd"] = {"kind": "batch", "samples": [1.0]}   # no summary, no '='
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps(doc))
+    run = {"schema": "pyharness.run/1", "verdict": "fail", "elapsed_s": None,
+           "violation_counts": {"<b>x</b>": 1}, "violations": ["not a dict"]}
+    q = tmp_path / "run.json"
+    q.write_text(json.dumps(run))
+    out = tmp_path / "r.html"
+    r = run_cli("report", str(p), str(q), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    scan = _Scan()
+    scan.feed(out.read_text())
+    assert scan.scripts == 0 and scan.fetches == []
+    assert "<b>x</b>" not in out.read_text() and "&lt;b&gt;x&lt;/b&gt;" in out.read_text()

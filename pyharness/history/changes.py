@@ -30,8 +30,11 @@ medians is beyond the threshold and both tests give p < alpha:
   pooled per-run samples (the test `pyharness compare` uses).
 On the normalized basis the raw times must move the same way beyond the
 threshold too (p < alpha over the samples), as in `compare`: a change of
-the floor alone is the machine's.  A candidate that fails is merged away and its neighbours
-are tested again, until every kept change is significant.
+the floor alone is the machine's.  Each side must also hold its level:
+more than half of its results lie on its side of the geometric middle of
+the two levels (two results, one of them odd, are no segment).  A
+candidate that fails is merged away and its neighbours are tested again,
+until every kept change is significant.
 
 The newest point: a change in the last point alone cannot make a segment
 of two yet, so it is tested on its own against the segment before it, at
@@ -117,6 +120,19 @@ def _test(points, a0, a1, b0, b1, threshold, alpha, sigma):
         same_way = rratio is not None and ratio is not None and (
             (ratio > 1 and rratio > 1 + threshold) or (ratio < 1 and rratio < 1 / (1 + threshold)))
         ok = ok and rp < alpha and same_way
+    # Each side holds its level: more than half of its results lie on its
+    # own side of the geometric middle of the two levels.  A two-result
+    # segment of one normal and one odd result does not.
+    va = [p["value"] for p in points[a0:a1]]
+    vb = [p["value"] for p in points[b0:b1]]
+    if ok and va and vb:
+        la, lb = summary(va)["median"], summary(vb)["median"]
+        mid = math.sqrt(la * lb)
+        up = lb > la
+        own_a = sum(1 for v in va if (v < mid if up else v > mid))
+        own_b = sum(1 for v in vb if (v > mid if up else v < mid))
+        out["consistent"] = 2 * own_a > len(va) and 2 * own_b > len(vb)
+        ok = out["consistent"]
     out["significant"] = ok
     return out
 

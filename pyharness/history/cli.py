@@ -1,9 +1,10 @@
 """`pyharness store import|info`, `pyharness history`, and the --store /
 --tag options of bench and run."""
 import json
+import os
 import sys
 
-from ..errors import UsageError
+from ..errors import PyharnessError, UsageError
 from .series import build_history, check_code, parse_tags
 from .store import open_store
 
@@ -12,22 +13,35 @@ def open_for_writing(args):
     """The store named by --store (None: not asked for), opened and migrated
     before any work starts, so a bad URL or a server that does not answer
     is exit 2/3 now and not a lost result later."""
-    if getattr(args, "store", None) is None:
-        return None, {}
     tags = parse_tags(getattr(args, "tag", None))
+    if getattr(args, "store", None) is None:
+        if tags:
+            raise UsageError("--tag needs --store (tags are kept with the stored result)")
+        return None, {}
     return open_store(args.store), tags
 
 
 def record(store, doc, tags, source):
-    """Add one result; a failure is one line on stderr, and the caller's
-    other outputs (JSON, tables) are already written."""
+    """Add one result.  On failure (the server went away, the disk filled)
+    the document goes to a file in the temporary directory instead, named
+    in one line on stderr with the command that imports it later: nothing
+    is lost.  Returns False then (the caller exits 3)."""
     if store is None:
         return True
     try:
         rid, new = store.add(doc, tags=tags, source=source)
-    except Exception as exc:  # noqa: BLE001 - the result is already on stdout/--json
-        sys.stderr.write(f"pyharness: error: could not store the result in {store.describe()}: "
-                         f"{str(exc).splitlines()[0]}\n")
+    except Exception as exc:  # noqa: BLE001 - the result must survive any failure here
+        import tempfile
+        fd, path = tempfile.mkstemp(prefix="pyharness-unstored-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f)
+            kept = f"; kept in {path}: pyharness store import {path}" + "".join(
+                f" --tag {k}={v}" for k, v in sorted(tags.items()))
+        except OSError:
+            kept = "; and it could not be kept in a file either"
+        sys.stderr.write(f"pyharness: error: the result was not stored in {store.describe()}: "
+                         f"{(str(exc).splitlines() or ['?'])[0]}{kept}\n")
         return False
     sys.stderr.write(f"pyharness: result {rid} {'stored' if new else 'already stored'} in "
                      f"{store.describe()}\n")
@@ -54,13 +68,19 @@ def store_main(args):
                 raise UsageError(f"{path} is not a pyharness bench or run result (schema {schema!r})")
         tags = parse_tags(args.tag)
         store = open_store(args.store)
-        added = 0
+        added, failed = 0, []
         for path, doc in docs:
-            rid, new = store.add(doc, tags=tags, source=path)
+            try:
+                rid, new = store.add(doc, tags=tags, source=path)
+            except PyharnessError as exc:      # one line per file; the others still go in
+                sys.stderr.write(f"pyharness: error: {path}: {exc}\n")
+                failed.append(exc)
+                continue
             added += new
             print(f"{path}: result {rid}" + ("" if new else " (already stored)"))
-        print(f"{added} of {len(docs)} imported into {store.describe()}")
-        return 0
+        print(f"{added} of {len(docs)} imported into {store.describe()}"
+              + (f"; {len(failed)} failed" if failed else ""))
+        return max((e.exit_code for e in failed), default=0)
     if args.store_command == "info":
         store = open_store(args.store, create=False)
         rows = store.results()
@@ -91,7 +111,9 @@ def history_main(args):
         print(history_md(hist, args.check))
     else:
         print(history_text(hist, args.check))
-    if args.check and not hist["series"]:
-        sys.stderr.write("pyharness history: --check found no series to judge\n")
+    from .series import judged
+    if args.check and not judged(hist):
+        sys.stderr.write("pyharness history: --check found no series it can judge (none, or "
+                         "only primitives under a hypervisor)\n")
         return 2
     return code

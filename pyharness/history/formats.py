@@ -23,6 +23,9 @@ def _cp_text(s, c):
         t += f"; raw {c['raw_ratio'] - 1:+.1%}"
     if c.get("newest"):
         t += "; newest point only"
+    for k, (a, b) in (c.get("changed_here") or {}).items():
+        if k != "commit":
+            t += f"; {k} {a} -> {b}"
     return t + ")"
 
 
@@ -41,7 +44,7 @@ def history_text(hist, check=False):
     if not hist["series"]:
         lines.append("no figure matches (see --figure, --machine, --tag)")
         return "\n".join(lines)
-    machines = {s["machine"]["identity"] for s in hist["series"]}
+    machines = {s.get("series_key") for s in hist["series"]}
     lines.append(f"{'figure':44s} {'pts':>4s} {'latest':>10s}  change points")
     for s in hist["series"]:
         name = s["figure"] + (f" @{s['machine']['hostname']}" if len(machines) > 1 else "")
@@ -68,7 +71,9 @@ def history_text(hist, check=False):
 
 
 def _md_escape(t):
-    return str(t).replace("|", "\\|")
+    """A table cell: markdown renders HTML, and '|' ends a cell."""
+    import html
+    return html.escape(str(t), quote=False).replace("|", "\\|")
 
 
 def history_md(hist, check=False):

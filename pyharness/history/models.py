@@ -14,8 +14,8 @@ the migrated schema and these tables agree).
     figures   one row per figure of a result: its median, floor, ratio
     samples   each figure's per-run samples: value, floor, ratio
 """
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
-                        LargeBinary, MetaData, String, Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index,
+                        Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint)
 
 metadata = MetaData()
 
@@ -23,13 +23,13 @@ machines = Table(
     "machines", metadata,
     Column("id", Integer, primary_key=True),
     Column("identity", String(64), nullable=False, unique=True),
-    Column("hostname", String(255)),
-    Column("cpu_model", String(255)),
+    Column("hostname", Text),
+    Column("cpu_model", Text),
     Column("cpu_family", String(16)),
     Column("cpu_model_number", String(16)),
     Column("stepping", String(16)),
     Column("microcode", String(32)),
-    Column("kernel", String(255)),
+    Column("kernel", Text),
     Column("hypervisor", Boolean),
     Column("cpu_count", Integer),
 )
@@ -38,10 +38,10 @@ builds = Table(
     "builds", metadata,
     Column("id", Integer, primary_key=True),
     Column("identity", String(64), nullable=False, unique=True),
-    Column("version", String(64)),
+    Column("version", Text),
     Column("commit", String(64)),
     Column("dirty", Boolean),
-    Column("compiler", String(255)),
+    Column("compiler", Text),
     Column("cflags", Text),
     Column("abi", Integer),
 )
@@ -56,8 +56,8 @@ results = Table(
     Column("machine_id", Integer, ForeignKey("machines.id"), nullable=False),
     Column("build_id", Integer, ForeignKey("builds.id"), nullable=False),
     Column("quick", Boolean),
-    Column("inject_delay_ns", Integer),
-    Column("cpus", String(255)),
+    Column("inject_delay_ns", BigInteger),
+    Column("cpus", Text),
     Column("verdict", String(32)),
     Column("source", Text),
     Column("schema", String(64), nullable=False),
@@ -69,8 +69,8 @@ tags = Table(
     "tags", metadata,
     Column("id", Integer, primary_key=True),
     Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
-    Column("key", String(128), nullable=False),
-    Column("value", String(255), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
     UniqueConstraint("result_id", "key", name="uq_tags_result_key"),
 )
 Index("ix_tags_key_value", tags.c.key, tags.c.value)
@@ -79,7 +79,7 @@ figures = Table(
     "figures", metadata,
     Column("id", Integer, primary_key=True),
     Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(255), nullable=False),
+    Column("name", Text, nullable=False),
     Column("kind", String(32)),
     Column("unit", String(32)),
     Column("median", Float),

@@ -9,8 +9,10 @@ under a hypervisor a protocol figure's cost relative to its per-run floor
 primitives under a hypervisor are shown but do not gate (CPUID and IPIs
 exit to the host and move by +-25% between runs of one build).
 
-One series per (machine identity, figure): results from different machines
-are never put in one line.  --by TAG orders the results by the tag's value
+One series per (box, figure): the host, its CPU (model, family/model/
+stepping, count, hypervisor), the CPUs the bench ran on and quick or full
+stay fixed along a line (store.series_key); kernel, microcode and build
+change along it, and a change point names what changed there.  --by TAG orders the results by the tag's value
 (the values in the order they first appeared, each value's results by
 time); results without the tag are left out of that view.
 """
@@ -71,7 +73,7 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
     figs = store.figure_samples([r["id"] for r in rows], figure)
     by_machine = {}
     for r in rows:
-        by_machine.setdefault(r["machine_identity"], []).append(r)
+        by_machine.setdefault(r["series_key"], []).append(r)
     series = []
     for ident, mrows in by_machine.items():
         names = sorted({n for r in mrows for n in figs.get(r["id"], {})})
@@ -95,9 +97,12 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
             for p in pts:
                 p["judged"] = p["ratios"] if normalized else p["raw"]
                 p["confirm"] = p["raw"] if normalized else None
-                p["value"] = summary(p["judged"])["median"]
+                p["value"] = summary(p["judged"])["median"] if p["judged"] else None
+            pts = [p for p in pts if p["value"] and p["value"] > 0]   # nothing to judge else
+            if not pts:
+                continue
             cps = change_points(pts, threshold, alpha)
-            series.append(_series_json(name, mrows[0], pts, cps, normalized, gates, by,
+            series.append(_series_json(name, mrows[-1], pts, cps, normalized, gates, by,
                                        threshold))
     return {"schema": SCHEMA, "by": by, "basis": basis, "threshold": threshold, "alpha": alpha,
             "change_points": sum(len(s["change_points"]) for s in series if s["gates"]),
@@ -113,6 +118,7 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
         r = p["result"]
         points.append({"result_id": r["id"], "started": _iso(r["started"]), "label": _label(r, by),
                        "commit": r.get("commit"), "dirty": r.get("dirty"), "tags": r["tags"],
+                       "kernel": r.get("kernel"), "microcode": r.get("microcode"),
                        "inject_delay_ns": r.get("inject_delay_ns") or 0,
                        "value": p["value"], "raw_median": summary(p["raw"])["median"],
                        "floor_median": summary(p["floors"])["median"] if p["floors"] else None,
@@ -124,8 +130,13 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
         d.update(index=c["index"], at=at["label"], started=at["started"], commit=at["commit"],
                  tags=at["tags"], direction="slower" if c["ratio"] > 1 else "faster",
                  magnitude=c["ratio"] - 1)
-        before = [p["floor_median"] for p in points[:c["index"]] if p["floor_median"]]
-        after = [p["floor_median"] for p in points[c["index"]:] if p["floor_median"]]
+        prev = points[c["index"] - 1] if c["index"] else None
+        d["changed_here"] = {k: [prev[k], at[k]] for k in ("kernel", "microcode", "commit")
+                             if prev and prev[k] != at[k]}
+        lo = c["index"] - c["before_points"]
+        hi = c["index"] + c["after_points"]
+        before = [p["floor_median"] for p in points[lo:c["index"]] if p["floor_median"]]
+        after = [p["floor_median"] for p in points[c["index"]:hi] if p["floor_median"]]
         if before and after:
             fb, fa = summary(before)["median"], summary(after)["median"]
             d["floor_ratio"] = fa / fb
@@ -150,9 +161,15 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
                                         "kernel": mrow.get("kernel"),
                                         "identity": mrow.get("machine_identity")},
             "kind": pts[0]["kind"], "unit": pts[0]["unit"],
+            "series_key": mrow.get("series_key"),
             "basis": "normalized" if normalized else "raw", "gates": gates,
             "points": points, "change_points": out_cps, "regressed": regressed, "why": why}
 
 
 def check_code(hist):
     return 1 if any(s["regressed"] for s in hist["series"]) else 0
+
+
+def judged(hist):
+    """The series --check can judge (those that gate)."""
+    return [s for s in hist["series"] if s["gates"]]

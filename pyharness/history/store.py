@@ -37,26 +37,30 @@ def default_path():
     return os.path.join(base, "pyharness", "results.db")
 
 
-def resolve_url(text=None):
+def resolve_url(text=None, allow_memory=False):
     """The SQLAlchemy URL of a --store argument.  None or "":
-    $PYHARNESS_STORE or the default file; a plain path: SQLite."""
-    from sqlalchemy.engine import make_url
+    $PYHARNESS_STORE or the default file; a plain path: SQLite (as a path:
+    '?' or '%' in it are part of the name)."""
+    from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
     text = text or os.environ.get(ENV_URL) or ""
     if not text:
-        text = "sqlite:///" + default_path()
-    elif "://" not in text:
-        text = "sqlite:///" + os.path.abspath(text)
+        return URL.create("sqlite", database=default_path())
+    if "://" not in text:
+        return URL.create("sqlite", database=os.path.abspath(text))
     try:
         url = make_url(text)
     except ArgumentError:
         raise UsageError(f"--store: '{text}' is not a database URL or a path") from None
-    if url.drivername == "postgresql" or url.drivername == "postgres":
+    if url.drivername in ("postgresql", "postgres"):
         # psycopg 3 (the 'postgres' extra) unless the URL names a driver.
         url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise UsageError(f"--store: {url.get_backend_name()} is not supported "
                          "(sqlite:///path or postgresql://host/db)")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:") \
+            and not allow_memory:
+        raise UsageError("--store: an in-memory SQLite store keeps nothing; name a file")
     return url
 
 
@@ -76,14 +80,32 @@ def head_revision():
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
-def open_store(text=None, create=True, announce=True):
+def _sqlite_transactions(engine):
+    """pysqlite's own transaction handling commits at a RELEASE SAVEPOINT
+    and begins lazily; SQLAlchemy's documented recipe hands transactions
+    to us: BEGIN IMMEDIATE takes the write lock at once, so two processes
+    migrating or adding never interleave, and a failed add leaves nothing."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_store(text=None, create=True, announce=True, allow_memory=False):
     """Open (and migrate) the store a --store argument names.  create:
-    False refuses an SQLite file that does not exist yet (history, report:
-    reading nothing is an error, not an empty answer)."""
+    False refuses an SQLite file that does not exist yet, or one that is
+    not a pyharness store (history, report: reading nothing is an error,
+    not an empty answer)."""
     import sqlalchemy as sa
-    url = resolve_url(text)
+    url = resolve_url(text, allow_memory)
     created = False
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    sqlite = url.get_backend_name() == "sqlite"
+    if sqlite and url.database not in (None, "", ":memory:"):
         path = url.database
         if not os.path.exists(path):
             if not create:
@@ -100,22 +122,36 @@ def open_store(text=None, create=True, announce=True):
             if not os.access(parent, os.W_OK):
                 raise UsageError(f"--store: {parent} is not writable")
             created = True
+        elif os.path.isdir(path):
+            raise UsageError(f"--store {path}: is a directory")
         elif not os.access(path, os.R_OK | (os.W_OK if create else 0)):
             raise UsageError(f"--store: {path} is not {'writable' if create else 'readable'}")
+    where = url.render_as_string(hide_password=True)
     try:
-        engine = sa.create_engine(url)
+        if sqlite:
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+            _sqlite_transactions(engine)
+        else:
+            # pre_ping: a connection the server dropped during a long bench
+            # is replaced instead of failing the result's write.
+            engine = sa.create_engine(url, pool_pre_ping=True)
         store = Store(engine, url)
+        if not create and store.revision() is None:
+            raise UsageError(f"--store {where}: not a pyharness results store (no schema)")
         store.migrate()
     except ImportError as exc:
-        raise StoreError(f"--store {url.render_as_string(hide_password=True)}: the database "
-                         f"driver is not installed ({exc}); pip install 'pyharness[postgres]'"
-                         ) from None
+        raise StoreError(f"--store {where}: the database driver is not installed ({exc}); "
+                         "pip install 'pyharness[postgres]'") from None
     except sa.exc.SQLAlchemyError as exc:
-        msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StoreError(f"--store {url.render_as_string(hide_password=True)}: {msg}") from None
+        raise StoreError(f"--store {where}: {_db_message(exc)}") from None
     if created and announce:
         sys.stderr.write(f"pyharness: created the results store {url.database}\n")
     return store
+
+
+def _db_message(exc):
+    msg = str(getattr(exc, "orig", None) or exc).strip()
+    return (msg.splitlines() or ["database error"])[0]
 
 
 def _digest(doc):
@@ -128,65 +164,110 @@ def _identity(d):
 
 
 def _started(doc):
-    """The result's start, naive UTC (both dialects store it alike)."""
+    """The result's start, naive UTC (both dialects store it alike); None
+    when the document has none we can read (then: the time of recording)."""
     text = doc.get("started")
-    if text:
+    if not isinstance(text, str) or not text:
+        return None
+    t = None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
         for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
             try:
                 t = dt.datetime.strptime(text, fmt)
-                return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                break
             except ValueError:
                 pass
-    return None
+    if t is None:
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return t
+
+
+def _str(v, n=None):
+    """A text field of a document as stored: None stays None; anything
+    else becomes its text, without NULs or lone surrogates, cut to n."""
+    if v is None:
+        return None
+    t = v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    t = t.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return t[:n] if n else t
+
+
+def _bool(v):
+    return v if isinstance(v, bool) else None
+
+
+def _num(v):
+    """A finite number, or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def _dict(v):
+    return v if isinstance(v, dict) else {}
 
 
 def machine_identity(doc):
-    mach = doc.get("machine") or {}
-    cpus = (doc.get("evidence") or {}).get("cpus") or [{}]
-    c0 = cpus[0]
-    return {"hostname": mach.get("hostname"), "cpu_model": mach.get("cpu_model") or c0.get("model_name"),
-            "cpu_family": c0.get("family"), "cpu_model_number": c0.get("model"),
-            "stepping": c0.get("stepping"), "microcode": c0.get("microcode"),
-            "kernel": mach.get("kernel"), "hypervisor": mach.get("hypervisor"),
-            "cpu_count": mach.get("cpu_count")}
+    mach = _dict(doc.get("machine"))
+    cpus = _dict(doc.get("evidence")).get("cpus")
+    c0 = _dict(cpus[0]) if isinstance(cpus, list) and cpus else {}
+    count = mach.get("cpu_count")
+    return {"hostname": _str(mach.get("hostname")),
+            "cpu_model": _str(mach.get("cpu_model") or c0.get("model_name")),
+            "cpu_family": _str(c0.get("family"), 16), "cpu_model_number": _str(c0.get("model"), 16),
+            "stepping": _str(c0.get("stepping"), 16), "microcode": _str(c0.get("microcode"), 32),
+            "kernel": _str(mach.get("kernel")), "hypervisor": _bool(mach.get("hypervisor")),
+            "cpu_count": count if isinstance(count, int) and not isinstance(count, bool) else None}
 
 
 def build_identity(doc):
-    b = (doc.get("evidence") or {}).get("build") or {}
-    mach = doc.get("machine") or {}
-    return {"version": b.get("pyharness") or mach.get("pyharness"), "commit": b.get("git_commit"),
-            "dirty": b.get("git_dirty"), "compiler": b.get("compiler"), "cflags": b.get("cflags"),
-            "abi": b.get("abi") or mach.get("abi")}
+    b = _dict(_dict(doc.get("evidence")).get("build"))
+    mach = _dict(doc.get("machine"))
+    abi = b.get("abi") or mach.get("abi")
+    return {"version": _str(b.get("pyharness") or mach.get("pyharness")),
+            "commit": _str(b.get("git_commit"), 64), "dirty": _bool(b.get("git_dirty")),
+            "compiler": _str(b.get("compiler")), "cflags": _str(b.get("cflags")),
+            "abi": abi if isinstance(abi, int) and not isinstance(abi, bool) else None}
 
 
 def figures_of(doc):
     """[(name, kind, unit, median, floor, ratio, [(value, floor, ratio)])]
-    of a bench or run document."""
+    of a bench or run document; what is not a finite number is left out."""
     out = []
     if doc.get("schema") == "pyharness.bench/1":
-        for name, f in (doc.get("figures") or {}).items():
-            vals = f.get("samples") or []
-            fl = f.get("floor_samples") or []
-            ra = f.get("ratio_to_floor_samples") or []
+        for name, f in _dict(doc.get("figures")).items():
+            if not isinstance(f, dict):
+                continue
+            def nums(key):
+                v = f.get(key)
+                return [_num(x) for x in v] if isinstance(v, list) else []
+            vals, fl, ra = nums("samples"), nums("floor_samples"), nums("ratio_to_floor_samples")
             if len(fl) != len(vals):
                 fl = [None] * len(vals)
             if len(ra) != len(vals):
                 ra = [None] * len(vals)
-            out.append((name, f.get("kind"), f.get("unit"), (f.get("summary") or {}).get("median"),
-                        f.get("floor_ns"), f.get("ratio_to_floor"), list(zip(vals, fl, ra))))
+            out.append((_str(name), _str(f.get("kind"), 32), _str(f.get("unit"), 32),
+                        _num(_dict(f.get("summary")).get("median")), _num(f.get("floor_ns")),
+                        _num(f.get("ratio_to_floor")),
+                        [t for t in zip(vals, fl, ra) if t[0] is not None]))
     else:
-        scen = doc.get("scenario") or "run"
-        d = doc.get("distributions") or {}
+        scen = _str(doc.get("scenario")) or "run"
+        d = _dict(doc.get("distributions"))
         rows = [("site_ns", d.get("site_ns")), ("bp_handler_ns", d.get("bp_handler_ns"))]
-        rows += [(f"ack_wait_ns/{k}", v) for k, v in (d.get("ack_wait_ns") or {}).items()]
+        rows += [(f"ack_wait_ns/{k}", v) for k, v in _dict(d.get("ack_wait_ns")).items()]
         for what, dist in rows:
-            if not dist or not dist.get("count"):
+            if not isinstance(dist, dict) or not dist.get("count"):
                 continue
             for q in ("p50", "p99"):
-                v = dist.get(q)
+                v = _num(dist.get(q))
                 if v is not None:
-                    out.append((f"run/{scen}/{what}/{q}", "run", "ns", float(v), None, None,
-                                [(float(v), None, None)]))
+                    out.append((f"run/{scen}/{what}/{q}", "run", "ns", v, None, None,
+                                [(v, None, None)]))
     return out
 
 
@@ -218,8 +299,13 @@ class Store:
         from alembic import command
         from alembic.script import ScriptDirectory
         from alembic.util import CommandError
-        current = self.revision()
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # One box migrates at a time; the others wait, then find
+                # the schema at head (SQLite: BEGIN IMMEDIATE does this).
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243591)")
+            from alembic.runtime.migration import MigrationContext
+            current = MigrationContext.configure(conn).get_current_revision()
             cfg = _alembic_config(conn)
             known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
             if current is not None and current not in known:
@@ -246,39 +332,67 @@ class Store:
 
     def add(self, doc, tags=None, source=None):
         """Record one bench or run document.  Returns (result id, True) or,
-        when this very document is stored already, (its id, False)."""
+        when this very document is stored already, (its id, False).  A
+        document the store cannot take is a UsageError naming it; a
+        database failure a StoreError: one line either way."""
         import sqlalchemy as sa
+        what = source or "result"
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema not in KINDS:
-            raise UsageError(f"{source or 'result'}: not a pyharness bench or run result "
-                             f"(schema {schema!r})")
-        tags = dict(tags or {})
-        digest = _digest(doc)
+            raise UsageError(f"{what}: not a pyharness bench or run result (schema {schema!r})")
+        tags = {_str(k): _str(v) for k, v in (tags or {}).items()}
+        try:
+            digest = _digest(doc)
+            blob = zlib.compress(json.dumps(doc).encode("utf-8", "surrogatepass"), 6)
+            figs = figures_of(doc)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(f"{what}: cannot be stored: {exc}") from None
+        try:
+            return self._add(doc, tags, source, schema, digest, blob, figs)
+        except sa.exc.IntegrityError:
+            # The same document added by another process meanwhile.
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(m.results.c.id)
+                                   .where(m.results.c.digest == digest)).first()
+            if row:
+                return row[0], False
+            raise StoreError(f"{what}: the store refused it") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{what}: {self.describe()}: {_db_message(exc)}") from None
+
+    def _add(self, doc, tags, source, schema, digest, blob, figs):
+        import sqlalchemy as sa
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        cfg = _dict(doc.get("config"))
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(m.results.c.id).where(m.results.c.digest == digest)).first()
             if row:
                 return row[0], False
             mid = self._get_or_add(conn, m.machines, machine_identity(doc))
             bid = self._get_or_add(conn, m.builds, build_identity(doc))
-            cpus = doc.get("cpus") or (doc.get("config") or {}).get("cpus") or []
+            cpus = doc.get("cpus") or cfg.get("cpus") or []
+            inject = doc.get("inject_delay_ns") or cfg.get("inject_delay_ns") or 0
             rid = conn.execute(m.results.insert().values(
                 digest=digest, kind=KINDS[schema], started=_started(doc) or now, recorded=now,
-                machine_id=mid, build_id=bid, quick=doc.get("quick"),
-                inject_delay_ns=doc.get("inject_delay_ns") or
-                (doc.get("config") or {}).get("inject_delay_ns") or 0,
-                cpus=",".join(str(c) for c in cpus)[:255], verdict=doc.get("verdict"),
-                source=source, schema=schema,
-                document=zlib.compress(json.dumps(doc).encode(), 6))).inserted_primary_key[0]
+                machine_id=mid, build_id=bid, quick=_bool(doc.get("quick")),
+                inject_delay_ns=int(inject) if isinstance(inject, int) and 0 <= inject < 2 ** 63
+                else None,
+                cpus=_str(",".join(str(c) for c in cpus) if isinstance(cpus, list) else cpus),
+                verdict=_str(doc.get("verdict"), 32), source=_str(source), schema=schema,
+                document=blob)).inserted_primary_key[0]
             if tags:
-                conn.execute(m.tags.insert(), [{"result_id": rid, "key": k, "value": str(v)}
+                conn.execute(m.tags.insert(), [{"result_id": rid, "key": k, "value": v}
                                                for k, v in sorted(tags.items())])
-            for name, kind, unit, med, floor, ratio, smp in figures_of(doc):
+            seen = set()
+            for name, kind, unit, med, floor, ratio, smp in figs:
+                if name in seen:
+                    continue
+                seen.add(name)
                 fid = conn.execute(m.figures.insert().values(
                     result_id=rid, name=name, kind=kind, unit=unit, median=med,
                     floor_median=floor, ratio_median=ratio)).inserted_primary_key[0]
                 rows = [{"figure_id": fid, "seq": i, "value": v, "floor": f, "ratio": r}
-                        for i, (v, f, r) in enumerate(smp) if v is not None]
+                        for i, (v, f, r) in enumerate(smp)]
                 if rows:
                     conn.execute(m.samples.insert(), rows)
         return rid, True
@@ -289,9 +403,11 @@ class Store:
         import sqlalchemy as sa
         q = (sa.select(m.results.c.id, m.results.c.kind, m.results.c.started,
                        m.results.c.quick, m.results.c.inject_delay_ns, m.results.c.verdict,
-                       m.results.c.source,
+                       m.results.c.source, m.results.c.cpus,
                        m.machines.c.id.label("machine_id"), m.machines.c.hostname,
-                       m.machines.c.cpu_model, m.machines.c.microcode, m.machines.c.kernel,
+                       m.machines.c.cpu_model, m.machines.c.cpu_family,
+                       m.machines.c.cpu_model_number, m.machines.c.stepping,
+                       m.machines.c.cpu_count, m.machines.c.microcode, m.machines.c.kernel,
                        m.machines.c.hypervisor, m.machines.c.identity.label("machine_identity"),
                        m.builds.c.commit, m.builds.c.dirty, m.builds.c.version)
              .join(m.machines, m.machines.c.id == m.results.c.machine_id)
@@ -307,6 +423,7 @@ class Store:
                 by_id.setdefault(rid, {})[k] = v
         for r in rows:
             r["tags"] = by_id.get(r["id"], {})
+            r["series_key"] = series_key(r)
         if machine:
             rows = [r for r in rows if machine_matches(r, machine)]
         for k, v in (tags or {}).items():
@@ -351,9 +468,22 @@ class Store:
         return json.loads(zlib.decompress(blob))
 
 
+SERIES_FIELDS = ("hostname", "cpu_model", "cpu_family", "cpu_model_number", "stepping",
+                 "cpu_count", "hypervisor", "cpus", "quick")
+
+
+def series_key(row):
+    """What one history line holds fixed: the box and its CPU, the CPUs the
+    bench ran on, quick or full.  Kernel, microcode and build change along
+    a line (what a history is for: a kernel update shows as a change
+    point, with the kernel named there); a sha256 prefix of the fields."""
+    return hashlib.sha256(json.dumps([row.get(k) for k in SERIES_FIELDS]).encode()).hexdigest()[:16]
+
+
 def machine_matches(row, text):
     """--machine M: a hostname, a CPU model substring, or an identity prefix."""
     t = text.lower()
     return (t == (row.get("hostname") or "").lower() or
             t in (row.get("cpu_model") or "").lower() or
-            (len(t) >= 6 and (row.get("machine_identity") or "").startswith(t)))
+            (len(t) >= 6 and ((row.get("machine_identity") or "").startswith(t) or
+                              (row.get("series_key") or "").startswith(t))))

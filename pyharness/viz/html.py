@@ -108,20 +108,23 @@ def bench_section(plt, path, data):
              f"CPUs {_e(data.get('cpus'))}, {'quick' if data.get('quick') else 'full'}, "
              f"started {_e(data.get('started'))}, build {_e((b.get('git_commit') or '?')[:12])}"
              + (" (dirty)" if b.get("git_dirty") else "")
-             + (f", <b>inject {data['inject_delay_ns']} ns</b>" if data.get("inject_delay_ns") else "")
+             + (f", <b>inject {_e(data['inject_delay_ns'])} ns</b>" if data.get("inject_delay_ns")
+                else "")
              + "</p>"]
     if data.get("warnings"):
-        parts.append('<div class="note">' + "<br>".join(_e(w if isinstance(w, str) else
-                                                            w.get("text", w))
-                                                         for w in data["warnings"]) + "</div>")
+        ws = data["warnings"] if isinstance(data["warnings"], list) else [data["warnings"]]
+        parts.append('<div class="note">' + "<br>".join(
+            _e(w.get("text", w) if isinstance(w, dict) else w) for w in ws) + "</div>")
     if plt:
         parts += [_chart(plt, made, "bench") for made in plots.bench_plots(plt, data)]
     rows = []
-    for name, f in data.get("figures", {}).items():
-        rows.append([f"<code>{_e(name)}</code>", _e(f.get("kind")), _ns((f.get("summary") or {}).get("median")),
-                     _ns(f.get("floor_ns")),
-                     "-" if f.get("ratio_to_floor") is None else f"{f['ratio_to_floor']:.3f}",
-                     len(f.get("samples") or [])])
+    for name, f in plots.figures(data).items():
+        rows.append([f"<code>{_e(name)}</code>", _e(f.get("kind")),
+                     _ns(plots.num((f.get("summary") or {}).get("median"))),
+                     _ns(plots.num(f.get("floor_ns"))),
+                     "-" if plots.num(f.get("ratio_to_floor")) is None
+                     else f"{f['ratio_to_floor']:.3f}",
+                     len(f.get("samples") or []) if isinstance(f.get("samples"), list) else 0])
     parts.append(_table(["figure", "kind", "median", "floor", "ratio to floor", "runs"], rows,
                         num=(2, 3, 4, 5)))
     return "".join(parts)
@@ -133,20 +136,22 @@ def run_section(plt, path, data):
     parts = [f"<h2>Run: {_e(os.path.basename(path))}</h2>"
              f'<p>scenario <code>{_e(data.get("scenario"))}</code>: '
              f'<span class="{cls}">{_e(str(verdict).upper())}</span> ({_e(data.get("status"))}) '
-             f"in {data.get('elapsed_s', 0):.1f} s; sites patched "
-             f"{_e((data.get('totals') or {}).get('sites_patched'))}</p>"]
+             f"in {plots.num(data.get('elapsed_s')) or 0:.1f} s; sites patched "
+             f"{_e(plots.as_dict(data.get('totals')).get('sites_patched'))}</p>"]
     if data.get("replay"):
         parts.append(f"<p>replay: <code>{_e(data['replay'])}</code></p>")
-    counts = data.get("violation_counts") or {}
+    counts = plots.as_dict(data.get("violation_counts"))
+    invs = plots.as_dict(data.get("invariants"))
     if counts:
         parts.append("<h3>Violations</h3>" + _table(
             ["invariant", "count", "description"],
-            [[f"<code>{_e(k)}</code>", n, _e((data.get("invariants") or {}).get(k, {})
-                                              .get("description"))]
-             for k, n in sorted(counts.items(), key=lambda kv: -kv[1])], num=(1,)))
+            [[f"<code>{_e(k)}</code>", _e(n), _e(plots.as_dict(invs.get(k)).get("description"))]
+             for k, n in sorted(counts.items(), key=lambda kv: -(plots.num(kv[1]) or 0))],
+            num=(1,)))
+        vs = data.get("violations") if isinstance(data.get("violations"), list) else []
         rows = [[f"<code>{_e(v.get('invariant'))}</code>", _e(v.get("role")), _e(v.get("cpu")),
                  _e(v.get("site")), _e(v.get("state")), _e(v.get("detail"))]
-                for v in (data.get("violations") or [])[:50]]
+                for v in vs[:50] if isinstance(v, dict)]
         parts.append(_table(["invariant", "role", "cpu", "site", "state", "detail"], rows))
     crash = data.get("crash")
     if crash:
@@ -187,6 +192,11 @@ def build_report(docs, hist=None, plt=None):
 def report_main(args):
     from ..report import check_output_path
     check_output_path(args.out, "--out")
+    if args.store and args.store.endswith(".json") and os.path.isfile(args.store):
+        # `--store b.json ...`: --store takes an optional URL, and this is a
+        # result file; the default store it is (write --store=URL to name one).
+        args.files.insert(0, args.store)
+        args.store = ""
     docs = [(p, plots._load(p)) for p in args.files]
     hist = None
     if args.store is not None:

@@ -35,7 +35,26 @@ def matplotlib_or_none():
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    # Figure names and hostnames are text, never TeX: '$' must not parse.
+    matplotlib.rcParams["text.parse_math"] = False
     return plt
+
+
+def num(v):
+    """A finite number from a document, or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def as_dict(v):
+    return v if isinstance(v, dict) else {}
+
+
+def figures(data):
+    """A bench document's figures that are dicts with a numeric median."""
+    return {str(n): f for n, f in as_dict(data.get("figures")).items()
+            if isinstance(f, dict) and num(as_dict(f.get("summary")).get("median")) is not None}
 
 
 def need_matplotlib():
@@ -78,12 +97,13 @@ def _latency(plt, figs, title, name):
 
 def bench_plots(plt, data, stem=""):
     """The charts of one bench result."""
-    figs, made = data["figures"], []
+    figs, made = figures(data), []
     pre = f"{stem}-" if stem else ""
     for kind, title in (("rfc", "RFC protocol"), ("upstream", "upstream (membarrier)"),
                         ("batch", "batches")):
-        sel = {n.split("/", 1)[1]: f for n, f in figs.items()
-               if f.get("kind") == kind and f.get("raw_samples")}
+        sel = {n.split("/", 1)[-1]: f for n, f in figs.items()
+               if f.get("kind") == kind and isinstance(f.get("raw_samples"), list)
+               and all(num(x) is not None for x in f["raw_samples"]) and f["raw_samples"]}
         if kind in ("rfc", "upstream"):   # one line per method: the fewest secondaries
             sel = {n: f for n, f in sel.items() if n.endswith("/secondaries=1")} or sel
         if sel:
@@ -94,7 +114,7 @@ def bench_plots(plt, data, stem=""):
         m = re.match(r"(rfc|upstream)/(\w+/\w+)/secondaries=(\d+)$", name)
         if m:
             curves.setdefault((m.group(1), m.group(2)), []).append(
-                (int(m.group(3)), f["summary"]["median"] / 1000, (f.get("floor_ns") or 0) / 1000))
+                (int(m.group(3)), f["summary"]["median"] / 1000, (num(f.get("floor_ns")) or 0) / 1000))
     if curves:
         fig, ax = plt.subplots(figsize=(8, 5.5))
         methods = sorted({method for _, method in curves})
@@ -112,8 +132,9 @@ def bench_plots(plt, data, stem=""):
         ax.legend(fontsize=7)
         made.append(_made(fig, f"{pre}scaling", "scaling with secondaries, with floors"))
 
-    batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], v.get("floor_ns"))
-                   for k, v in figs.items() if v.get("kind") == "batch")
+    batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], num(v.get("floor_ns")) or 0)
+                   for k, v in figs.items()
+                   if v.get("kind") == "batch" and re.search(r"=\d+$", k))
     if batch:
         fig, ax = plt.subplots(figsize=(7, 5))
         ax.plot([b[0] for b in batch], [b[1] for b in batch], marker="o", label="measured")
@@ -123,12 +144,14 @@ def bench_plots(plt, data, stem=""):
         ax.legend()
         made.append(_made(fig, f"{pre}batch", "batch curve, with its floor"))
 
-    ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if f.get("ratio_to_floor")]
+    ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if num(f.get("ratio_to_floor"))]
     if ratios:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(ratios) + 1.5))
         ax.barh([n for n, _ in ratios], [r for _, r in ratios])
         ax.axvline(1.0, color="grey", linestyle=":")
-        bound = next((t["bound"] for t in data.get("targets", []) if "floor" in t["target"]), None)
+        targets = data.get("targets") if isinstance(data.get("targets"), list) else []
+        bound = next((num(t.get("bound")) for t in targets
+                      if isinstance(t, dict) and "floor" in str(t.get("target"))), None)
         if bound:
             ax.axvline(bound, color="C3", linestyle="--", label=f"target {bound:g}x")
             ax.legend()
@@ -140,11 +163,13 @@ def bench_plots(plt, data, stem=""):
 
 
 def _dist_rows(data):
-    d = data.get("distributions") or {}
+    d = as_dict(data.get("distributions"))
     rows = [("site", d.get("site_ns")), ("batch", d.get("batch_ns")),
             ("bp handler", d.get("bp_handler_ns"))]
-    rows += [(f"ack {k}", v) for k, v in (d.get("ack_wait_ns") or {}).items()]
-    return [(n, v) for n, v in rows if v and v.get("count")]
+    rows += [(f"ack {k}", v) for k, v in as_dict(d.get("ack_wait_ns")).items()]
+    return [(n, v) for n, v in rows
+            if isinstance(v, dict) and v.get("count") and
+            all(num(v.get(q)) is not None for q in ("min", "p50", "p99", "max"))]
 
 
 def run_plots(plt, data, stem=""):
@@ -155,7 +180,9 @@ def run_plots(plt, data, stem=""):
         return []
     pre = f"{stem}-" if stem else ""
     made = []
-    cdfs = [(n, v["cdf"]) for n, v in rows if v.get("cdf")]
+    cdfs = [(n, v["cdf"]) for n, v in rows if isinstance(v.get("cdf"), list) and v["cdf"] and all(
+        isinstance(x, list) and len(x) == 2 and num(x[0]) is not None and num(x[1]) is not None
+        for x in v["cdf"])]
     if cdfs:
         fig, ax = plt.subplots(figsize=(8, 5))
         for name, cdf in cdfs:
