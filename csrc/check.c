@@ -51,8 +51,9 @@
  * SYNC_DONE (every site of a smaller round, rotating through a larger one)
  * and PUBLISH_SITES rotating sites of a batch at SYNC_0..SYNC_2, on one
  * round in GUARD_EVERY (an ordering bug hits every round and site: the
- * first checked round shows it), as the poke guard does for thread-context
- * writes (writes from the primary's breakpoint path, rare, are always
+ * first checked round shows it); the poke guard checks thread-context
+ * writes on one round in POKE_EVERY, byte by byte at GUARD_SITES sites of
+ * a batch (writes from the primary's breakpoint path, rare, are always
  * checked); the run view is swept every RUNVIEW_EVERY rounds and at the
  * end.  The publication checks run right after the state's store (rfc
  * protocol), while the secondaries take the new state: see ph_publish(). */
@@ -65,7 +66,9 @@ static int sampled(uint64_t seq, uint64_t every)
 {
     return seq <= 1 || seq % every == (seq / every) % every;   /* the first round: always */
 }
-#define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes and thread-context writes are checked */
+#define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes are checked */
+#define POKE_EVERY 8     /* rounds whose thread-context writes are checked ... */
+#define GUARD_SITES 8    /* ... byte by byte at this many sites of a batch (rotating) */
 #define PUBLISH_SITES 8
 #define DONE_SITES 32    /* sites of a round read back at SYNC_DONE (rotating in larger ones) */
 #define RUNVIEW_EVERY 16
@@ -254,7 +257,7 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
     if (!o->active || !len)
         return;
     int idx = ph_self.idx, ctx = ph_current_ctx();
-    if (ctx == PH_CTX_THREAD && !sampled(o->seq, GUARD_EVERY))
+    if (ctx == PH_CTX_THREAD && !sampled(o->seq, POKE_EVERY))
         return;             /* sampled rounds; the breakpoint path's writes always */
     uint64_t round = ph_load_relaxed(&e->sh->round);
     int site = ph_site_containing(e, addr);
@@ -263,6 +266,21 @@ void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t 
         /* a: the address, b: the length */
         ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, addr, (uint64_t)len | (1ULL << 32));
         return;
+    }
+    if (ctx == PH_CTX_THREAD) {
+        /* In a batch, the bytes of GUARD_SITES sites (by site number,
+         * rotating with the round); a write to a site the round does not
+         * patch is named wherever it lands. */
+        const struct ph_oround *rd = round_entry(e, o->seq);
+        int n = rd ? rd->n : 1;
+        if (n > GUARD_SITES) {
+            uint64_t stride = (uint64_t)((n + GUARD_SITES - 1) / GUARD_SITES);
+            if ((uint64_t)site % stride != o->seq % stride) {
+                if (ph_load_relaxed(&o->last_seq[site]) != o->seq)
+                    ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, o->seq, 2ULL << 32);
+                return;
+            }
+        }
     }
     uint8_t cur[PH_SITE_MAX_LEN];
     snap(e, s, cur);
