@@ -305,13 +305,3 @@ const char *ph_build_flags(void)
     return PH_BUILD_FLAGS;
 }
 
-#ifndef PH_BUILD_COMMIT
-#define PH_BUILD_COMMIT ""
-#endif
-
-/* The git commit the core was built from, "+dirty" when the tree had
- * changes, "" when not built from a checkout (csrc/build_ffi.py). */
-const char *ph_build_commit(void)
-{
-    return PH_BUILD_COMMIT;
-}
