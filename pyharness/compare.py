@@ -30,7 +30,6 @@ reported, not gated.
 Both ratios are printed whatever gates, so a slower kernel or CPU (raw
 slower, normalized not) is told apart from slower protocol code (both).
 """
-import json
 
 from .errors import UsageError
 from .stats import mann_whitney_u, summary
@@ -42,13 +41,8 @@ FLOOR_MOVED = 1.5     # floors this far apart: the machine, not the code, change
 
 def load(path):
     """Read a bench JSON file; UsageError if it is not one."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
-        raise UsageError(f"{path} is not JSON") from None
+    from .report import read_json
+    data = read_json(path)
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("pyharness.bench/"):
         schema = data.get("schema") if isinstance(data, dict) else None
         raise UsageError(f"{path} is not a pyharness bench result (schema {schema!r})")

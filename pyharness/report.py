@@ -166,6 +166,20 @@ def invariant_table(counts):
     return {name: {"description": desc, "violations": counts.get(name, 0)} for name, desc in INVARIANTS}
 
 
+def read_json(path):
+    """A JSON document from a file; UsageError (one line, exit 2) if it
+    cannot be read or is not JSON."""
+    import json as _json
+    from .errors import UsageError
+    try:
+        with open(path) as f:
+            return _json.load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{path} is not JSON") from None
+
+
 def check_output_path(path, option="--json"):
     """Before any work: the file's directory exists and the file can be
     written; raises UsageError (exit 2) naming the option otherwise."""

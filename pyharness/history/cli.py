@@ -48,19 +48,10 @@ def record(store, doc, tags, source):
     return True
 
 
-def _load_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
-        raise UsageError(f"{path} is not JSON") from None
-
-
 def store_main(args):
     if args.store_command == "import":
-        docs = [(p, _load_json(p)) for p in args.files]      # all read before any is stored
+        from ..report import read_json
+        docs = [(p, read_json(p)) for p in args.files]      # all read before any is stored
         for path, doc in docs:
             if not isinstance(doc, dict) or doc.get("schema") not in ("pyharness.bench/1",
                                                                       "pyharness.run/1"):

@@ -15,7 +15,6 @@ them as SVG (`pyharness report`).
     pyharness plot b.json [more.json ...] [--out plots/] [--format svg]
     pip install 'pyharness[plot]'      # matplotlib is an optional extra
 """
-import json
 import math
 import os
 import re
@@ -237,13 +236,8 @@ def history_plot(plt, series):
 
 
 def _load(path):
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
-        raise UsageError(f"{path} is not JSON") from None
+    from ..report import read_json
+    data = read_json(path)
     schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
     if not schema.startswith(("pyharness.bench/", "pyharness.run/")):
         raise UsageError(f"{path} is neither a bench result nor a run report (schema {schema!r})")
