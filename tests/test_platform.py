@@ -273,3 +273,22 @@ def test_the_kernel_log_scan_counts_kernel_errors_and_only_our_faults():
     assert classify(other.replace("26671", "4242"), ours) == "our-process-fault"
     assert classify("python3[4242]: segfault at 0 ip 00007f sp 00007f error 4", ours) == "our-process-fault"
     assert classify("python3[777]: segfault at 0 ip 00007f sp 00007f error 4", ours) is None
+
+
+def test_every_segment_of_a_mixed_run_logs_its_progress(tmp_path):
+    """Each segment's clock starts at 0: the second segment's progress must
+    not wait for the first one's last elapsed time (it did: a 30-minute
+    mixed soak logged progress for its first 5 minutes only)."""
+    from types import SimpleNamespace
+    from pyharness.platform.log import RunLog
+    cfg = SimpleNamespace(to_dict=lambda: {}, kinds=("movret",))
+    totals = {"sites_patched": 1, "nmis": 0, "bp_hits": {}, "violations": 0}
+    log = RunLog(str(tmp_path / "l.jsonl"))
+    for scen in ("rfc-native", "batch"):
+        log.start(SimpleNamespace(scenario=scen, config=cfg, sites=None, duration=300,
+                                  nmi_rate=0, argv=None), {}, 1)
+        for t in (1.0, 2.0, 299.5):
+            log.progress(t, totals)
+    log.close()
+    lines = _lines(tmp_path / "l.jsonl")
+    assert [x["type"] for x in lines] == ["start"] + ["progress"] * 3 + ["start"] + ["progress"] * 3

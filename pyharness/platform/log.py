@@ -55,6 +55,10 @@ class RunLog:
             self.f = None
 
     def start(self, spec, evidence, pid):
+        # Each run (each segment of a mixed scenario) counts its time from
+        # 0: a progress clock left at the last segment's end would keep the
+        # next segments silent.
+        self.last_progress = 0.0
         self.write({"type": "start", "scenario": spec.scenario, "worker_pid": pid,
                     "config": {**spec.config.to_dict(), "kinds": list(spec.config.kinds)},
                     "run": {"sites": spec.sites, "duration": spec.duration,
