@@ -249,9 +249,10 @@ def _write(tmp_path, docs, prefix="r"):
     return out
 
 
-def test_history_cli_check_md_and_json(run_cli, tmp_path, real):
+@BOTH
+def test_history_cli_check_md_and_json(run_cli, tmp_path, real, store_url):
     from markdown_it import MarkdownIt
-    db = str(tmp_path / "h.db")
+    db = store_url
     files = _write(tmp_path, real["results"][:5])
     assert run_cli("store", "import", "--store", db, *files).returncode == 0
     r = run_cli("history", "--store", db, "--check")
