@@ -180,3 +180,14 @@ def test_report_escapes_what_results_carry(run_cli, tmp_path):
     scan.feed(out.read_text())
     assert scan.scripts == 0 and scan.fetches == []
     assert "<b>x</b>" not in out.read_text() and "&lt;b&gt;x&lt;/b&gt;" in out.read_text()
+    # Names are escaped for TeX, and TeX stays on: the log axes' own labels
+    # (10^k) are TeX; turning it off printed them as raw "$\mathdefault..."
+    import matplotlib
+    from pyharness.viz import plots
+    plt = plots.matplotlib_or_none()
+    assert matplotlib.rcParams["text.parse_math"]
+    name, _, fig = plots.bench_plots(plt, doc)[0]
+    fig.canvas.draw()
+    ticks = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    assert any("mathdefault" in t for t in ticks)        # TeX that renders, not text
+    plt.close(fig)

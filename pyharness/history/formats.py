@@ -17,7 +17,7 @@ def _val(s, v):
 
 
 def _cp_text(s, c):
-    t = (f"{c['at']}: {_val(s, c['before_median'])} -> {_val(s, c['after_median'])} "
+    t = (f"{c['at']}: {_val(s, c['before_median'])} → {_val(s, c['after_median'])} "
          f"({c['magnitude']:+.1%}, p={c['p']:.1e}")
     if c.get("raw_ratio") is not None:
         t += f"; raw {c['raw_ratio'] - 1:+.1%}"

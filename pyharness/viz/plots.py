@@ -34,9 +34,14 @@ def matplotlib_or_none():
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    # Figure names and hostnames are text, never TeX: '$' must not parse.
-    matplotlib.rcParams["text.parse_math"] = False
     return plt
+
+
+def _t(text):
+    """Text from a result (a figure name, a host, a tag) as a label: a '$'
+    in it must not start TeX.  Matplotlib's own log-axis labels do use TeX,
+    so parsing stays on and our text is escaped instead."""
+    return str(text).replace("$", r"\$")
 
 
 def num(v):
@@ -85,8 +90,8 @@ def _latency(plt, figs, title, name):
             continue
         lo, hi = xs[0], max(xs[-1], xs[0] * 1.01)
         bins = [lo * (hi / lo) ** (i / 60) for i in range(61)]   # even on the log axis
-        ax1.hist(xs, bins=bins, histtype="step", label=label)
-        ax2.plot(xs, [i / len(xs) for i in range(1, len(xs) + 1)], label=label)
+        ax1.hist(xs, bins=bins, histtype="step", label=_t(label))
+        ax2.plot(xs, [i / len(xs) for i in range(1, len(xs) + 1)], label=_t(label))
     ax1.set(xlabel="per-site time (us)", ylabel="sites", xscale="log", title=f"{title}: histogram")
     ax2.set(xlabel="per-site time (us)", ylabel="fraction of sites", xscale="log",
             title=f"{title}: CDF")
@@ -123,7 +128,7 @@ def bench_plots(plt, data, stem=""):
             color = f"C{methods.index(method) % 10}"    # a colour per poke/sync method
             ax.plot(xs, [p[1] for p in pts], marker="o" if proto == "rfc" else "s",
                     linestyle="-" if proto == "rfc" else "--", color=color,
-                    label=f"{method} ({'RFC acks' if proto == 'rfc' else 'upstream membarrier'})")
+                    label=_t(f"{method} ({'RFC acks' if proto == 'rfc' else 'upstream membarrier'})"))
             ax.plot(xs, [p[2] for p in pts], linestyle=":", color=color, linewidth=1)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set(xlabel="secondaries", ylabel="per-site time (us); dotted: floor", yscale="log",
@@ -146,7 +151,7 @@ def bench_plots(plt, data, stem=""):
     ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if num(f.get("ratio_to_floor"))]
     if ratios:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(ratios) + 1.5))
-        ax.barh([n for n, _ in ratios], [r for _, r in ratios])
+        ax.barh([_t(n) for n, _ in ratios], [r for _, r in ratios])
         ax.axvline(1.0, color="grey", linestyle=":")
         targets = data.get("targets") if isinstance(data.get("targets"), list) else []
         bound = next((num(t.get("bound")) for t in targets
@@ -186,9 +191,9 @@ def run_plots(plt, data, stem=""):
         fig, ax = plt.subplots(figsize=(8, 5))
         for name, cdf in cdfs:
             xs = [max(x, 1) / 1000 for _, x in cdf]
-            ax.plot(xs, [q for q, _ in cdf], marker=".", label=name)
+            ax.plot(xs, [q for q, _ in cdf], marker=".", label=_t(name))
         ax.set(xscale="log", xlabel="us", ylabel="fraction", ylim=(0, 1.01),
-               title=f"{data.get('scenario')}: latency CDFs")
+               title=_t(f"{data.get('scenario')}: latency CDFs"))
         ax.legend(fontsize=7)
         made.append(_made(fig, f"{pre}cdf", "latency CDFs"))
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
@@ -197,9 +202,9 @@ def run_plots(plt, data, stem=""):
         ax.plot([v["p50"]], [i], "o", color="C0", label="p50" if i == 0 else None)
         ax.plot([v["p99"]], [i], "s", color="C3", label="p99" if i == 0 else None)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{n} ({v['count']})" for n, v in rows])
+    ax.set_yticklabels([_t(f"{n} ({v['count']})") for n, v in rows])
     ax.set(xscale="log", xlabel="ns (bar: min to max)",
-           title=f"{data.get('scenario')}: {data.get('verdict')} ({data.get('status')})")
+           title=_t(f"{data.get('scenario')}: {data.get('verdict')} ({data.get('status')})"))
     ax.legend()
     made.append(_made(fig, f"{pre}distributions", "latency summaries (min, p50, p99, max)"))
     return made
@@ -227,9 +232,9 @@ def history_plot(plt, series):
                    linestyle="--", label=f"change {c['magnitude']:+.0%}")
     step = max(1, int(math.ceil(len(pts) / 8)))
     ax.set_xticks(xs[::step])
-    ax.set_xticklabels([p["label"] for p in pts][::step], rotation=20, ha="right", fontsize=6)
+    ax.set_xticklabels([_t(p["label"]) for p in pts][::step], rotation=20, ha="right", fontsize=6)
     unit = "x floor" if series["basis"] == "normalized" else (series.get("unit") or "")
-    ax.set(ylabel=unit, title=f"{series['figure']} on {series['machine']['hostname']}")
+    ax.set(ylabel=_t(unit), title=_t(f"{series['figure']} on {series['machine']['hostname']}"))
     ax.legend(fontsize=7)
     return _made(fig, "history-" + re.sub(r"[^\w.=-]+", "_", series["figure"]),
                  f"{series['figure']}: history")
