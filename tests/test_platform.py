@@ -24,13 +24,16 @@ def _wait_for(pred, deadline_s=60.0, step=0.05):
 
 
 def _lines(path):
-    if not os.path.exists(path):
-        return []
+    """The complete lines of a log so far.  Before the run starts the file
+    may come and go: checking an output path creates it and removes it."""
     out = []
-    with open(path) as f:
-        for ln in f:
-            if ln.endswith("\n"):
-                out.append(json.loads(ln))
+    try:
+        with open(path) as f:
+            for ln in f:
+                if ln.endswith("\n"):
+                    out.append(json.loads(ln))
+    except FileNotFoundError:
+        return []
     return out
 
 
