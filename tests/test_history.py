@@ -382,7 +382,9 @@ def test_one_odd_result_is_no_change_and_a_zero_does_not_blind_the_series():
         [s["points"][11]["label"]]
 
 
-def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_path, real):
+@BOTH
+def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_path, real,
+                                                                  store_url):
     good = copy.deepcopy(real["results"][0])
     bad = [dict(good, machine="a string"), dict(good, quick="yes", started=12),
            dict(good, figures={"x": 1, "y": {"samples": ["a", float("nan"), None]}}),
@@ -393,7 +395,7 @@ def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_p
         p = tmp_path / f"d{i}.json"
         p.write_text(json.dumps(d))
         paths.append(str(p))
-    db = str(tmp_path / "m.db")
+    db = store_url
     r = run_cli("store", "import", "--store", db, *paths, "--tag", "k=" + "v" * 400)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 0, r.stderr           # every one of them is storable, coerced
