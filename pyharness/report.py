@@ -180,6 +180,19 @@ def read_json(path):
         raise UsageError(f"{path} is not JSON") from None
 
 
+def finite(v):
+    """A finite number read from a document, or None (a bool, a string, a
+    NaN, an infinity)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def as_dict(v):
+    """A document's field that must be an object: {} when it is not one."""
+    return v if isinstance(v, dict) else {}
+
+
 def check_output_path(path, option="--json"):
     """Before any work: the file's directory exists and the file can be
     written; raises UsageError (exit 2) naming the option otherwise."""

@@ -24,6 +24,7 @@ import sys
 import zlib
 
 from ..errors import StoreError, UsageError
+from ..report import as_dict, finite
 from . import models as m
 
 ENV_URL = "PYHARNESS_STORE"
@@ -200,22 +201,10 @@ def _bool(v):
     return v if isinstance(v, bool) else None
 
 
-def _num(v):
-    """A finite number, or None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if v == v and v not in (float("inf"), float("-inf")) else None
-
-
-def _dict(v):
-    return v if isinstance(v, dict) else {}
-
-
 def machine_identity(doc):
-    mach = _dict(doc.get("machine"))
-    cpus = _dict(doc.get("evidence")).get("cpus")
-    c0 = _dict(cpus[0]) if isinstance(cpus, list) and cpus else {}
+    mach = as_dict(doc.get("machine"))
+    cpus = as_dict(doc.get("evidence")).get("cpus")
+    c0 = as_dict(cpus[0]) if isinstance(cpus, list) and cpus else {}
     count = mach.get("cpu_count")
     return {"hostname": _str(mach.get("hostname")),
             "cpu_model": _str(mach.get("cpu_model") or c0.get("model_name")),
@@ -226,8 +215,8 @@ def machine_identity(doc):
 
 
 def build_identity(doc):
-    b = _dict(_dict(doc.get("evidence")).get("build"))
-    mach = _dict(doc.get("machine"))
+    b = as_dict(as_dict(doc.get("evidence")).get("build"))
+    mach = as_dict(doc.get("machine"))
     abi = b.get("abi") or mach.get("abi")
     return {"version": _str(b.get("pyharness") or mach.get("pyharness")),
             "commit": _str(b.get("git_commit"), 64), "dirty": _bool(b.get("git_dirty")),
@@ -240,31 +229,31 @@ def figures_of(doc):
     of a bench or run document; what is not a finite number is left out."""
     out = []
     if doc.get("schema") == "pyharness.bench/1":
-        for name, f in _dict(doc.get("figures")).items():
+        for name, f in as_dict(doc.get("figures")).items():
             if not isinstance(f, dict):
                 continue
             def nums(key):
                 v = f.get(key)
-                return [_num(x) for x in v] if isinstance(v, list) else []
+                return [finite(x) for x in v] if isinstance(v, list) else []
             vals, fl, ra = nums("samples"), nums("floor_samples"), nums("ratio_to_floor_samples")
             if len(fl) != len(vals):
                 fl = [None] * len(vals)
             if len(ra) != len(vals):
                 ra = [None] * len(vals)
             out.append((_str(name), _str(f.get("kind"), 32), _str(f.get("unit"), 32),
-                        _num(_dict(f.get("summary")).get("median")), _num(f.get("floor_ns")),
-                        _num(f.get("ratio_to_floor")),
+                        finite(as_dict(f.get("summary")).get("median")), finite(f.get("floor_ns")),
+                        finite(f.get("ratio_to_floor")),
                         [t for t in zip(vals, fl, ra) if t[0] is not None]))
     else:
         scen = _str(doc.get("scenario")) or "run"
-        d = _dict(doc.get("distributions"))
+        d = as_dict(doc.get("distributions"))
         rows = [("site_ns", d.get("site_ns")), ("bp_handler_ns", d.get("bp_handler_ns"))]
-        rows += [(f"ack_wait_ns/{k}", v) for k, v in _dict(d.get("ack_wait_ns")).items()]
+        rows += [(f"ack_wait_ns/{k}", v) for k, v in as_dict(d.get("ack_wait_ns")).items()]
         for what, dist in rows:
             if not isinstance(dist, dict) or not dist.get("count"):
                 continue
             for q in ("p50", "p99"):
-                v = _num(dist.get(q))
+                v = finite(dist.get(q))
                 if v is not None:
                     out.append((f"run/{scen}/{what}/{q}", "run", "ns", v, None, None,
                                 [(v, None, None)]))
@@ -363,7 +352,7 @@ class Store:
     def _add(self, doc, tags, source, schema, digest, blob, figs):
         import sqlalchemy as sa
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        cfg = _dict(doc.get("config"))
+        cfg = as_dict(doc.get("config"))
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(m.results.c.id).where(m.results.c.digest == digest)).first()
             if row:

@@ -24,6 +24,7 @@ import os
 
 from .. import __version__
 from ..errors import UsageError
+from ..report import as_dict, finite
 from . import plots
 
 CSS = """
@@ -120,9 +121,9 @@ def bench_section(plt, path, data):
     rows = []
     for name, f in plots.figures(data).items():
         rows.append([f"<code>{_e(name)}</code>", _e(f.get("kind")),
-                     _ns(plots.num((f.get("summary") or {}).get("median"))),
-                     _ns(plots.num(f.get("floor_ns"))),
-                     "-" if plots.num(f.get("ratio_to_floor")) is None
+                     _ns(finite((f.get("summary") or {}).get("median"))),
+                     _ns(finite(f.get("floor_ns"))),
+                     "-" if finite(f.get("ratio_to_floor")) is None
                      else f"{f['ratio_to_floor']:.3f}",
                      len(f.get("samples") or []) if isinstance(f.get("samples"), list) else 0])
     parts.append(_table(["figure", "kind", "median", "floor", "ratio to floor", "runs"], rows,
@@ -136,17 +137,17 @@ def run_section(plt, path, data):
     parts = [f"<h2>Run: {_e(os.path.basename(path))}</h2>"
              f'<p>scenario <code>{_e(data.get("scenario"))}</code>: '
              f'<span class="{cls}">{_e(str(verdict).upper())}</span> ({_e(data.get("status"))}) '
-             f"in {plots.num(data.get('elapsed_s')) or 0:.1f} s; sites patched "
-             f"{_e(plots.as_dict(data.get('totals')).get('sites_patched'))}</p>"]
+             f"in {finite(data.get('elapsed_s')) or 0:.1f} s; sites patched "
+             f"{_e(as_dict(data.get('totals')).get('sites_patched'))}</p>"]
     if data.get("replay"):
         parts.append(f"<p>replay: <code>{_e(data['replay'])}</code></p>")
-    counts = plots.as_dict(data.get("violation_counts"))
-    invs = plots.as_dict(data.get("invariants"))
+    counts = as_dict(data.get("violation_counts"))
+    invs = as_dict(data.get("invariants"))
     if counts:
         parts.append("<h3>Violations</h3>" + _table(
             ["invariant", "count", "description"],
-            [[f"<code>{_e(k)}</code>", _e(n), _e(plots.as_dict(invs.get(k)).get("description"))]
-             for k, n in sorted(counts.items(), key=lambda kv: -(plots.num(kv[1]) or 0))],
+            [[f"<code>{_e(k)}</code>", _e(n), _e(as_dict(invs.get(k)).get("description"))]
+             for k, n in sorted(counts.items(), key=lambda kv: -(finite(kv[1]) or 0))],
             num=(1,)))
         vs = data.get("violations") if isinstance(data.get("violations"), list) else []
         rows = [[f"<code>{_e(v.get('invariant'))}</code>", _e(v.get("role")), _e(v.get("cpu")),

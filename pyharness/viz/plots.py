@@ -20,6 +20,7 @@ import os
 import re
 
 from ..errors import UnsupportedError, UsageError
+from ..report import as_dict, finite
 
 
 MISSING = ("matplotlib is not installed; install the optional extra with "
@@ -44,21 +45,10 @@ def _t(text):
     return str(text).replace("$", r"\$")
 
 
-def num(v):
-    """A finite number from a document, or None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return v if v == v and abs(v) != float("inf") else None
-
-
-def as_dict(v):
-    return v if isinstance(v, dict) else {}
-
-
 def figures(data):
     """A bench document's figures that are dicts with a numeric median."""
     return {str(n): f for n, f in as_dict(data.get("figures")).items()
-            if isinstance(f, dict) and num(as_dict(f.get("summary")).get("median")) is not None}
+            if isinstance(f, dict) and finite(as_dict(f.get("summary")).get("median")) is not None}
 
 
 def need_matplotlib():
@@ -107,7 +97,7 @@ def bench_plots(plt, data, stem=""):
                         ("batch", "batches")):
         sel = {n.split("/", 1)[-1]: f for n, f in figs.items()
                if f.get("kind") == kind and isinstance(f.get("raw_samples"), list)
-               and all(num(x) is not None for x in f["raw_samples"]) and f["raw_samples"]}
+               and all(finite(x) is not None for x in f["raw_samples"]) and f["raw_samples"]}
         if kind in ("rfc", "upstream"):   # one line per method: the fewest secondaries
             sel = {n: f for n, f in sel.items() if n.endswith("/secondaries=1")} or sel
         if sel:
@@ -118,7 +108,7 @@ def bench_plots(plt, data, stem=""):
         m = re.match(r"(rfc|upstream)/(\w+/\w+)/secondaries=(\d+)$", name)
         if m:
             curves.setdefault((m.group(1), m.group(2)), []).append(
-                (int(m.group(3)), f["summary"]["median"] / 1000, (num(f.get("floor_ns")) or 0) / 1000))
+                (int(m.group(3)), f["summary"]["median"] / 1000, (finite(f.get("floor_ns")) or 0) / 1000))
     if curves:
         fig, ax = plt.subplots(figsize=(8, 5.5))
         methods = sorted({method for _, method in curves})
@@ -136,7 +126,7 @@ def bench_plots(plt, data, stem=""):
         ax.legend(fontsize=7)
         made.append(_made(fig, f"{pre}scaling", "scaling with secondaries, with floors"))
 
-    batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], num(v.get("floor_ns")) or 0)
+    batch = sorted((int(k.rsplit("=", 1)[1]), v["summary"]["median"], finite(v.get("floor_ns")) or 0)
                    for k, v in figs.items()
                    if v.get("kind") == "batch" and re.search(r"=\d+$", k))
     if batch:
@@ -148,13 +138,13 @@ def bench_plots(plt, data, stem=""):
         ax.legend()
         made.append(_made(fig, f"{pre}batch", "batch curve, with its floor"))
 
-    ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if num(f.get("ratio_to_floor"))]
+    ratios = [(n, f["ratio_to_floor"]) for n, f in figs.items() if finite(f.get("ratio_to_floor"))]
     if ratios:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(ratios) + 1.5))
         ax.barh([_t(n) for n, _ in ratios], [r for _, r in ratios])
         ax.axvline(1.0, color="grey", linestyle=":")
         targets = data.get("targets") if isinstance(data.get("targets"), list) else []
-        bound = next((num(t.get("bound")) for t in targets
+        bound = next((finite(t.get("bound")) for t in targets
                       if isinstance(t, dict) and "floor" in str(t.get("target"))), None)
         if bound:
             ax.axvline(bound, color="C3", linestyle="--", label=f"target {bound:g}x")
@@ -173,7 +163,7 @@ def _dist_rows(data):
     rows += [(f"ack {k}", v) for k, v in as_dict(d.get("ack_wait_ns")).items()]
     return [(n, v) for n, v in rows
             if isinstance(v, dict) and v.get("count") and
-            all(num(v.get(q)) is not None for q in ("min", "p50", "p99", "max"))]
+            all(finite(v.get(q)) is not None for q in ("min", "p50", "p99", "max"))]
 
 
 def run_plots(plt, data, stem=""):
@@ -185,7 +175,7 @@ def run_plots(plt, data, stem=""):
     pre = f"{stem}-" if stem else ""
     made = []
     cdfs = [(n, v["cdf"]) for n, v in rows if isinstance(v.get("cdf"), list) and v["cdf"] and all(
-        isinstance(x, list) and len(x) == 2 and num(x[0]) is not None and num(x[1]) is not None
+        isinstance(x, list) and len(x) == 2 and finite(x[0]) is not None and finite(x[1]) is not None
         for x in v["cdf"])]
     if cdfs:
         fig, ax = plt.subplots(figsize=(8, 5))
