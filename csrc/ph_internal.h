@@ -265,6 +265,7 @@ int ph_current_ctx(void);
 int ph_aborted(struct ph_engine *e);
 void ph_abort_run(struct ph_engine *e);
 int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline);
+int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline);
 void ph_account_wait(struct ph_counters *c, uint64_t t0);
 uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
                               uint64_t *waited);
@@ -274,6 +275,8 @@ uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step);
 void ph_busy_wait(uint64_t ns);
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step);
 void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0);
+int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
+                       uint64_t b);
 int ph_nmi_work(struct ph_engine *e);
 
 /* stress.c: aimed stress and the RFC selftest's conditions */

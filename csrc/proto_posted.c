@@ -104,22 +104,16 @@ static uint64_t wait_state_not(struct ph_engine *e, int prev, int ctx, int *err)
         uint64_t r = ph_load_acquire(&e->sh->round);      /* pairs: ph_publish() */
         if (state_of(r) != prev)
             return r;
-        if (ph_aborted(e)) {
-            *err = -ECANCELED;
-            return r;
-        }
-        if (!t0) {
-            t0 = ph_now_ns();
-            deadline = t0 + e->cfg.deadline_ns;
-        }
-        ph_beat(c);
-        if (ph_spin_step(e, &spins, deadline) < 0) {
+        int rc = ph_wait_step(e, &spins, &t0, &deadline);
+        if (rc == -ETIMEDOUT) {
             /* a: how long, b: the state waited on (bit 32: in the sync loop) */
             ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns,
                          (uint64_t)(prev & 0xff) | (1ULL << 40) |
                          ((uint64_t)(c->where == PH_WHERE_SYNC_WAIT) << 32));
             ph_abort_run(e);
-            *err = -ETIMEDOUT;
+        }
+        if (rc < 0) {
+            *err = rc;
             return r;
         }
     }
@@ -213,17 +207,12 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
         ph_beat(c);
         int timed_out = ph_spin_step(e, &spins, deadline) < 0;
         if (timed_out || ph_aborted(e)) {
-            if (timed_out) {
-                ph_store_relaxed(&e->sh->stuck_round, r);
-                /* a: how long; b: the weight reached, and num_acks */
-                ph_violation(e, PH_INV_DEADLINE, ph_self.idx,
-                             (int)ph_load_relaxed(&e->sh->cur_site), ph_current_ctx(), r,
-                             e->cfg.deadline_ns,
-                             ((uint64_t)map_weight(e) << 16) | (uint64_t)num_acks | (2ULL << 40));
-            }
-            ph_abort_run(e);
+            /* b: the weight reached, and num_acks */
+            int rc = ph_ack_wait_failed(e, r, timed_out, ph_self.idx, ph_current_ctx(),
+                                        ((uint64_t)map_weight(e) << 16) | (uint64_t)num_acks |
+                                        (2ULL << 40));
             c->where = where;
-            return timed_out ? -ETIMEDOUT : -ECANCELED;
+            return rc;
         }
     }
     ph_ack_wait_done(e, r, t0);

@@ -146,15 +146,11 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
             ph_beat(c);
             int timed_out = ph_spin_step(e, &spins, deadline) < 0;
             if (timed_out || ph_aborted(e)) {
-                if (timed_out)   /* names the thread that never acked */
-                    ph_store_relaxed(&e->sh->stuck_round, r);
-                if (timed_out)
-                    ph_violation(e, PH_INV_DEADLINE, i, (int)ph_load_relaxed(&e->sh->cur_site),
-                                 PH_CTX_THREAD, r, e->cfg.deadline_ns,
-                                 ph_load_relaxed(&e->thr[i].acked_round));
-                ph_abort_run(e);
+                /* names the thread that never acked, and its last ack */
+                int rc = ph_ack_wait_failed(e, r, timed_out, i, PH_CTX_THREAD,
+                                            ph_load_relaxed(&e->thr[i].acked_round));
                 c->where = where;
-                return timed_out ? -ETIMEDOUT : -ECANCELED;
+                return rc;
             }
         }
     }

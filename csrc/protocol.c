@@ -96,7 +96,6 @@ void ph_account_wait(struct ph_counters *c, uint64_t t0)
 uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
                                   uint64_t *waited)
 {
-    struct ph_counters *c = ph_self.c;
     uint64_t spins = 0, t0 = 0, deadline = 0;
     for (;;) {
         /* Pairs with the release store of the round in publish(). */
@@ -105,22 +104,33 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
             *waited = t0;
             return r;
         }
-        if (ph_aborted(e)) {
-            *err = -ECANCELED;
-            return r;
-        }
-        if (!t0) {
-            t0 = ph_now_ns();
-            deadline = t0 + e->cfg.deadline_ns;
-        }
-        ph_beat(c);
-        if (ph_spin_step(e, &spins, deadline) < 0) {
+        int rc = ph_wait_step(e, &spins, &t0, &deadline);
+        if (rc == -ETIMEDOUT) {
             ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
             ph_abort_run(e);
-            *err = -ETIMEDOUT;
+        }
+        if (rc < 0) {
+            *err = rc;
             return r;
         }
     }
+}
+
+/* A step of a wait for the published state that has not seen its change
+ * yet (ours above, the posted code's smp_cond_load_acquire): -ECANCELED
+ * once the run aborted; else the wait's clock starts at its first step, a
+ * heartbeat, a pause or a yield, and -ETIMEDOUT past the deadline (the
+ * caller names what it waited for). */
+int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline)
+{
+    if (ph_aborted(e))
+        return -ECANCELED;
+    if (!*t0) {
+        *t0 = ph_now_ns();
+        *deadline = *t0 + e->cfg.deadline_ns;
+    }
+    ph_beat(ph_self.c);
+    return ph_spin_step(e, spins, *deadline);
 }
 
 /* Returns the time of publication (the start of the ack wait).  The
@@ -169,6 +179,23 @@ void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0)
     int st = PH_ROUND_STATE(r);
     if (st <= PH_SYNC_DONE)
         ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+}
+
+/* A primary's ack wait that ran out of time or saw the run aborted (both
+ * protocols): a timeout names its round (stuck_round) and the deadline
+ * violation -- thread: whom it waited for, b: what it saw of the acks --
+ * then the run aborts.  Called before the caller restores its `where`, so
+ * the abort freezes the wait where it was.  Returns the wait's code. */
+int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
+                       uint64_t b)
+{
+    if (timed_out) {
+        ph_store_relaxed(&e->sh->stuck_round, r);
+        ph_violation(e, PH_INV_DEADLINE, thread, (int)ph_load_relaxed(&e->sh->cur_site), ctx, r,
+                     e->cfg.deadline_ns, b);
+    }
+    ph_abort_run(e);
+    return timed_out ? -ETIMEDOUT : -ECANCELED;
 }
 
 /* One step's writes, every site of the round (the protocols' poke_sync()). */
