@@ -18,7 +18,6 @@ per-run floors and ratios, a subsample of the per-site times, machine
 metadata, warnings and the speed targets.  `pyharness compare` reads it.
 """
 import collections
-import json
 import os
 import sys
 import threading
@@ -505,9 +504,8 @@ def run_bench(quick=False, cpus=None, out_json=None, inject_delay_ns=0, progress
     result["targets"] = targets(result)
     result["warnings"] = warnings(result)
     if out_json:
-        with open(out_json, "w") as fh:
-            json.dump(result, fh, indent=1)
-            fh.write("\n")
+        from . import documents
+        result["_written"] = documents.write(result, out_json, "--json", "bench")
     return result
 
 
@@ -610,7 +608,7 @@ def warnings(result):
     late = {n: f["late_runs"] for n, f in result["figures"].items() if f.get("late_runs")}
     if late:
         out.append("runs repeated because a secondary joined late (nobody waits for it in the "
-                   f"upstream style): {late}")
+                   "upstream style): " + ", ".join(f"{n} {k} time(s)" for n, k in sorted(late.items())))
     for what, why in (result.get("skipped") or {}).items():
         out.append(f"not measured: {what}: {why}")
     if result.get("interrupted_in_round") is not None:
@@ -631,10 +629,15 @@ def _fmt_ns(v):
     return f"{v / 1000:.2f} us" if v >= 999.5 else f"{v:.0f} ns"
 
 
+def _cpu_text(cpus):
+    from .cpus import describe_cpus
+    return describe_cpus(cpus) if cpus else "-"
+
+
 def format_tables(result):
     m = result["machine"]
     lines = [f"pyharness bench ({'quick' if result['quick'] else 'full'}): {m.get('cpu_model')}, "
-             f"kernel {m.get('kernel')}, CPUs {result['cpus']}"
+             f"kernel {m.get('kernel')}, CPUs {_cpu_text(result['cpus'])}"
              f"{', hypervisor' if m.get('hypervisor') else ''}, {result['repeats']} repeats, "
              f"{result['elapsed_s']:.0f} s"
              + (f", inject {result['inject_delay_ns']} ns/round" if result["inject_delay_ns"] else "")]
@@ -684,21 +687,31 @@ def _evidence(cpus):
 def bench_main(args):
     """`pyharness bench`: tables on stdout, progress on stderr if a TTY."""
     if args.json:                      # checked before any work
-        from .report import check_output_path
+        from .outputs import check_output_path
         check_output_path(args.json)
     from .history.cli import open_for_writing, record
     store, tags = open_for_writing(args)   # so is the store: opened and migrated first
+    quiet = getattr(args, "quiet", False)
     result = run_bench(quick=args.quick, cpus=args.cpus, out_json=args.json,
-                       inject_delay_ns=args.inject_delay_ns or 0, progress=sys.stderr.isatty())
-    print(format_tables(result))
+                       inject_delay_ns=args.inject_delay_ns or 0,
+                       progress=sys.stderr.isatty() and not quiet)
+    written = result.pop("_written", True)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    if not quiet:
+        print(format_tables(result), file=out)
+    missed = [t["target"] for t in result["targets"] if not t["pass"]]
+    print(f"pyharness bench: {len(result['figures'])} figures, "
+          f"{len(result['targets']) - len(missed)} of {len(result['targets'])} speed targets met",
+          file=out)
     if result["interrupted_in_round"] != 0:  # a warm-up cut short measured nothing
         if not record(store, result, tags, "pyharness bench"):
             return EXIT_UNSUPPORTED           # the environment (the store), not the code
+    if not written:
+        return EXIT_UNSUPPORTED
     if result["interrupted_in_round"] is not None:
         sys.stderr.write("pyharness bench: interrupted; what was measured is above"
                          + (f" and in {args.json}" if args.json else "") + "\n")
         return EXIT_INTERRUPTED
-    missed = [t["target"] for t in result["targets"] if not t["pass"]]
     if missed and args.check_targets:
         sys.stderr.write(f"pyharness bench: {len(missed)} speed target(s) missed: "
                          f"{'; '.join(missed)}\n")

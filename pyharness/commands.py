@@ -123,7 +123,8 @@ def build_spec(args, scenario, argv_prefix=("pyharness", "run"), duration=None):
 
 
 def run_main(args, argv):
-    from .report import check_output_path, summary_text, write_report
+    from .outputs import check_output_path
+    from .report import summary_text, write_report
     from .runner import run_stress
     scenario = args.scenario or DEFAULT
     if scenario not in SCENARIOS:
@@ -134,15 +135,17 @@ def run_main(args, argv):
     for opt in ("json", "log", "junit", "metrics"):
         path = getattr(args, opt, None)
         if path:
-            check_output_path(path, "--" + opt)
-            real = os.path.realpath(path)
-            if real in seen:
+            check_output_path(path, "--" + opt, stream=(opt == "log"))
+            real = os.path.realpath(path) if path != "-" else "-"
+            if real in seen and not real.startswith("/dev/"):
                 raise UsageError(f"--{opt} and --{seen[real]} name the same file {path}")
             seen[real] = opt
     from .history.cli import open_for_writing, record
     store, tags = open_for_writing(args)      # opened and migrated before any work
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     progress = (not args.quiet) and sys.stderr.isatty()
+    for line in preflight_warnings(args):
+        sys.stderr.write(f"pyharness: warning: {line}\n")
     log = None
     if getattr(args, "log", None):
         from .platform.log import RunLog
@@ -175,24 +178,40 @@ def run_main(args, argv):
     if args.json:
         ok = write_report(rep, args.json, "--json") and ok
     stored = record(store, rep, tags, "pyharness run")
+    from .outputs import write_output
     from .platform import exports
-    for opt, writer in (("junit", exports.write_junit), ("metrics", exports.write_metrics)):
+    for opt, render, suffix in (("junit", exports.junit_text, ".xml"),
+                                ("metrics", exports.metrics_text, ".prom")):
         path = getattr(args, opt, None)
         if path:
-            try:
-                writer(rep, path)
-            except OSError as exc:
-                sys.stderr.write(f"pyharness: error: could not write --{opt} {path} ({exc.strerror})\n")
-                ok = False
-    code = rep["exit_code"] if ok else max(rep["exit_code"], 1)
-    if not stored and code == 0:
-        code = 3          # the store (the environment) failed; the verdict stands in the report
+            ok = write_output(path, render(rep), "--" + opt, opt, suffix) and ok
+    code = rep["exit_code"]
+    if (not ok or not stored) and code == 0:
+        code = 3          # an output or the store (the environment) failed; the verdict stands
+    # The summary goes to stdout, unless the report itself does (--json -).
+    out = sys.stderr if args.json == "-" else sys.stdout
     try:
-        print(summary_text(rep))
-        sys.stdout.flush()
+        text = summary_text(rep)
+        print(text.splitlines()[0] if args.quiet else text, file=out)
+        out.flush()
     except BrokenPipeError:       # | head: the report is written; the verdict stands
         sys.stdout = open(os.devnull, "w")
     return code
+
+
+def preflight_warnings(args):
+    """Sentences warning, before the run, of what this configuration asks
+    that the box may not deliver."""
+    from .platform.capacity import signal_warning
+    sc = SCENARIOS.get(args.scenario or DEFAULT, {})
+    rate = args.nmi_rate if args.nmi_rate is not None else sc.get("nmi_rate", 0)
+    try:
+        cpus = cpumod.parse_cpu_list(args.cpus) if args.cpus else cpumod.usable_cpus()
+    except UsageError:
+        return []            # the run itself says what is wrong with the list
+    threads = args.threads or max(2, len(cpus))
+    w = signal_warning(threads, rate, len(set(cpus)))
+    return [w] if w else []
 
 
 def run_mixed(args, scenario, progress, log=None):
@@ -251,7 +270,9 @@ def merge_reports(parts, scenario, args):
     exit_code = 130 if 130 in codes else max(codes)
     from .report import invariant_table
     rep = dict(first)
-    rep.update({"scenario": scenario, "verdict": "fail" if violations or exit_code else "pass",
+    verdict = "fail" if violations or exit_code not in (0, 130) else (
+        "incomplete" if status == "interrupted" else "pass")
+    rep.update({"scenario": scenario, "verdict": verdict,
                 "status": status, "exit_code": exit_code, "violations": violations,
                 "violation_counts": counts, "invariants": invariant_table(counts),
                 "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),

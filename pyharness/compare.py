@@ -41,15 +41,8 @@ FLOOR_MOVED = 1.5     # floors this far apart: the machine, not the code, change
 
 def load(path):
     """Read a bench JSON file; UsageError if it is not one."""
-    from .report import read_json
-    data = read_json(path)
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("pyharness.bench/"):
-        schema = data.get("schema") if isinstance(data, dict) else None
-        raise UsageError(f"{path} is not a pyharness bench result (schema {schema!r})")
-    if data["schema"] != "pyharness.bench/1":
-        raise UsageError(f"{path}: schema {data['schema']} is newer than this pyharness reads "
-                         "(pyharness.bench/1)")
-    return data
+    from . import documents
+    return documents.load(path, ("bench",))
 
 
 def _test(old, new):

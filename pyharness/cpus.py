@@ -47,6 +47,12 @@ def format_cpu_list(cpus):
     return ",".join(out)
 
 
+def describe_cpus(cpus):
+    """How every command prints the CPUs a run used: "0-1 (2 threads)" (a
+    thread per entry: a CPU with two threads is listed once, counted twice)."""
+    return f"{format_cpu_list(cpus)} ({len(cpus)} thread{'s' if len(cpus) != 1 else ''})"
+
+
 def usable_cpus():
     """CPUs in this process's affinity mask (psutil, as the OS reports it)."""
     return sorted(psutil.Process().cpu_affinity())

@@ -305,9 +305,10 @@ def mutate_main(args):
     if args.keep:
         args.keep = os.path.abspath(args.keep)
     if args.json:
-        from .report import check_output_path
+        from .outputs import check_output_path
         check_output_path(args.json)
-    show = sys.stderr.isatty()
+    quiet = getattr(args, "quiet", False)
+    show = sys.stderr.isatty() and not quiet
 
     def progress(text):
         if show:
@@ -321,16 +322,22 @@ def mutate_main(args):
         rows, interrupted = exc.rows, True
     if show:
         sys.stderr.write("\r" + " " * 110 + "\r")
-    print(format_table(rows))
+    out = sys.stderr if args.json == "-" else sys.stdout
     got, total = score(rows)
+    if not quiet:
+        print(format_table(rows), file=out)
+    print(f"mutate: {got} of {total} non-equivalent mutants caught"
+          + (" (interrupted)" if interrupted else ""), file=out)
+    code = 0 if got == total else 1
     if args.json:
+        from . import documents
         from .machine import machine_info
-        with open(args.json, "w") as f:
-            json.dump({"schema": SCHEMA, "score": {"caught": got, "scored": total},
-                       "interrupted": interrupted,
-                       "runs": args.runs, "seconds": args.seconds, "rows": rows,
-                       "machine": machine_info()}, f, indent=1)
+        doc = {"schema": SCHEMA, "score": {"caught": got, "scored": total},
+               "interrupted": interrupted, "runs": args.runs, "seconds": args.seconds,
+               "rows": rows, "machine": machine_info()}
+        if not documents.write(doc, args.json, "--json", "mutate") and code == 0:
+            code = 3
     if interrupted:
         from .errors import EXIT_INTERRUPTED
         return EXIT_INTERRUPTED
-    return 0 if got == total else 1
+    return code

@@ -1,6 +1,6 @@
 """The run report: a versioned JSON document and a short human summary."""
-import json
 import shlex
+
 
 from .checker import INVARIANTS
 from .engine import ROLE_NAMES, WHERE_NAMES
@@ -83,8 +83,8 @@ def replay_command(argv):
 
 
 def _cpus(cpus):
-    from .cpus import format_cpu_list
-    return f"{format_cpu_list(cpus)} ({len(cpus)} threads)"
+    from .cpus import describe_cpus
+    return describe_cpus(cpus)
 
 
 def summary_text(rep):
@@ -99,6 +99,9 @@ def summary_text(rep):
         f"secondary {bp['secondary']} (in NMI {bp['secondary_nmi']}); "
         f"native {bp['native']}, emulated {bp['emulated']}, late {bp['late']}",
     ]
+    if rep["verdict"] == "incomplete":
+        lines.insert(1, f"  no violation in the {rep['elapsed_s']:.2f} s that ran, but the run was "
+                        "interrupted before its end: it did not pass")
     d = rep.get("distributions", {}).get("site_ns", {})
     if d.get("count"):
         lines.append(f"  per-site patch time: p50 {d['p50'] / 1000:.1f} us, p99 {d['p99'] / 1000:.1f} us, "
@@ -166,20 +169,6 @@ def invariant_table(counts):
     return {name: {"description": desc, "violations": counts.get(name, 0)} for name, desc in INVARIANTS}
 
 
-def read_json(path):
-    """A JSON document from a file; UsageError (one line, exit 2) if it
-    cannot be read or is not JSON."""
-    import json as _json
-    from .errors import UsageError
-    try:
-        with open(path) as f:
-            return _json.load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
-        raise UsageError(f"{path} is not JSON") from None
-
-
 def finite(v):
     """A finite number read from a document, or None (a bool, a string, a
     NaN, an infinity)."""
@@ -193,47 +182,16 @@ def as_dict(v):
     return v if isinstance(v, dict) else {}
 
 
-def check_output_path(path, option="--json"):
-    """Before any work: the file's directory exists and the file can be
-    written; raises UsageError (exit 2) naming the option otherwise."""
-    import os
-    from .errors import UsageError
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(d):
-        raise UsageError(f"{option} {path}: directory {d} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"{option} {path}: is a directory")
-    existed = os.path.exists(path)
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write ({exc.strerror})") from None
-    if not existed:
-        os.unlink(path)
-    return path
-
-
 def write_report(rep, path, option="--json"):
-    """Write the report; if that fails now (the disk filled, the directory
-    went away), write it to the temporary directory instead and say where
-    in one line.  Returns True if it went where it was asked."""
-    import os
-    import sys
-    import tempfile
-    try:
-        write_json(rep, path)
-        return True
-    except OSError as exc:
-        fd, alt = tempfile.mkstemp(prefix="pyharness-report-", suffix=".json")
-        os.close(fd)
-        write_json(rep, alt)
-        sys.stderr.write(f"pyharness: error: could not write {option} {path} ({exc.strerror}); "
-                         f"the report is in {alt}\n")
-        return False
+    """Write the run report by the output rules (pyharness/outputs.py); if
+    that fails now (the disk filled, /dev/full), it goes to a file in the
+    temporary directory, named in one line.  Returns True if it went where
+    it was asked (False: the caller exits 3)."""
+    from . import documents
+    return documents.write(rep, path, option)
 
 
 def write_json(rep, path):
-    with open(path, "w") as f:
-        json.dump(rep, f, indent=1, default=str)
-        f.write("\n")
+    from . import documents
+    from .outputs import write_file
+    write_file(path, documents.dumps(rep))

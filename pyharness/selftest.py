@@ -2,7 +2,6 @@
 mutant must be caught (by a named invariant, within 10 s), the correct
 protocol must show zero violations."""
 import argparse
-import json
 import sys
 import time
 
@@ -49,6 +48,14 @@ def _args(cpus, mutant, seconds, **extra):
     return ns
 
 
+class SelftestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the selftest; ``rows`` holds the runs that finished."""
+
+    def __init__(self, rows):
+        super().__init__("interrupted")
+        self.rows = rows
+
+
 def run_selftest(seconds=3.0, cpus=None, progress=False):
     from .runner import run_stress
     rows = []
@@ -58,8 +65,15 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
                           scenario, argv_prefix=("pyharness", "run"))
         spec.stop_on_violation = mutant != "none"
         t0 = time.monotonic()
-        rep = run_stress(spec, progress=progress)
+        try:
+            rep = run_stress(spec, progress=progress)
+        except KeyboardInterrupt:      # outside the supervised part of the run
+            raise SelftestInterrupted(rows) from None
         wall = time.monotonic() - t0
+        if rep["status"] == "interrupted":
+            # Ctrl-C: stop here.  What ran so far is kept; the run that was
+            # cut short is no verdict on the protocol either way.
+            raise SelftestInterrupted(rows)
         invs = sorted(rep["violation_counts"])
         caught = rep["verdict"] == "fail"
         after = rep.get("first_evidence_s")
@@ -119,22 +133,38 @@ def format_table(rows):
 
 
 def selftest_main(args):
+    from .errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED
     if args.json:
-        from .report import check_output_path
+        from .outputs import check_output_path
         check_output_path(args.json)
-    rows = run_selftest(seconds=args.seconds, cpus=args.cpus, progress=sys.stderr.isatty())
-    rows += run_source_mutants(cpus=args.cpus)
-    print(format_table(rows))
-    for r in rows:
-        if r.get("skipped"):
-            print(f"note: {r['mutant']} skipped: {r['skipped']}")
-    ok = all(r["ok"] for r in rows)
-    print("selftest: " + ("PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"))
+    quiet = getattr(args, "quiet", False)
+    interrupted = False
+    try:
+        rows = run_selftest(seconds=args.seconds, cpus=args.cpus,
+                            progress=sys.stderr.isatty() and not quiet)
+        rows += run_source_mutants(cpus=args.cpus)
+    except SelftestInterrupted as exc:
+        rows, interrupted = exc.rows, True
+    except KeyboardInterrupt:        # between runs, or in a source mutant's build
+        rows, interrupted = [], True
+    out = sys.stderr if args.json == "-" else sys.stdout
+    if not quiet:
+        print(format_table(rows), file=out)
+        for r in rows:
+            if r.get("skipped"):
+                print(f"note: {r['mutant']} skipped: {r['skipped']}", file=out)
+    ok = all(r["ok"] for r in rows) and not interrupted
+    print("selftest: " + ("interrupted: no verdict (the runs above finished)" if interrupted else
+                          "PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"),
+          file=out)
+    code = EXIT_INTERRUPTED if interrupted else 0 if ok else 1
     if args.json:
-        with open(args.json, "w") as f:
-            from .cpus import parse_cpu_list, usable_cpus
-            from .platform import evidence
-            cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
-            json.dump({"schema": "pyharness.selftest/1", "pass": ok, "rows": rows,
-                       "evidence": evidence.finish(evidence.collect(cpus), cpus)}, f, indent=1)
-    return 0 if ok else 1
+        from . import documents
+        from .cpus import parse_cpu_list, usable_cpus
+        from .platform import evidence
+        cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
+        doc = {"schema": "pyharness.selftest/1", "pass": ok, "interrupted": interrupted,
+               "rows": rows, "evidence": evidence.finish(evidence.collect(cpus), cpus)}
+        if not documents.write(doc, args.json, "--json", "selftest") and code == 0:
+            code = EXIT_UNSUPPORTED
+    return code

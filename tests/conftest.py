@@ -28,10 +28,11 @@ def two_cpus():
 def run_cli(tmp_path):
     """Run `python -m pyharness ...` from a scratch directory (so a source
     checkout never shadows the installed package) and return the result."""
-    def run(*args, timeout=120, preexec_fn=None):
+    def run(*args, timeout=120, preexec_fn=None, env=None, input=None):
         return subprocess.run([sys.executable, "-m", "pyharness", *args], cwd=tmp_path,
                               capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=preexec_fn)
+                              preexec_fn=preexec_fn, input=input,
+                              env=dict(os.environ, **env) if env else None)
     return run
 
 

@@ -389,7 +389,7 @@ def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_p
     bad = [dict(good, machine="a string"), dict(good, quick="yes", started=12),
            dict(good, figures={"x": 1, "y": {"samples": ["a", float("nan"), None]}}),
            dict(good, machine={"hostname": "h\udcff\x00" + "x" * 400, "kernel": "k" * 300,
-                               "hypervisor": "kvm"}, inject_delay_ns=2 ** 70)]
+                               "hypervisor": True}, inject_delay_ns=2 ** 70)]
     paths = []
     for i, d in enumerate([good] + bad):
         p = tmp_path / f"d{i}.json"
@@ -398,11 +398,18 @@ def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_p
     db = store_url
     r = run_cli("store", "import", "--store", db, *paths, "--tag", "k=" + "v" * 400)
     assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 0, r.stderr           # every one of them is storable, coerced
-    assert "5 of 5 imported" in r.stdout
+    # Each document that breaks its published schema is one line naming the
+    # file and the field (exit 2); the valid ones go in, odd text coerced.
+    assert r.returncode == 2, r.stderr
+    errs = [x for x in r.stderr.splitlines() if x.startswith("pyharness: error:")]
+    assert len(errs) == 3, r.stderr
+    assert paths[1] in errs[0] and "field machine: 'a string' is not of type 'object'" in errs[0]
+    assert paths[2] in errs[1] and ("field quick" in errs[1] or "field started" in errs[1])
+    assert paths[3] in errs[2] and "is not JSON" in errs[2]        # NaN is not JSON
+    assert "2 of 5 imported" in r.stdout
     with open_store(db, create=False) as st:
         rows = st.results()
-        assert len(rows) == 5 and all(r["tags"]["k"] == "v" * 400 for r in rows)
+        assert len(rows) == 2 and all(r["tags"]["k"] == "v" * 400 for r in rows)
 
 
 def test_a_store_that_fails_keeps_the_result_in_a_file(tmp_path, capsys, real):
@@ -414,13 +421,17 @@ def test_a_store_that_fails_keeps_the_result_in_a_file(tmp_path, capsys, real):
 
         def describe(self):
             return "postgresql+psycopg://box/db"
+
+        def url_for_hint(self):
+            return "postgresql://box/db"
     assert record(Broken(), real["results"][0], {"kernel": "6.18"}, "pyharness bench") is False
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "server closed" in err
     path = err.split("kept in ")[1].split(":")[0]
     with open(path) as f:
         assert json.load(f) == real["results"][0]
-    assert "pyharness store import " + path + " --tag kernel=6.18" in err
+    # the hint names the team's store: without --store it would load into the default one
+    assert "pyharness store import --store postgresql://box/db " + path + " --tag kernel=6.18" in err
     os.unlink(path)
 
 
@@ -435,8 +446,8 @@ def test_store_paths_are_paths_and_memory_is_refused(run_cli, tmp_path, real):
     r = run_cli("run", "--duration", "1", "--tag", "kernel=x")
     assert r.returncode == 2 and "--tag needs --store" in r.stderr
     r = run_cli("history", "--store", str(odd), "--check", "--figure", "primitive/*")
-    assert r.returncode == 2 and "can judge" in r.stderr
+    assert r.returncode == 0 and "nothing is judged yet" in r.stdout    # a young history
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
-    r = run_cli("history", "--store", str(empty))
-    assert r.returncode == 2 and "not a pyharness results store" in r.stderr
+    r = run_cli("history", "--store", str(empty))                     # an empty store
+    assert r.returncode == 0 and "0 results" in r.stdout, r.stderr

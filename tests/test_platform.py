@@ -57,26 +57,59 @@ def test_a_report_holds_the_evidence_with_reasons_for_what_is_missing(run_cli, t
     assert all(m["reason"] for m in ev["not_collected"])
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/dev/kmsg", os.W_OK),
-                    reason="writing a synthetic kernel log line needs root (/dev/kmsg)")
 def test_a_kernel_error_during_the_run_is_a_machine_health_violation(tmp_path):
-    """A synthetic machine-check line written to the kernel log while the
-    run goes on (after its start record, so after the watch began)."""
-    log, out = tmp_path / "l.jsonl", tmp_path / "r.json"
-    p = subprocess.Popen([sys.executable, "-m", "pyharness", "run", "--duration", "3", "--quiet",
-                          "--log", str(log), "--json", str(out)], cwd=tmp_path,
+    """A machine-check record appears in the kernel log while the run goes
+    on (after its start record, so after the watch began).  The log is one
+    the test controls, in /dev/kmsg's record format ($PYHARNESS_KMSG): no
+    fake alarm is ever written into the box's real kernel log, where a
+    run beside the tests, or a fleet's log watcher, would take it for one."""
+    log, out, kmsg = tmp_path / "l.jsonl", tmp_path / "r.json", tmp_path / "kmsg"
+    kmsg.write_text("6,100,1000,-;an old line, before the run: not ours to judge\n"
+                    "3,101,1001,-;mce: [Hardware Error]: from before the run\n")
+    env = dict(os.environ, PYHARNESS_KMSG=str(kmsg))
+    p = subprocess.Popen([sys.executable, "-m", "pyharness", "run", "--duration", "3",
+                          "--log", str(log), "--json", str(out)], cwd=tmp_path, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for(lambda: any(r["type"] == "start" for r in _lines(log)))
-    tag = f"pyharness synthetic test {os.getpid()}-{time.time_ns()}"
-    with open("/dev/kmsg", "w") as k:
-        k.write(f"<3>mce: [Hardware Error]: {tag}\n")
+    tag = f"synthetic record {os.getpid()}-{time.time_ns()}"
+    with open(kmsg, "a") as k:
+        k.write(f"6,102,2000,-;usb 1-1: an ordinary line\n"
+                f"3,103,2001,-;mce: [Hardware Error]: {tag}\n SUBSYSTEM=machinecheck\n")
     so, se = p.communicate(timeout=120)
     assert p.returncode == 1, so + se
     rep = json.loads(out.read_text())
     hv = [v for v in rep["violations"] if v["invariant"] == "machine-health"]
-    assert hv and tag in hv[0]["detail"] and "machine-check" in hv[0]["detail"]
-    assert rep["health"]["kernel_log"]["checked"]
+    assert len(hv) == 1 and tag in hv[0]["detail"] and "machine-check" in hv[0]["detail"]
+    kl = rep["health"]["kernel_log"]
+    assert kl["checked"] and kl["records_read"] == 2
     assert "kernel log: checked, 1 error line(s)" in so
+
+
+def test_a_clean_kernel_log_passes_and_an_unreadable_one_says_not_checked(tmp_path, run_cli):
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    r = run_cli("run", "--duration", "0.5", env={"PYHARNESS_KMSG": str(kmsg)})
+    assert r.returncode == 0 and "kernel log: checked, clean" in r.stdout, r.stdout + r.stderr
+    r = run_cli("run", "--duration", "0.5", env={"PYHARNESS_KMSG": str(tmp_path / "absent")})
+    assert r.returncode == 0 and "kernel log: NOT CHECKED" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("PYHARNESS_TEST_REAL_KMSG"),
+                    reason="opt-in (PYHARNESS_TEST_REAL_KMSG=1): writes one informational line "
+                           "to the box's real kernel log")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/dev/kmsg", os.W_OK),
+                    reason="writing to /dev/kmsg needs root")
+def test_the_real_kernel_log_is_read(tmp_path):
+    """Against the real /dev/kmsg: one informational line that no log
+    watcher takes for an alarm (priority 6, no error words) is read back."""
+    from pyharness.platform.health import HealthWatch
+    w = HealthWatch([0]).start()
+    tag = f"pyharness: kernel log reader check {os.getpid()}-{time.time_ns()}"
+    with open("/dev/kmsg", "w") as k:
+        k.write(f"<6>{tag}\n")
+    w.stop()
+    kl = w.report()["kernel_log"]
+    assert kl["checked"] and any(tag in r for r in w.records) and not kl["matches"]
 
 
 def test_the_log_keeps_start_progress_and_violations_after_kill_9(tmp_path):
@@ -174,7 +207,7 @@ def test_localization_verdicts():
 
 def test_retest_gives_a_rate_and_a_localization_verdict(run_cli, tmp_path):
     out = tmp_path / "r.json"
-    r = run_cli("run", "--mutant", "skip-sync-one", "--duration", "3", "--retest", "3", "--quiet",
+    r = run_cli("run", "--mutant", "skip-sync-one", "--duration", "3", "--retest", "3",
                 "--json", str(out), timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     rt = json.loads(out.read_text())["retest"]

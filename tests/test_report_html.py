@@ -162,15 +162,19 @@ def test_report_escapes_what_results_carry(run_cli, tmp_path):
     pytest.importorskip("matplotlib")
     with gzip.open(DATA, "rt") as f:
         doc = json.load(f)["inject"]
-    doc["inject_delay_ns"] = "<script>alert(1)</script>"
-    doc["warnings"] = [3, {"text": "<img src=x onerror=alert(2)>"}]
+    # Hostile text where the schema has text (a document that breaks its
+    # schema is refused before the report: tests/test_documents.py).
+    doc["warnings"] = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"]
     doc["machine"]["hostname"] = "$\\foo$ <b>"
     doc["figures"]["rfc/$x$/<i>/secondaries=1"] = doc["figures"].pop("rfc/rwx/iret/secondaries=1")
     doc["figures"]["batch/odd"] = {"kind": "batch", "samples": [1.0]}   # no summary, no '='
     p = tmp_path / "x.json"
     p.write_text(json.dumps(doc))
-    run = {"schema": "pyharness.run/1", "verdict": "fail", "elapsed_s": None,
-           "violation_counts": {"<b>x</b>": 1}, "violations": ["not a dict"]}
+    run = {"schema": "pyharness.run/1", "verdict": "fail", "status": "complete", "exit_code": 1,
+           "scenario": "<i>s</i>", "elapsed_s": 1.0, "config": {},
+           "totals": {"sites_patched": 0, "bp_hits": {}},
+           "violation_counts": {"<b>x</b>": 1},
+           "violations": [{"invariant": "<b>x</b>", "detail": "<script>alert(3)</script>"}]}
     q = tmp_path / "run.json"
     q.write_text(json.dumps(run))
     out = tmp_path / "r.html"
@@ -179,7 +183,9 @@ def test_report_escapes_what_results_carry(run_cli, tmp_path):
     scan = _Scan()
     scan.feed(out.read_text())
     assert scan.scripts == 0 and scan.fetches == []
-    assert "<b>x</b>" not in out.read_text() and "&lt;b&gt;x&lt;/b&gt;" in out.read_text()
+    text = out.read_text()
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "<script>alert" not in text and "<img src=x" not in text
     # Names are escaped for TeX, and TeX stays on: the log axes' own labels
     # (10^k) are TeX; turning it off printed them as raw "$\mathdefault..."
     import matplotlib

@@ -15,7 +15,6 @@ command, exit code, verdict and violations; `pyharness merge` reads it.
 import datetime
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -39,10 +38,14 @@ def parse_budget(text):
     scales the 5m tier."""
     if text in TIERS or text == "forever":
         return text
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", text or "")
-    if not m:
-        raise UsageError(f"--budget {text}: use 5m, 1h, 8h, forever, or a duration like 90s")
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    from ..units import parse_duration
+    try:
+        v = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--budget {exc}; use 5m, 1h, 8h, forever, or a duration like 90s") from None
+    if v <= 0:
+        raise UsageError(f"--budget {text}: must be more than 0")
+    return v
 
 
 def _tier(budget):
@@ -212,7 +215,12 @@ def expected_to_fail(step):
 
 
 def summary_text(summary):
-    lines = [f"campaign {summary['dir']} ({summary['budget']}, CPUs {summary['cpus']}):"]
+    from ..cpus import describe_cpus, parse_cpu_list
+    try:
+        cpus = describe_cpus(parse_cpu_list(summary["cpus"]))
+    except Exception:   # noqa: BLE001 - an old summary's text stands as it is
+        cpus = summary["cpus"]
+    lines = [f"campaign {summary['dir']} ({summary['budget']}, CPUs {cpus}):"]
     for s in summary["steps"]:
         note = s["note"]
         if expected_to_fail(s):
@@ -234,10 +242,13 @@ def campaign_main(args):
             raise UsageError(f"--out {args.out}: {exc.strerror}") from None
     if not os.access(args.out, os.W_OK):
         raise UsageError(f"--out {args.out}: not writable")
+    quiet = getattr(args, "quiet", False)
     old = signal.getsignal(signal.SIGINT)
-    s = run_campaign(budget, args.out, cpus=args.cpus)
+    s = run_campaign(budget, args.out, cpus=args.cpus,
+                     progress=(lambda _text: None) if quiet else print)
     signal.signal(signal.SIGINT, old)
-    print(summary_text(s))
+    text = summary_text(s)
+    print(text.splitlines()[-1] + f" ({s['dir']})" if quiet else text)
     if s["interrupted"]:
         return EXIT_INTERRUPTED
     worst = max((st["rc"] for st in s["steps"] if not expected_to_fail(st)), default=0)

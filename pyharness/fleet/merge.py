@@ -5,9 +5,9 @@ failed, how, and how often.
 A DIR is a campaign directory (it holds summary.json) or any directory
 above campaign directories (searched to any depth).
 """
-import json
 import os
 import re
+import sys
 
 from ..errors import UsageError
 
@@ -38,13 +38,10 @@ def _key(s):
 def merge(dirs):
     groups = {}
     for path in find_summaries(dirs):
+        from .. import documents
         try:
-            with open(path) as f:
-                s = json.load(f)
-            if not str(s.get("schema", "")).startswith("pyharness.campaign/") or "steps" not in s:
-                raise ValueError("not a pyharness campaign summary")
-            s["host"], s["steps"]   # noqa: B018 -- required keys
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            s = documents.load(path, ("campaign",))
+        except documents.DocumentError as exc:
             raise UsageError(f"{path}: unreadable campaign summary ({exc})") from None
         g = groups.setdefault(_key(s), {"boxes": set(), "campaigns": 0, "steps": 0, "failed": 0,
                                         "how": {}, "failed_boxes": set(), "failed_steps": {}})
@@ -92,11 +89,16 @@ def table(doc, fmt="text"):
 
 
 def merge_main(args):
-    doc = merge(args.dirs)
+    from .. import documents
     if args.json:
-        from ..report import check_output_path
+        from ..outputs import check_output_path
         check_output_path(args.json)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
-    print(table(doc, args.format))
-    return 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
+    doc = merge(args.dirs)
+    code = 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
+    if args.json and not documents.write(doc, args.json, "--json", "merge") and code == 0:
+        code = 3
+    if args.format == "json":
+        print(documents.dumps(doc), end="")
+    else:
+        print(table(doc, args.format), file=sys.stderr if args.json == "-" else sys.stdout)
+    return code

@@ -59,6 +59,11 @@ MIN_SIZE = 2
 MIN_POINTS = 3         # the noise between results needs three to estimate
 NEWEST_ALPHA = 0.1    # the newest point alone (one result) is held to alpha times this
 TRIM = 0.10           # the largest differences left out of the noise estimate
+# A young history (the newest point after only two results) has one
+# difference to estimate its noise from: its estimate is never taken below
+# this (5% on the log scale), so that with a 10% threshold the newest point
+# must be about 30% off to be flagged at three results.
+YOUNG_SIGMA = 0.05
 MEDIAN_EFF = 1.2533    # sqrt(pi/2): a median's standard error over a mean's
 
 
@@ -194,6 +199,11 @@ def _newest(points, cps, threshold, alpha):
     n = len(points)
     last = cps[-1] if cps else 0
     sigma = _sigmas(points[:n - 1], cps)       # the history's noise, not the newest point's
+    if not sigma["judged"] and n - 1 == MIN_POINTS - 1:
+        # Three results: the two before the newest give one difference.
+        a, b = points[0]["value"], points[1]["value"]
+        one = abs(math.log(b) - math.log(a)) / math.sqrt(2) if a > 0 and b > 0 else 0.0
+        sigma = {"judged": max(YOUNG_SIGMA, one)}
     if n - 1 - last < 1 or not sigma["judged"]:
         return None
     t = _test(points, last, n - 1, n - 1, n, threshold, alpha * NEWEST_ALPHA, sigma)

@@ -36,8 +36,10 @@ def record(store, doc, tags, source):
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f)
-            kept = f"; kept in {path}: pyharness store import {path}" + "".join(
-                f" --tag {k}={v}" for k, v in sorted(tags.items()))
+            import shlex
+            kept = (f"; kept in {path}: pyharness store import --store "
+                    f"{shlex.quote(store.url_for_hint())} {path}" + "".join(
+                        f" --tag {shlex.quote(f'{k}={v}')}" for k, v in sorted(tags.items())))
         except OSError:
             kept = "; and it could not be kept in a file either"
         sys.stderr.write(f"pyharness: error: the result was not stored in {store.describe()}: "
@@ -50,16 +52,21 @@ def record(store, doc, tags, source):
 
 def store_main(args):
     if args.store_command == "import":
-        from ..report import read_json
-        docs = [(p, read_json(p)) for p in args.files]      # all read before any is stored
-        for path, doc in docs:
-            if not isinstance(doc, dict) or doc.get("schema") not in ("pyharness.bench/1",
-                                                                      "pyharness.run/1"):
-                schema = doc.get("schema") if isinstance(doc, dict) else None
-                raise UsageError(f"{path} is not a pyharness bench or run result (schema {schema!r})")
+        from .. import documents
         tags = parse_tags(args.tag)
+        # Every file is read and validated first; one that is not a result is
+        # one line and exit 2, and the others still go in.
+        docs, failed = [], []
+        for path in args.files:
+            try:
+                docs.append((path, documents.load(path, ("bench", "run"))))
+            except PyharnessError as exc:
+                sys.stderr.write(f"pyharness: error: {exc}\n")
+                failed.append(exc)
+        if not docs:
+            return max(e.exit_code for e in failed)
         store = open_store(args.store)
-        added, failed = 0, []
+        added = 0
         for path, doc in docs:
             try:
                 rid, new = store.add(doc, tags=tags, source=path)
@@ -69,14 +76,14 @@ def store_main(args):
                 continue
             added += new
             print(f"{path}: result {rid}" + ("" if new else " (already stored)"))
-        print(f"{added} of {len(docs)} imported into {store.describe()}"
+        print(f"{added} of {len(args.files)} imported into {store.describe()}"
               + (f"; {len(failed)} failed" if failed else ""))
         return max((e.exit_code for e in failed), default=0)
     if args.store_command == "info":
         store = open_store(args.store, create=False)
         rows = store.results()
         print(f"store: {store.describe()}")
-        print(f"schema revision: {store.revision()}")
+        print(f"schema revision: {store.revision() or 'none (an empty database: initialised on first write)'}")
         print(f"results: {len(rows)} ({sum(r['kind'] == 'bench' for r in rows)} bench, "
               f"{sum(r['kind'] == 'run' for r in rows)} run)")
         hosts = {}
@@ -102,7 +109,17 @@ def history_main(args):
         print(history_md(hist, args.check))
     else:
         print(history_text(hist, args.check))
-    from .series import judged
+    from .changes import MIN_POINTS
+    from .series import judged, young_line
+    line = young_line(hist)
+    if line and args.format != "json":
+        (sys.stderr if args.format == "md" else sys.stdout).write(
+            ("check: " if args.check else "") + line + "\n")
+    if args.check and not judged(hist) and hist["results"] < MIN_POINTS:
+        if not line:
+            print(f"check: {hist['results']} result(s): a change needs {MIN_POINTS} to be told "
+                  "from noise; nothing is judged yet")
+        return 0        # a young history does not break CI
     if args.check and not judged(hist):
         sys.stderr.write("pyharness history: --check found no series it can judge (none, or "
                          "only primitives under a hypervisor)\n")

@@ -66,7 +66,9 @@ def history_text(hist, check=False):
             lines.append(f"check: REGRESSED ({len(reg)} figures):")
             lines += [f"  {s['figure']} on {s['machine']['hostname']}: {s['why']}" for s in reg]
         else:
-            lines.append("check: ok, the newest point is in no slower segment")
+            from .series import judged, young
+            if len(young(hist)) < len(judged(hist)):   # else: the young line says it all
+                lines.append("check: ok, the newest point is in no slower segment")
     return "\n".join(lines)
 
 
@@ -96,7 +98,9 @@ def history_md(hist, check=False):
 
 
 def history_json(hist, check=False, code=None):
+    from .series import young_line
     d = dict(hist)
+    d["not_judged"] = young_line(hist)
     if check:
         d["check"] = {"exit_code": code, "regressed": [
             {"figure": s["figure"], "machine": s["machine"]["hostname"], "why": s["why"],

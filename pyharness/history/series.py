@@ -173,3 +173,21 @@ def check_code(hist):
 def judged(hist):
     """The series --check can judge (those that gate)."""
     return [s for s in hist["series"] if s["gates"]]
+
+
+def young(hist):
+    """Gating series with too few results for any change to be told from
+    noise (fewer than changes.MIN_POINTS): not judged yet."""
+    from .changes import MIN_POINTS
+    return [s for s in judged(hist) if len(s["points"]) < MIN_POINTS]
+
+
+def young_line(hist):
+    """The one line that says what a young history cannot judge, or None."""
+    from .changes import MIN_POINTS
+    y = young(hist)
+    if not y:
+        return None
+    n = max(len(s["points"]) for s in y)
+    return (f"{len(y)} figure(s) have {n if len(y) == 1 else 'at most ' + str(n)} result(s): a "
+            f"change needs {MIN_POINTS} to be told from noise, so they are not judged yet")

@@ -137,12 +137,19 @@ def open_store(text=None, create=True, announce=True, allow_memory=False):
             # is replaced instead of failing the result's write.
             engine = sa.create_engine(url, pool_pre_ping=True)
         store = Store(engine, url)
-        if not create and store.revision() is None:
-            raise UsageError(f"--store {where}: not a pyharness results store (no schema)")
-        store.migrate()
+        state = store.ownership()
+        if state == "empty" and not create:
+            store.empty = True        # an empty database is an empty store: 0 results
+        else:
+            store.migrate()
     except ImportError as exc:
         raise StoreError(f"--store {where}: the database driver is not installed ({exc}); "
                          "pip install 'pyharness[postgres]'") from None
+    except sa.exc.DatabaseError as exc:
+        if sqlite and "not a database" in _db_message(exc):
+            # a file that is not SQLite at all: bad input, not the environment
+            raise UsageError(f"--store {where}: {url.database} is not an SQLite database") from None
+        raise StoreError(f"--store {where}: {_db_message(exc)}") from None
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"--store {where}: {_db_message(exc)}") from None
     if created and announce:
@@ -246,6 +253,13 @@ def figures_of(doc):
                         [t for t in zip(vals, fl, ra) if t[0] is not None]))
     else:
         scen = _str(doc.get("scenario")) or "run"
+        # A deliberately broken protocol, or another protocol, is a series
+        # of its own: never mixed into the correct protocol's line.
+        cfg = as_dict(doc.get("config"))
+        for key, normal in (("protocol", "rfc"), ("mutant", "none")):
+            v = _str(cfg.get(key), 64)
+            if v and v != normal:
+                scen += f"+{key}={v}"
         d = as_dict(doc.get("distributions"))
         rows = [("site_ns", d.get("site_ns")), ("bp_handler_ns", d.get("bp_handler_ns"))]
         rows += [(f"ack_wait_ns/{k}", v) for k, v in as_dict(d.get("ack_wait_ns")).items()]
@@ -264,6 +278,52 @@ class Store:
     def __init__(self, engine, url):
         self.engine = engine
         self.url = url
+        self.empty = False        # opened for reading, holds no tables yet
+
+    def url_for_hint(self):
+        """The store's URL for a command we print: SQLite as its path, a
+        server's URL with its password left out."""
+        if self.url.get_backend_name() == "sqlite":
+            return self.url.database
+        return self.url.set(password=None).render_as_string(hide_password=False) \
+            .replace("postgresql+psycopg://", "postgresql://")
+
+    def ownership(self):
+        """"empty" (no tables: ours to initialise), "ours" (our schema at a
+        revision), or UsageError (exit 2) for a database that belongs to
+        something else: tables that are not ours, or an Alembic history of
+        another application.  Never writes."""
+        import sqlalchemy as sa
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        names = set(sa.inspect(self.engine).get_table_names())
+        if not names:
+            return "empty"
+        ours = {t.name for t in m.metadata.sorted_tables}
+        where = self.describe()
+        if "alembic_version" not in names:
+            if names & ours == ours:
+                return "ours"
+            raise UsageError(f"--store {where}: this database belongs to something else (tables "
+                             f"{', '.join(sorted(names)[:6])}{', ...' if len(names) > 6 else ''}"
+                             "); name an empty database or a new file")
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        cfg = _alembic_config(None)
+        known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+        if current is None or current in known:
+            return "ours" if current is not None or not (names - {"alembic_version"}) else \
+                self._foreign(names, where)
+        if ours <= names:
+            return "ours"       # ours, migrated further by a newer pyharness: migrate() says so
+        raise UsageError(f"--store {where}: this database belongs to another application (its "
+                         f"Alembic revision {current} is not pyharness's, tables "
+                         f"{', '.join(sorted(names - {'alembic_version'})[:6])}); name an empty "
+                         "database or a new file")
+
+    def _foreign(self, names, where):
+        raise UsageError(f"--store {where}: this database belongs to something else (tables "
+                         f"{', '.join(sorted(names)[:6])}); name an empty database or a new file")
 
     def close(self):
         self.engine.dispose()
@@ -280,6 +340,8 @@ class Store:
     # -- schema --------------------------------------------------------------
     def revision(self):
         from alembic.runtime.migration import MigrationContext
+        if self.empty:
+            return None
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
@@ -390,6 +452,8 @@ class Store:
     def results(self, machine=None, tags=None, kind=None):
         """Result rows (dicts) with machine, build and tags, oldest first."""
         import sqlalchemy as sa
+        if self.empty:
+            return []
         q = (sa.select(m.results.c.id, m.results.c.kind, m.results.c.started,
                        m.results.c.quick, m.results.c.inject_delay_ns, m.results.c.verdict,
                        m.results.c.source, m.results.c.cpus,

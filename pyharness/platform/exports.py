@@ -7,14 +7,17 @@
 - Prometheus text format (--metrics) for node_exporter's textfile
   collector: the verdict, violations by invariant, sites per second,
   breakpoint hits, the run's time; written with prometheus_client (the
-  official client: its write_to_textfile renames atomically, as the
-  collector needs).
+  official client; its text is written by pyharness/outputs.py, which
+  renames atomically as the collector needs, and writes through a symlink
+  instead of replacing it).
 """
 from junitparser import Failure, JUnitXml, Properties, Property, TestCase, TestSuite
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+import io
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 
-def write_junit(rep, path):
+def junit_text(rep):
     from ..checker import INVARIANTS
     suite = TestSuite(f"pyharness.{rep['scenario']}")
     cls = f"pyharness.{rep['scenario']}"
@@ -33,8 +36,12 @@ def write_junit(rep, path):
             case.result = [f]
         suite.add_testcase(case)
     fate = TestCase("run-completed", classname=cls, time=rep["elapsed_s"])
-    if rep["status"] not in ("complete", "interrupted"):
-        f = Failure(f"the run ended {rep['status']}")
+    if rep["status"] != "complete":
+        # An interrupted run did not pass: it is a failed case, not a green
+        # suite with its status in a property.
+        f = Failure(f"the run ended {rep['status']} after {rep['elapsed_s']:.1f} s"
+                    + (": it did not run to its end, so it did not pass"
+                       if rep["status"] == "interrupted" else ""))
         f.text = str(rep.get("crash") or rep.get("stuck_threads") or "")
         fate.result = [f]
     suite.add_testcase(fate)
@@ -48,15 +55,17 @@ def write_junit(rep, path):
     suite.time = rep["elapsed_s"]
     xml = JUnitXml()
     xml.add_testsuite(suite)
-    xml.write(path, pretty=True)
+    buf = io.BytesIO()
+    xml.write(buf, pretty=True)
+    return buf.getvalue()
 
 
-def write_metrics(rep, path):
+def metrics_text(rep):
     from ..checker import NAMES
     reg = CollectorRegistry()
     labels = {"scenario": rep["scenario"]}
     g = Gauge("pyharness_pass", "1 if the last run passed, 0 if it failed", ["scenario"], registry=reg)
-    g.labels(**labels).set(1 if rep["verdict"] == "pass" else 0)
+    g.labels(**labels).set(1 if rep["verdict"] == "pass" else 0)   # incomplete is not a pass
     g = Gauge("pyharness_exit_code", "exit code of the last run", ["scenario"], registry=reg)
     g.labels(**labels).set(rep["exit_code"])
     g = Gauge("pyharness_violations", "violations in the last run, by invariant",
@@ -76,4 +85,4 @@ def write_metrics(rep, path):
     g = Gauge("pyharness_run_status", "1 for the last run's status", ["scenario", "status"],
               registry=reg)
     g.labels(status=rep["status"], **labels).set(1)
-    write_to_textfile(path, reg)
+    return generate_latest(reg)

@@ -191,7 +191,7 @@ def build_report(docs, hist=None, plt=None):
 
 
 def report_main(args):
-    from ..report import check_output_path
+    from ..outputs import check_output_path
     check_output_path(args.out, "--out")
     if args.store and args.store.endswith(".json") and os.path.isfile(args.store):
         # `--store b.json ...`: --store takes an optional URL, and this is a

@@ -231,12 +231,8 @@ def history_plot(plt, series):
 
 
 def _load(path):
-    from ..report import read_json
-    data = read_json(path)
-    schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
-    if not schema.startswith(("pyharness.bench/", "pyharness.run/")):
-        raise UsageError(f"{path} is neither a bench result nor a run report (schema {schema!r})")
-    return data
+    from .. import documents
+    return documents.load(path, ("bench", "run"))
 
 
 def plot_main(args):

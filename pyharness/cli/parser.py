@@ -1,30 +1,69 @@
-"""Command line: pyharness run | scenarios | selftest | mutate | bench | compare | history |
-store | report | plot | campaign | merge.
+"""The one command-line parser: every command, option, choice and default.
 
-Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this
-environment cannot run it, 130 interrupted.  Errors are one line on stderr.
+`pyharness completion` and `pyharness manpage` are generated from it (shtab,
+argparse-manpage), so the shell, the man page and --help never disagree.
 """
 import argparse
-import os
 import sys
 
-from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, EXIT_VIOLATIONS, PyharnessError,
-                     UsageError)
+from ..errors import EXIT_USAGE
+from ..units import parse_duration
+
+POKES = ("mprotect", "alias", "rwx")
+SYNCS = ("cpuid", "iret", "serialize")
+BPS = ("native", "emulate")
+SECONDARY_SYNCS = ("ack", "membarrier")
+PROTOCOLS = ("rfc", "rfc-as-posted")
+PLACEMENTS = ("default", "spread", "one-per-core", "smt-pairs", "cross-package")
 
 
-class _Parser(argparse.ArgumentParser):
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default after its help, where it has one worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS, [], ""):
+            return text
+        if action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *a, **kw):
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*a, **kw)
+
     def error(self, message):
-        # One clear line, the documented exit code, no usage dump.
-        sys.stderr.write(f"pyharness: error: {message} (see pyharness {self.prog.split()[-1]} --help)\n")
+        # One clear line, the documented exit code, no usage dump; the help
+        # it points to is this (sub)command's own.
+        sys.stderr.write(f"pyharness: error: {message} (see {self.prog} --help)\n")
         sys.exit(EXIT_USAGE)
 
 
+def _duration(text):
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text):
+    v = _duration(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be more than 0")
+    return v
+
+
 def _nonneg_float(text):
+    import math
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not v >= 0:
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    if v < 0:
         raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
     return v
 
@@ -64,40 +103,66 @@ def _read_store_option(p):
                         "~/.local/share/pyharness/results.db)")
 
 
+def _json_option(p, what="the JSON result"):
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help=f"write {what} here (- for standard output)")
+
+
+def _quiet(p):
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress and no tables: only the verdict line and errors")
+
+
+def _version():
+    from .. import __version__
+    try:
+        from .._ffi import lib
+        from .._ffi import ffi
+        commit = ffi.string(lib.ph_build_commit()).decode() if hasattr(lib, "ph_build_commit") else ""
+    except Exception:   # noqa: BLE001 - --version must work without the core
+        commit = ""
+    return f"pyharness {__version__}" + (f" ({commit})" if commit else "")
+
+
 def build_parser():
-    p = _Parser(prog="pyharness", description="Stress tester for runtime code patching "
-                "(cross-modifying code) on Linux x86_64.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = Parser(prog="pyharness", description="Stress tester for runtime code patching "
+               "(cross-modifying code) on Linux x86_64.",
+               epilog="Exit codes: 0 pass, 1 violations found, 2 bad usage or input, 3 this "
+                      "environment cannot run it, 130 interrupted.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     r = sub.add_parser("run", help="run the patching protocol under stress and check it")
     r.add_argument("--scenario", default=None, help="preset (see `pyharness scenarios`); default rfc-native")
     r.add_argument("--sites", type=_pos_int, default=None,
                    help="sites to lay out; without --duration each is patched once (default 1000)")
-    r.add_argument("--duration", type=_nonneg_float, default=None,
-                   help="patch for this many seconds instead of once per site")
+    r.add_argument("--duration", type=_duration, default=None, metavar="TIME",
+                   help="patch for this long instead of once per site: seconds, or 90s, 5m, 2h")
     r.add_argument("--cpus", default=None, help='CPU list, e.g. "0-3,7" (default: every usable CPU)')
     r.add_argument("--threads", type=_pos_int, default=None,
                    help="participant threads (default one per CPU; more oversubscribes)")
     r.add_argument("--primary", type=_nonneg_int, default=None, help="CPU of the primary (default: first)")
-    r.add_argument("--placement", default=None,
+    r.add_argument("--placement", default=None, choices=PLACEMENTS,
                    help="default | spread (across packages, then cores) | one-per-core | smt-pairs "
                         "(primary and a secondary on SMT siblings) | cross-package")
     r.add_argument("--retest", type=_nonneg_int, default=0, metavar="N",
                    help="on failure: rerun N times (the same seed, then new ones) for a "
                         "reproduction rate, then move the roles around to localize it")
-    r.add_argument("--poke", default="mprotect", help="mprotect | alias | rwx")
-    r.add_argument("--sync", default="cpuid", help="cpuid | iret | serialize")
-    r.add_argument("--bp", default=None, help="native | emulate")
-    r.add_argument("--secondary-sync", default=None, help="ack | membarrier")
+    r.add_argument("--poke", default="mprotect", choices=POKES, help="how the text is written")
+    r.add_argument("--sync", default="cpuid", choices=SYNCS, help="the serializing instruction")
+    r.add_argument("--bp", default=None, choices=BPS,
+                   help="the breakpoint path (default: the scenario's)")
+    r.add_argument("--secondary-sync", default=None, choices=SECONDARY_SYNCS,
+                   help="how secondaries are serialized (default: the scenario's)")
     r.add_argument("--site-kinds", default=None, help="comma list of movret,call,jmpnop,block")
     r.add_argument("--nmi-rate", type=_nonneg_float, default=None, help="NMIs per second per thread")
     r.add_argument("--executors", type=_nonneg_int, default=None,
                    help="threads that execute sites at full speed")
     r.add_argument("--batch", type=_pos_int, default=None, help="sites per poke_sync round")
-    r.add_argument("--protocol", default="rfc",
-                   help="rfc (default: the RFC's steps with pyharness's acks) | rfc-as-posted "
-                        "(the RFC's code as posted)")
+    r.add_argument("--protocol", default="rfc", choices=PROTOCOLS,
+                   help="rfc: the RFC's steps with pyharness's acks; rfc-as-posted: the RFC's "
+                        "code as posted")
     r.add_argument("--nmi-mode", action="store_true", default=None,
                    help="the RFC's NMI mode (patch 19): the primary patches, and each secondary "
                         "runs its finish loop, inside its own NMI")
@@ -116,10 +181,11 @@ def build_parser():
                    help="trace events kept per thread (power of two; 0 = off)")
     r.add_argument("--mutant", default="none", help="run a deliberately broken protocol")
     r.add_argument("--seed", type=_nonneg_int, default=1, help="seed of the schedule and NMI timings")
-    r.add_argument("--deadline", type=_nonneg_float, default=10.0, help="seconds any wait may take")
-    r.add_argument("--timeout", type=_nonneg_float, default=600.0,
+    r.add_argument("--deadline", type=_positive_duration, default=10.0, metavar="TIME",
+                   help="the longest any protocol wait may take, in seconds")
+    r.add_argument("--timeout", type=_positive_duration, default=600.0, metavar="TIME",
                    help="time limit of a --sites run (a --duration run is limited by its duration)")
-    r.add_argument("--grace", type=_nonneg_float, default=5.0,
+    r.add_argument("--grace", type=_duration, default=5.0, metavar="TIME",
                    help="after the limit, a worker with no progress for this long is hung and "
                         "killed; one still progressing (overloaded) gets up to 4x this more")
     r.add_argument("--inject-delay-ns", type=_nonneg_int, default=0,
@@ -128,7 +194,7 @@ def build_parser():
                    help="set PR_SET_MDWE in the worker first (as systemd's MemoryDenyWriteExecute)")
     r.add_argument("--stop-on-violation", action="store_true",
                    help="end the run at the first evidence of a violation (bisecting, mutation runs)")
-    r.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
+    _json_option(r, "the JSON report")
     r.add_argument("--log", default=None, metavar="PATH",
                    help="JSON Lines while the run goes on (start, progress each second, each "
                         "violation as found, end), synced to disk every few seconds")
@@ -136,54 +202,58 @@ def build_parser():
                    help="JUnit XML: a test case per invariant")
     r.add_argument("--metrics", default=None, metavar="PATH",
                    help="Prometheus text format, for node_exporter's textfile collector")
-    r.add_argument("--quiet", action="store_true", help="no progress line")
+    _quiet(r)
     _store_options(r, "the run report")
 
     sub.add_parser("scenarios", help="list the scenarios")
 
     s = sub.add_parser("selftest", help="prove the checker catches each seeded bug")
-    s.add_argument("--seconds", type=_nonneg_float, default=3.0,
+    s.add_argument("--seconds", type=_positive_duration, default=3.0, metavar="TIME",
                    help="length of each correct-protocol run (mutants stop when caught, 10 s max)")
-    s.add_argument("--cpus", default=None)
-    s.add_argument("--json", default=None, metavar="PATH")
+    s.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
+    _json_option(s, "the selftest's rows")
+    _quiet(s)
 
     b = sub.add_parser("bench", help="measure what the protocol costs and its floor")
     b.add_argument("--quick", action="store_true", help="under a minute on 2 CPUs")
-    b.add_argument("--json", default=None, metavar="PATH")
-    b.add_argument("--cpus", default=None)
+    _json_option(b, "the bench result")
+    b.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
     b.add_argument("--inject-delay-ns", type=_nonneg_int, default=0,
                    help="busy wait added to each poke_sync round: a deliberate regression, "
                         "to check that `pyharness compare` catches it")
     b.add_argument("--check-targets", action="store_true",
                    help="exit 1 when a speed target (Python share, ratio to the floor, batch "
                         "gain) is missed")
+    _quiet(b)
     _store_options(b, "the result")
 
     m = sub.add_parser("mutate", help="build each source mutant (tests/mutants) and check that "
                                       "the checker catches it")
     m.add_argument("--only", default=None, help="comma list of mutant names or file prefixes")
     m.add_argument("--runs", type=_pos_int, default=1, help="runs per mutant (seeds 1..N)")
-    m.add_argument("--seconds", type=_nonneg_float, default=10.0,
+    m.add_argument("--seconds", type=_positive_duration, default=10.0, metavar="TIME",
                    help="cap per run; a mutant must be caught within it")
-    m.add_argument("--cpus", default=None)
+    m.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
     m.add_argument("--source", default=None, metavar="DIR",
                    help="the pyharness source tree to mutate (default: this checkout, or the "
                         "current directory)")
     m.add_argument("--mutants", default=None, metavar="DIR", help="default: tests/mutants of the source tree")
     m.add_argument("--keep", default=None, metavar="DIR", help="build the scratch trees here and keep them")
-    m.add_argument("--json", default=None, metavar="PATH")
+    _json_option(m, "the mutation table")
+    _quiet(m)
 
     g = sub.add_parser("campaign", help="selftest, scenario matrix across placements and bench, "
                                         "sized by a time budget, kept under one directory")
     g.add_argument("--budget", default="5m", help="5m | 1h | 8h | forever, or a duration (90s, 20m)")
     g.add_argument("--out", default="results", metavar="DIR",
-                   help="results go to DIR/<host>-<date>/ (default: ./results)")
-    g.add_argument("--cpus", default=None)
+                   help="results go to DIR/<host>-<date>/")
+    g.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
+    _quiet(g)
 
     mg = sub.add_parser("merge", help="merge campaign directories from many boxes into one table")
     mg.add_argument("dirs", nargs="+", metavar="DIR")
-    mg.add_argument("--json", default=None, metavar="PATH")
-    mg.add_argument("--format", default="text", choices=["text", "md"])
+    _json_option(mg, "the merged table")
+    mg.add_argument("--format", default="text", choices=["text", "md", "json"])
 
     c = sub.add_parser("compare", help="compare two bench JSON files")
     c.add_argument("old")
@@ -205,9 +275,9 @@ def build_parser():
     h.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE",
                    help="only results with this tag (repeatable)")
     h.add_argument("--by", default="time", metavar="time|TAG",
-                   help="order by time (default) or by a tag's value, e.g. --by build")
+                   help="order by time or by a tag's value, e.g. --by build")
     h.add_argument("--threshold", type=_nonneg_float, default=0.10,
-                   help="a change must be larger than this fraction (default 0.10)")
+                   help="a change must be larger than this fraction")
     h.add_argument("--basis", default="auto", choices=["auto", "raw", "normalized"],
                    help="judge raw time or cost relative to the run's floor (auto: normalized "
                         "under a hypervisor, as compare)")
@@ -218,7 +288,7 @@ def build_parser():
     h.add_argument("--format", default="text", choices=["text", "md", "json"])
 
     st = sub.add_parser("store", help="the results store: import JSON results, show what it holds")
-    ss = st.add_subparsers(dest="store_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ss = st.add_subparsers(dest="store_command", metavar="SUBCOMMAND", parser_class=Parser)
     ss.required = True
     si = ss.add_parser("import", help="load bench or run JSON files into the store")
     si.add_argument("files", nargs="+", metavar="FILE.json")
@@ -242,63 +312,25 @@ def build_parser():
     rp.add_argument("--machine", default=None, metavar="M")
     rp.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE")
     rp.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write")
+
+    co = sub.add_parser("completion", help="print a shell completion script (generated from "
+                                           "this parser)")
+    co.add_argument("shell", choices=["bash", "zsh", "tcsh"],
+                    help='e.g. pyharness completion bash > /etc/bash_completion.d/pyharness')
+
+    sub.add_parser("manpage", help="print the man page (roff, generated from this parser): "
+                                   "pyharness manpage | man -l -")
     return p
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            from .commands import run_main
-            return run_main(args, argv)
-        if args.command == "scenarios":
-            from .commands import scenarios_main
-            return scenarios_main(args)
-        if args.command == "selftest":
-            from .selftest import selftest_main
-            return selftest_main(args)
-        if args.command == "bench":
-            from .bench import bench_main
-            return bench_main(args)
-        if args.command == "mutate":
-            from .mutate import mutate_main
-            return mutate_main(args)
-        if args.command == "campaign":
-            from .fleet.campaign import campaign_main
-            return campaign_main(args)
-        if args.command == "merge":
-            from .fleet.merge import merge_main
-            return merge_main(args)
-        if args.command == "compare":
-            from .compare import compare_main
-            return compare_main(args)
-        if args.command == "history":
-            from .history.cli import history_main
-            return history_main(args)
-        if args.command == "store":
-            from .history.cli import store_main
-            return store_main(args)
-        if args.command == "plot":
-            from .viz.plots import plot_main
-            return plot_main(args)
-        if args.command == "report":
-            from .viz.html import report_main
-            return report_main(args)
-    except PyharnessError as exc:
-        sys.stderr.write(f"pyharness: error: {exc}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("pyharness: interrupted\n")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # stdout closed (| head): what was asked for is written; stay quiet
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return EXIT_PASS
-    return EXIT_USAGE
-
-
-__all__ = ["main", "build_parser", "EXIT_PASS", "EXIT_VIOLATIONS", "UsageError"]
+def subparser(parser, names):
+    """The (sub)parser a parsed command line ended in: names = (command, ...)."""
+    cur = parser
+    for name in names:
+        if not name:
+            break
+        acts = [a for a in cur._actions if isinstance(a, argparse._SubParsersAction)]
+        if not acts or name not in acts[0].choices:
+            break
+        cur = acts[0].choices[name]
+    return cur
