@@ -501,7 +501,7 @@ static int rendezvous(struct ph_engine *e, uint64_t k, int leaving)
     return 0;
 }
 
-int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
+static int primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
 {
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e || ph_self.idx != e->cfg.primary)
@@ -552,7 +552,7 @@ int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
 }
 
 /* The secondaries: the finish loop of each session, until the last DONE. */
-int ph_secondary_run(struct ph_engine *e)
+static int secondary_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e)
@@ -616,7 +616,7 @@ int ph_stuck_threads(struct ph_engine *e, int *out, int max)
 /* Executors run sites at full speed; with acks they also ack each state.
  * Aimed (PH_AIM_EXECUTOR), an executor that sees the state change runs the
  * sites under patch at once, in the window before the next poke. */
-int ph_executor_run(struct ph_engine *e)
+static int executor_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;
     if (!c || ph_self.e != e)
@@ -658,6 +658,40 @@ int ph_executor_run(struct ph_engine *e)
 
 /* (c): after DONE, this thread runs every site and must see the variant
  * the schedule implies. */
+/*
+ * A thread that leaves its role stops its own "NMIs" here, in C, before it
+ * returns to Python: there it waits for the GIL, and with a thousand
+ * threads queued for it each one would still take its timer's signals for
+ * seconds (a --threads 1024 --nmi-rate 200 run spent 9-45 s after DONE
+ * that way, and was killed as hung).  A signal already pending is
+ * harmless: its handler finds no site under patch.
+ */
+static int leave_role(struct ph_engine *e, int rc)
+{
+    int me = ph_self.idx;
+    if (me >= 0 && me < e->cfg.nthreads && e->timer_made[me]) {
+        struct itimerspec off;
+        memset(&off, 0, sizeof(off));
+        timer_settime(e->timers[me], 0, &off, NULL);
+    }
+    return rc;
+}
+
+int ph_primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
+{
+    return leave_role(e, primary_run(e, nsites, until_ns));
+}
+
+int ph_secondary_run(struct ph_engine *e)
+{
+    return leave_role(e, secondary_run(e));
+}
+
+int ph_executor_run(struct ph_engine *e)
+{
+    return leave_role(e, executor_run(e));
+}
+
 int ph_verify_run(struct ph_engine *e)
 {
     struct ph_counters *c = ph_self.c;

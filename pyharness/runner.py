@@ -28,7 +28,7 @@ TICK = 0.2
 # make progress is overloaded, not hung: it gets up to this many more grace
 # periods to finish (a bound: a run ends within its duration plus 5x grace).
 OVERLOAD_GRACES = 4
-STALL_S = 1.0            # no progress for this long: stalled
+STALL_S = 1.0            # progress is judged between snapshots at least this far apart
 
 
 @dataclasses.dataclass
@@ -63,7 +63,8 @@ class _Progress:
         bp = t["bp_hits"]
         total = f"{self.spec.duration:.0f}s" if self.spec.duration is not None else f"{self.spec.sites} sites"
         line = (f"\r[{self.spec.scenario}] {elapsed:6.1f}s/{total}  sites {t['sites_patched']}  "
-                f"bp p/s {bp['primary']}/{bp['secondary']} (nmi {bp['primary_nmi']}/{bp['secondary_nmi']})  "
+                f"breakpoint hits primary {bp['primary']} secondary {bp['secondary']} "
+                f"(in NMI {bp['primary_nmi']}/{bp['secondary_nmi']})  "
                 f"NMIs {t['nmis']}  violations {t['violations']}")
         sys.stderr.write(line[:200].ljust(120))
         sys.stderr.flush()
@@ -167,7 +168,7 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     stop_sent_at = None
     interrupted = hung = False
     overloaded = None
-    beats, stalled_since = {}, {}
+    watch = _ProgressWatch(view)
     caught_at = None
     try:
         if log:
@@ -179,8 +180,9 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                 time.sleep(TICK)
                 elapsed = time.monotonic() - t0
                 if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
-                    progress(view, elapsed)
-                    _watch_heartbeats(view, beats, stalled_since)
+                    watch.sample()
+                    if stop_sent_at is None:      # after the stop: only what decides hung
+                        progress(view, elapsed)
                     if log:
                         log.progress(elapsed, view.totals())
                         if view.sh.nviolations or log.logged:
@@ -200,14 +202,13 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                 stop_sent_at = time.monotonic()
             if stop_sent_at is not None and time.monotonic() - stop_sent_at > spec.grace:
                 since = time.monotonic() - stop_sent_at
-                live = _progressing(view, stalled_since)
-                if live and since <= spec.grace * (1 + OVERLOAD_GRACES):
+                if watch.live() and since <= spec.grace * (1 + OVERLOAD_GRACES):
                     overloaded = since       # slow, not stuck: let it finish
                 else:
                     hung = True
                     break
     finally:
-        stuck = _stuck_names(view, cfg, stalled_since) if hung else []
+        stuck = watch.stuck(cfg, child.pid) if hung else []
         if child.poll() is None:
             child.kill()
         try:
@@ -236,37 +237,67 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     return build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at)
 
 
-def _watch_heartbeats(view, beats, stalled_since):
-    now = time.monotonic()
-    for i, c in enumerate(view.all_counters()):
-        key = (c["heartbeat"], c["acked_round"], c["where"], c["sites_patched"], c["nmis"])
-        if beats.get(i) != key:
-            beats[i] = key
-            stalled_since[i] = now
+class _ProgressWatch:
+    """Whether the worker still makes progress, judged between snapshots of
+    its threads' protocol position and work taken at least STALL_S apart,
+    each stamped after it was read.  How late the supervisor itself got to
+    look (a box flooded with signals starves it) is never the stall."""
+
+    def __init__(self, view):
+        self.view = view
+        self.base = self.base_t = None
+        self.moved = None             # thread indices that changed between the last two
+        self.changed_at = {}
+
+    def sample(self):
+        snap = self.view.progress_digest()
+        now = time.monotonic()
+        if self.base is None:
+            self.base, self.base_t = snap, now
+            return
+        if now - self.base_t < STALL_S:
+            return
+        self.moved = {i for i, (a, b) in enumerate(zip(self.base, snap)) if a != b}
+        for i in self.moved:
+            self.changed_at[i] = now
+        self.base, self.base_t = snap, now
+
+    def live(self):
+        """Some thread not yet exited changed between the last two snapshots."""
+        if lib.ph_shared_check(self.view.base, self.view.sh.size or 1) != 0:
+            return False
+        self.sample()
+        return bool(self.moved) and any(
+            WHERE_NAMES.get(self.base[i][1]) != "exited" for i in self.moved)
+
+    def stuck(self, cfg, pid):
+        """The threads that have not left, with where they are: verify and
+        the waits before it included (a thread stuck there is stuck too),
+        and the kernel's view of each (its task state)."""
+        if lib.ph_shared_check(self.view.base, self.view.sh.size or 1) != 0:
+            return []
+        out, now = [], time.monotonic()
+        counters = self.view.all_counters()
+        for i, c in enumerate(counters):
+            where = WHERE_NAMES.get(c["where"], "?")
+            if where == "exited":
+                continue
+            still = now - self.changed_at.get(i, self.base_t or now)
+            extra = f", verified {c['verified']}" if where == "verify" else ""
+            out.append(f"thread {i} (cpu {cfg.cpus[i]}, in {where}, acked seq "
+                       f"{c['acked_round'] >> 3} state {c['acked_round'] & 7}{extra}, no progress "
+                       f"for {still:.1f} s, task {_task_state(pid, c['tid'])})")
+        return out
 
 
-def _progressing(view, stalled_since):
-    """Some thread still running changed its counters within STALL_S."""
-    if lib.ph_shared_check(view.base, view.sh.size or 1) != 0:
-        return False
-    now = time.monotonic()
-    for i, c in enumerate(view.all_counters()):
-        if WHERE_NAMES.get(c["where"]) in ("exited",):
-            continue
-        if now - stalled_since.get(i, 0.0) < STALL_S:
-            return True
-    return False
-
-
-def _stuck_names(view, cfg, stalled_since):
-    now, out = time.monotonic(), []
-    for i, c in enumerate(view.all_counters()):
-        if WHERE_NAMES.get(c["where"]) in ("exited", "verify"):
-            continue
-        if now - stalled_since.get(i, now) >= 1.0 or c["where"] != 0:
-            out.append(f"thread {i} (cpu {cfg.cpus[i]}, in {WHERE_NAMES.get(c['where'], '?')}, "
-                       f"acked seq {c['acked_round'] >> 3} state {c['acked_round'] & 7})")
-    return out
+def _task_state(pid, tid):
+    """The kernel's one-letter state of a thread (R running, S sleeping, D
+    in the kernel, T stopped, Z gone), from /proc; '?' if unreadable."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
 
 
 def _has_evidence(view, cfg, invariant=None):
@@ -314,6 +345,8 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
     verdict = "fail" if violations else "pass"
     if status == "interrupted":
         exit_code = EXIT_INTERRUPTED
+        if verdict == "pass":       # no violation in what ran, but it did not run to its end
+            verdict = "incomplete"
     else:
         exit_code = EXIT_VIOLATIONS if violations or status in ("hung", "crashed", "aborted") else EXIT_PASS
         if status in ("hung", "crashed", "aborted") and verdict == "pass":
