@@ -24,6 +24,7 @@ import threading
 import time
 
 from . import cpus as cpumod
+from .documents import KINDS
 from ._ffi import ffi, lib
 from .engine import SYNCS, Config, Engine, available_syncs, ctrl_c_deferred, spin_pauses_for
 from .errors import (EXIT_INTERRUPTED, EXIT_UNSUPPORTED, BenchRunError, UnsupportedError,
@@ -31,7 +32,7 @@ from .errors import (EXIT_INTERRUPTED, EXIT_UNSUPPORTED, BenchRunError, Unsuppor
 from .machine import machine_info
 from .stats import summary
 
-SCHEMA = "pyharness.bench/1"
+SCHEMA = KINDS["bench"]
 ROUNDS = 4                  # SYNC_0, SYNC_1, SYNC_2, SYNC_DONE: one state hand-off each
 UPSTREAM_SYNCS = 3          # upstream: text_poke_sync() after INT3, tail, first byte
 POKES = ("mprotect", "alias", "rwx")

@@ -26,9 +26,10 @@ import tempfile
 import time
 from typing import List, Optional
 
+from .documents import KINDS
 from .errors import UnsupportedError, UsageError
 
-SCHEMA = "pyharness.mutate/1"
+SCHEMA = KINDS["mutate"]
 CAP_S = 10.0
 DEADLINE_S = 3.0
 

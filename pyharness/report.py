@@ -5,7 +5,9 @@ import shlex
 from .checker import INVARIANTS
 from .engine import ROLE_NAMES, WHERE_NAMES
 
-SCHEMA = "pyharness.run/1"
+from .documents import KINDS
+
+SCHEMA = KINDS["run"]
 
 
 CDF_POINTS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)

@@ -163,7 +163,7 @@ def selftest_main(args):
         from .cpus import parse_cpu_list, usable_cpus
         from .platform import evidence
         cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
-        doc = {"schema": "pyharness.selftest/1", "pass": ok, "interrupted": interrupted,
+        doc = {"schema": documents.KINDS["selftest"], "pass": ok, "interrupted": interrupted,
                "rows": rows, "evidence": evidence.finish(evidence.collect(cpus), cpus)}
         if not documents.write(doc, args.json, "--json", "selftest") and code == 0:
             code = EXIT_UNSUPPORTED

@@ -34,6 +34,15 @@ check() {   # $1: a python, $2: what to install, $3: a name
         { echo "packaging: no license in the metadata ($3)"; exit 1; }
     echo "packaging: $3: installed and ran ($("$v/bin/python" -V))"
 }
+# Without a C compiler: one line that says what to install, not a raw distutils error.
+q "$WORK/build/bin/pip" install -q -U 'setuptools>=77' cffi wheel
+if CC=/bin/false "$WORK/build/bin/pip" install --no-build-isolation --no-deps "$sdist" \
+        >"$WORK/nocc.log" 2>&1; then
+    echo "packaging: it installed with CC=/bin/false"; exit 1
+fi
+grep -q "it needs a C compiler and the Python headers" "$WORK/nocc.log" ||
+    { tail -20 "$WORK/nocc.log"; echo "packaging: no clear line without a compiler"; exit 1; }
+echo "packaging: without a compiler: one line naming what to install"
 check "$PY" "$wheel" wheel
 check "$PY" "$sdist" sdist
 

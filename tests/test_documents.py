@@ -122,3 +122,16 @@ def test_output_rules(tmp_path):
     with pytest.raises(UsageError, match="FIFO with no reader"):
         outputs.check_output_path(str(tmp_path / "f"), "--log", stream=True)
     assert outputs.write_output(str(tmp_path / "gone" / "x.json"), "{}", "--json") is False
+
+
+def test_what_compare_and_history_print_as_json_matches_their_schemas(run_cli, tmp_path, real):
+    from pyharness import documents
+    for i, d in enumerate(real["results"][:3]):
+        (tmp_path / f"b{i}.json").write_text(json.dumps(d))
+    r = run_cli("compare", "b0.json", "b1.json", "--format", "json")
+    assert documents.validate(json.loads(r.stdout), ("compare",)) == "compare", r.stderr
+    assert run_cli("store", "import", "--store", "s.db", "b0.json", "b1.json", "b2.json"
+                   ).returncode == 0
+    r = run_cli("history", "--store", "s.db", "--check", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert documents.validate(json.loads(r.stdout), ("history",)) == "history"

@@ -289,3 +289,14 @@ def test_cpu_lists_are_printed_one_way():
     from pyharness.cpus import describe_cpus
     assert describe_cpus([0, 1]) == "0-1 (2 threads)"
     assert describe_cpus([0, 1, 0, 1]) == "0-1 (4 threads)"
+
+
+def test_the_progress_line_labels_counts_as_counts(capsys, monkeypatch):
+    from types import SimpleNamespace
+    from pyharness.runner import _Progress
+    view = SimpleNamespace(totals=lambda: {
+        "sites_patched": 5, "nmis": 7, "violations": 0,
+        "bp_hits": {"primary": 3, "secondary": 4, "primary_nmi": 1, "secondary_nmi": 2}})
+    _Progress(True, SimpleNamespace(duration=10.0, sites=None, scenario="rfc-native"))(view, 1.0)
+    line = capsys.readouterr().err
+    assert "breakpoint hits primary 3 secondary 4 (in NMI 1/2)" in line and "p/s" not in line

@@ -83,7 +83,7 @@ def test_paired_sites_one_per_round_are_switched_within_one_session(two_cpus):
 @pytest.mark.parametrize("args,needle", [
     (["--mutant", "rfc-bitmap"], "--protocol rfc-as-posted"),
     (["--protocol", "rfc-as-posted", "--scenario", "upstream-emulated"], "stop_machine"),
-    (["--protocol", "nope"], "unknown protocol"),
+    (["--protocol", "nope"], "argument --protocol: invalid choice"),
     (["--stress", "paired", "--sites", "7"], "even"),
     (["--nmi-level", "4"], "--nmi-level"),
 ])

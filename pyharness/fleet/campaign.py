@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 
+from ..documents import KINDS
 from ..errors import EXIT_INTERRUPTED, UsageError
 
-SCHEMA = "pyharness.campaign/1"
+SCHEMA = KINDS["campaign"]
 SCENARIOS = ("rfc-native", "upstream-emulated", "batch", "rfc-selftest")
 PLACEMENTS = ("default", "spread", "one-per-core", "smt-pairs", "cross-package")
 # budget -> (selftest seconds, seconds per scenario run, mixed seconds, bench args, mutate runs)
@@ -100,10 +101,12 @@ def plan(budget, cpus, mutate_ok):
 
 
 def _json_of(path):
+    """A step's document, validated; None when the step wrote none or an
+    invalid one (its note says "(no JSON)" and its exit code stands)."""
+    from .. import documents
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return documents.load(path)
+    except documents.DocumentError:
         return None
 
 

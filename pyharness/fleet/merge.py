@@ -9,9 +9,10 @@ import os
 import re
 import sys
 
+from ..documents import KINDS
 from ..errors import UsageError
 
-SCHEMA = "pyharness.merge/1"
+SCHEMA = KINDS["merge"]
 
 
 def find_summaries(dirs):

@@ -128,5 +128,6 @@ def compare_md(rows, summ):
 
 
 def compare_json(rows, summ, code):
-    return json.dumps({"schema": "pyharness.compare/1", "exit_code": code, "summary": summ,
+    from ..documents import KINDS
+    return json.dumps({"schema": KINDS["compare"], "exit_code": code, "summary": summ,
                        "rows": rows}, indent=1)

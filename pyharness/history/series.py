@@ -19,11 +19,12 @@ time); results without the tag are left out of that view.
 import datetime as dt
 
 from ..compare import ALPHA, FLOOR_MOVED
+from ..documents import KINDS
 from ..errors import UsageError
 from ..stats import summary
 from .changes import change_points
 
-SCHEMA = "pyharness.history/1"
+SCHEMA = KINDS["history"]
 BASES = ("auto", "raw", "normalized")
 
 

@@ -23,13 +23,14 @@ import os
 import sys
 import zlib
 
+from .. import documents
 from ..errors import StoreError, UsageError
 from ..report import as_dict, finite
 from . import models as m
 
 ENV_URL = "PYHARNESS_STORE"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
-KINDS = {"pyharness.bench/1": "bench", "pyharness.run/1": "run"}
+KINDS = {documents.KINDS[k]: k for k in ("bench", "run")}   # what the store takes
 
 
 def default_path():
@@ -235,7 +236,7 @@ def figures_of(doc):
     """[(name, kind, unit, median, floor, ratio, [(value, floor, ratio)])]
     of a bench or run document; what is not a finite number is left out."""
     out = []
-    if doc.get("schema") == "pyharness.bench/1":
+    if doc.get("schema") == documents.KINDS["bench"]:
         for name, f in as_dict(doc.get("figures")).items():
             if not isinstance(f, dict):
                 continue

@@ -13,7 +13,9 @@ import os
 import sys
 import time
 
-SCHEMA = "pyharness.log/1"
+from ..documents import KINDS
+
+SCHEMA = KINDS["log"]
 SYNC_S = 2.0
 
 
