@@ -17,6 +17,27 @@ def _no_user_store(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("PYHARNESS_STORE", raising=False)
 
 
+REAL_BENCHES = os.path.join(os.path.dirname(__file__), "data", "bench-vm-30.json.gz")
+
+
+@pytest.fixture(scope="session")
+def real():
+    """30 real `bench --quick` results of one build on our VM, and one with
+    --inject-delay-ns 2000 after them (see its "about")."""
+    import gzip
+    import json
+    with gzip.open(REAL_BENCHES, "rt") as f:
+        return json.load(f)
+
+
+def one_line(proc):
+    """The one line on stderr a bad input must print; fails the test if there
+    is more, or a traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
 @pytest.fixture
 def two_cpus():
     """Two threads' CPUs: two distinct CPUs where we have them."""

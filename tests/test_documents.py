@@ -3,7 +3,6 @@ reader validates against it, and an odd document is one line naming the
 file and the field (exit 2), never a traceback.  Quick and without the C
 core's runs where it can be: CI runs this file on the oldest and the newest
 Python the machine has too."""
-import gzip
 import json
 import os
 import subprocess
@@ -11,19 +10,7 @@ import sys
 
 import pytest
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "bench-vm-30.json.gz")
-
-
-@pytest.fixture(scope="module")
-def real():
-    with gzip.open(DATA, "rt") as f:
-        return json.load(f)
-
-
-def _one_line(r):
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
+from conftest import one_line as _one_line
 
 
 @pytest.mark.parametrize("change,field", [

@@ -1,6 +1,5 @@
 """What a new user meets (issue 21): each point runs the command that showed
 it, or the library call behind it, and checks the exit code and the line."""
-import gzip
 import json
 import os
 import signal
@@ -12,19 +11,7 @@ import time
 import psutil
 import pytest
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "bench-vm-30.json.gz")
-
-
-@pytest.fixture(scope="module")
-def real():
-    with gzip.open(DATA, "rt") as f:
-        return json.load(f)
-
-
-def _one_line(r):
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
+from conftest import one_line as _one_line
 
 
 def _wait_for(cond, timeout=60.0):
