@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pyharness.history.store import open_store
+from pyharness.viz import html as report_html
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "bench-vm-30.json.gz")
 
@@ -21,11 +22,26 @@ class _Scan(HTMLParser):
         super().__init__()
         self.fetches, self.scripts, self.charts, self.svgs = [], 0, [], 0
         self.no_charts_note = False
+        self.script_src = []
+        self.h2 = []
+        self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if tag == "h2":
+            self._in_h2 = True
         if tag == "script":
             self.scripts += 1
+            if a.get("src"):
+                self.script_src.append(a["src"])
         if tag in ("img", "iframe", "link", "source", "video", "audio", "embed") or \
                 (tag != "svg" and (a.get("src") or (tag == "link" and a.get("href")))):
             self.fetches.append((tag, a))
@@ -79,10 +95,13 @@ def test_report_is_self_contained_with_charts(run_cli, inputs):
     text = open(out).read()
     scan = _Scan()
     scan.feed(text)
-    assert scan.fetches == [] and scan.scripts == 0           # opens with no network
+    assert scan.fetches == [] and scan.script_src == []       # opens with no network
+    assert scan.h2[:2] == ["Summary", "Contents"]            # the story first
+    assert len(text.encode()) < report_html.SIZE_BUDGET
     kinds = [c.get("data-kind") for c in scan.charts]
-    assert kinds.count("history") >= 20 and kinds.count("bench") >= 6 and kinds.count("run") >= 2
-    assert scan.svgs == len(scan.charts)
+    assert kinds.count("history") >= 20 and kinds.count("bench") >= 4 and kinds.count("run") >= 2
+    assert scan.svgs == len(scan.charts)                      # every chart has its static SVG
+    assert text.count('class="interactive"') == kinds.count("history")
     flagged = [c for c in scan.charts if int(c.get("data-change-points") or 0) > 0]
     assert flagged, "the slowed bench's change points are drawn"
     assert "REGRESSED" in text and "first-byte-first" in text and "int3-guard" in text
@@ -111,7 +130,7 @@ def test_report_bad_input(run_cli, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
-def _browser():
+def _browser(scripts=True):
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
@@ -125,35 +144,145 @@ def _browser():
         pytest.skip("no system Chromium and chromedriver (apt-get install chromium "
                     "chromium-driver)")
     o = Options()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1800"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1800",
+              "--disable-background-networking", "--disable-component-update", "--no-first-run"):
         o.add_argument(a)
+    if not scripts:
+        o.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     o.binary_location = chrome
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=o)
 
 
+def _wait_for(drv, script, timeout=30.0):
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = drv.execute_script(script)
+        if v:
+            return v
+        time.sleep(0.1)
+    return None
+
+
+# The pixel of a point of a Bokeh chart: the model is found by its name, its
+# view by the model, the pixel by the view's scales.
+_POINT_XY = """
+const [name, x, y] = arguments;
+const m = Bokeh.documents[0].get_model_by_name(name);
+function find(v, seen) {          // the model's view, under the root views
+  if (!v || seen.has(v)) return null;
+  seen.add(v);
+  if (v.model === m) return v;
+  const kids = [];
+  for (const k of ["child_views", "_child_views", "renderer_views", "views"]) {
+    const c = v[k];
+    if (!c) continue;
+    if (c instanceof Map) kids.push(...c.values()); else if (c[Symbol.iterator]) kids.push(...c);
+  }
+  for (const k of kids) { const r = find(k, seen); if (r) return r; }
+  return null;
+}
+const seen = new Set();
+let v = null;
+for (const r of Bokeh.index.roots) { v = find(r, seen); if (v) break; }
+const c = v.canvas_view.el.getBoundingClientRect();
+return [c.left + v.frame.x_scale.compute(x), c.top + v.frame.y_scale.compute(y)];
+"""
+_TOOLTIPS = """
+function walk(n, out) {
+  if (n.shadowRoot) walk(n.shadowRoot, out);
+  for (const c of n.children || []) {
+    if (String(c.className || "").includes("tooltip") && c.textContent.trim()) out.push(c.textContent);
+    walk(c, out);
+  }
+  return out;
+}
+return walk(document.body, []).join(" | ");
+"""
+
+
 def test_report_opens_in_headless_chromium(run_cli, inputs):
+    """The acceptance of the report: no console error; the summary first,
+    naming the injected regression; hover on the newest point of a history
+    chart shows its value; pan and box zoom move the axis; nothing is
+    fetched; with scripts off the static charts are there."""
     pytest.importorskip("matplotlib")
+    pytest.importorskip("bokeh")
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from pyharness.history.series import build_history
     d, db, bench = inputs
     ok, bad = _runs(run_cli, d)
     out = str(d / "browser.html")
     assert run_cli("report", "--store", db, bench, bad, "--out", out).returncode == 0
+    assert os.path.getsize(out) < report_html.SIZE_BUDGET
+    with open_store(db, create=False) as st:
+        hist = build_history(st)
+    (s,) = [x for x in hist["series"] if x["figure"] == "rfc/alias/iret/secondaries=1"]
+    anchor = report_html.slug("h", s["figure"], s["series_key"])
+    newest = s["points"][-1]
     drv = _browser()
     try:
         drv.get("file://" + out)
         assert drv.title == "pyharness report"
-        sizes = drv.execute_script(
-            "return [...document.querySelectorAll('figure.chart')].map(f => {"
-            " const s = f.querySelector('svg'); const r = s.getBoundingClientRect();"
-            " return [f.dataset.kind, r.width, r.height, s.querySelectorAll('path').length]; })")
-        assert len(sizes) >= 25
-        assert all(w > 100 and h > 100 and paths > 5 for _, w, h, paths in sizes), sizes
+        assert _wait_for(drv, "return window.Bokeh && Bokeh.documents.length > 0 && "
+                              "Bokeh.index.roots.length > 0")
         errors = [e for e in drv.get_log("browser") if e.get("level") in ("SEVERE", "ERROR")]
         assert errors == []
-        regressed = drv.execute_script(
-            "return [...document.querySelectorAll('td span.bad')].map(e => e.textContent)")
-        assert "REGRESSED" in regressed
+        # the summary comes first and names the slowed figure
+        first = drv.execute_script("return document.querySelector('h2').textContent")
+        assert first == "Summary"
+        summ = drv.execute_script("return document.querySelector('section.summary').innerText")
+        assert "rfc/alias/iret/secondaries=1" in summ and "REGRESSED" in summ
+        # hover the newest point: its value, its spread, its commit
+        x, y = drv.execute_script(_POINT_XY, anchor + "-ratio", len(s["points"]) - 1,
+                                  newest["value"])
+        fig = drv.find_element("id", anchor)
+        drv.execute_script("arguments[0].scrollIntoView({block: 'center'})", fig)
+        x, y = drv.execute_script(_POINT_XY, anchor + "-ratio", len(s["points"]) - 1,
+                                  newest["value"])
+        ab = ActionBuilder(drv)
+        ab.pointer_action.move_to_location(int(x), int(y))
+        ab.perform()
+        tip = _wait_for(drv, _TOOLTIPS, 10)
+        assert tip and f"{newest['value']:.3f}x" in tip and "p10-p90" in tip, tip
+        assert (newest["commit"] or "")[:12] in tip
+        # pan (the active drag) moves the x axis; box zoom narrows it
+        rng = "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); " \
+              "return [m.x_range.start, m.x_range.end];"
+        before = drv.execute_script(rng, anchor + "-ratio")
+        x1, y1 = drv.execute_script(_POINT_XY, anchor + "-ratio", 1, newest["value"] / 2)
+        ab = ActionBuilder(drv)
+        ab.pointer_action.move_to_location(int(x1), int(y1)).pointer_down() \
+            .move_to_location(int(x1) - 120, int(y1)).pointer_up()
+        ab.perform()
+        panned = drv.execute_script(rng, anchor + "-ratio")
+        assert panned != before and panned[1] - panned[0] == pytest.approx(before[1] - before[0])
+        drv.execute_script("const m = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+                           "m.toolbar.active_drag = m.toolbar.tools.find("
+                           "t => t.type == 'BoxZoomTool' || t.constructor.name.includes('BoxZoom'));",
+                           anchor + "-ratio")
+        x0, y0 = drv.execute_script(_POINT_XY, anchor + "-ratio", 0, newest["value"])
+        ab = ActionBuilder(drv)
+        ab.pointer_action.move_to_location(int(x0) + 5, int(y0) + 5).pointer_down() \
+            .move_to_location(int(x0) + 150, int(y0) + 60).pointer_up()
+        ab.perform()
+        zoomed = drv.execute_script(rng, anchor + "-ratio")
+        assert zoomed[1] - zoomed[0] < panned[1] - panned[0]
+        # the text of a chart is text: the browser's find reaches it
+        assert drv.execute_script("return window.find('cost / floor (x floor)')")
+        # nothing left the page
+        assert drv.execute_script("return performance.getEntriesByType('resource').length") == 0
         drv.save_screenshot(str(d / "report.png"))
+    finally:
+        drv.quit()
+    drv = _browser(scripts=False)
+    try:
+        drv.get("file://" + out)
+        assert drv.execute_script("return typeof Bokeh") == "undefined"
+        sizes = [(e.size["width"], e.size["height"])
+                 for e in drv.find_elements("css selector", "figure.chart svg")]
+        assert len(sizes) >= 25 and all(w > 100 and h > 100 for w, h in sizes), sizes
     finally:
         drv.quit()
 

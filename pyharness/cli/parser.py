@@ -311,6 +311,8 @@ def build_parser():
     rp.add_argument("--figure", action="append", default=None, metavar="GLOB")
     rp.add_argument("--machine", default=None, metavar="M")
     rp.add_argument("--tag", action="append", default=None, metavar="KEY=VALUE")
+    rp.add_argument("--by", default="time", metavar="time|TAG",
+                    help="order the history by time or by a tag's value (its labels too)")
     rp.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write")
 
     co = sub.add_parser("completion", help="print a shell completion script (generated from "

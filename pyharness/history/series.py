@@ -117,7 +117,11 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
     points = []
     for p in pts:
         r = p["result"]
+        js, rs = summary(p["judged"]), summary(p["raw"])
         points.append({"result_id": r["id"], "started": _iso(r["started"]), "label": _label(r, by),
+                       # the spread of the point's per-run samples (p10-p90), judged and raw
+                       "spread": [js.get("p10"), js.get("p90")],
+                       "raw_spread": [rs.get("p10"), rs.get("p90")],
                        "commit": r.get("commit"), "dirty": r.get("dirty"), "tags": r["tags"],
                        "kernel": r.get("kernel"), "microcode": r.get("microcode"),
                        "inject_delay_ns": r.get("inject_delay_ns") or 0,

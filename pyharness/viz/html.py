@@ -1,31 +1,40 @@
-"""`pyharness report`: one self-contained HTML file.
+"""`pyharness report`: one self-contained HTML file that tells the story.
 
-    pyharness report --store [URL] [FILE.json ...] --out report.html
+    pyharness report --store [URL] [FILE.json ...] --out report.html [--by build]
 
-What it holds:
-- from the results store: every judged figure's history with its change
-  points and segment medians (charts), and the history table;
-- per bench result: the scaling and batch curves with their floors, the
-  distance of each protocol figure to its floor, per-site latency
-  histograms and CDFs, and the figures' table;
-- per run report: the verdict, the violations (by invariant, then the
-  first ones in full), the invariants, and the latency CDFs.
+In the order a reader needs it:
+1. a summary: what the history found (every change point, regressions
+   first, with the figure, machine, where, before -> after, magnitude and
+   significance), the verdict of each run, each bench in a line;
+2. a table of contents: every section, chart and table has an anchor;
+3. the history: its table, then each figure's chart (cost relative to the
+   floor above the raw time, each point's spread over its runs, segment
+   medians over their segments, change points where they are);
+4. each bench: its curves, histograms and CDFs, and the figures' table;
+5. each run: verdict, replay, health and the kernel log's status, retest
+   and localization, the diagnosis and its findings, violations grouped
+   by invariant with counts and the first examples, latencies.
 
-Self-contained: charts are inline SVG (matplotlib, glyphs as paths), the
-style is inline, there is no script and nothing is fetched, so the file
-opens from a mail attachment or an air-gapped box.  Without matplotlib
-the tables are still there, and the page says how to get the charts.
+Self-contained: the style is inline, the history charts are interactive
+(Bokeh, its script inlined once from the installed package: hover, zoom,
+pan) with the static chart (matplotlib SVG, text as text) inside
+<noscript> for readers without scripts; every other chart is static SVG.
+Nothing is fetched.  Without matplotlib or Bokeh the page says what is
+missing and keeps its tables.
 """
 import datetime as dt
 import html
 import io
 import json
 import os
+import re
 
 from .. import __version__
 from ..errors import UsageError
 from ..report import as_dict, finite
-from . import plots
+from . import interactive, plots
+
+SIZE_BUDGET = 5 * 1024 * 1024      # the report of a store of benches and a few runs
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -33,10 +42,13 @@ h1{font-size:1.5em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-t
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.bad{color:#b00020;font-weight:bold} .ok{color:#1b7f3b;font-weight:bold}
+.bad{color:#b00020;font-weight:bold} .ok{color:#1b7f3b;font-weight:bold} .dim{color:#777}
+.good{color:#1b7f3b}
 .note{background:#fff7d6;border:1px solid #e6c200;padding:.6em;margin:1em 0}
 figure.chart{margin:1em 0} figure.chart svg{max-width:100%;height:auto}
 figcaption{font-size:.85em;color:#555} code{font-size:.9em}
+nav#contents{font-size:.85em;columns:2} nav#contents ul{margin:.2em 0}
+section.summary{background:#f7f9fc;border:1px solid #d5deea;padding:.5em 1em}
 """
 
 
@@ -44,19 +56,54 @@ def _e(v):
     return html.escape("" if v is None else str(v))
 
 
+def slug(*parts):
+    return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(str(p) for p in parts)).strip("-").lower()
+
+
 def _svg(plt, fig):
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None, "Format": None,
-                                             "Type": None})
+    with plt.rc_context({"svg.fonttype": "none"}):     # text as <text>: the browser can find it
+        fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None, "Format": None,
+                                                 "Type": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]          # drop the XML prolog and DOCTYPE
 
 
-def _chart(plt, made, kind, extra=""):
-    name, title, fig = made
-    return (f'<figure class="chart" data-chart="{_e(name)}" data-kind="{kind}"{extra}>'
-            f'{_svg(plt, fig)}<figcaption>{_e(title)}</figcaption></figure>')
+class Page:
+    """The parts of the page, the table of contents and the interactive
+    charts waiting for their one embed."""
+
+    def __init__(self, plt, bokeh):
+        self.plt, self.bokeh = plt, bokeh
+        self.toc = []                  # (level, anchor, text)
+        self.models = []               # (placeholder, bokeh model)
+
+    def heading(self, level, anchor, text):
+        self.toc.append((level, anchor, text))
+        return f'<h{level} id="{anchor}">{_e(text)}</h{level}>'
+
+    def chart(self, made, kind, anchor, extra="", model=None):
+        name, title, fig = made
+        self.toc.append((4, anchor, title))
+        static = _svg(self.plt, fig)
+        if model is not None:
+            ph = f"@@bokeh-{len(self.models)}@@"
+            self.models.append((ph, model))
+            body = (f'<div class="interactive" data-chart="{_e(name)}">{ph}</div>'
+                    f"<noscript>{static}</noscript>")
+        else:
+            body = static
+        return (f'<figure class="chart" id="{anchor}" data-chart="{_e(name)}" data-kind="{kind}"'
+                f'{extra}>{body}<figcaption>{_e(title)}</figcaption></figure>')
+
+    def contents(self):
+        out = ['<nav id="contents"><h2>Contents</h2><ul>']
+        for level, anchor, text in self.toc:
+            pad = "&nbsp;" * 3 * max(0, level - 2)
+            out.append(f'<li>{pad}<a href="#{anchor}">{_e(text)}</a></li>')
+        out.append("</ul></nav>")
+        return "".join(out)
 
 
 def _ns(v):
@@ -65,8 +112,9 @@ def _ns(v):
     return f"{v / 1000:.2f} us" if v >= 999.5 else f"{v:.0f} ns"
 
 
-def _table(headers, rows, num=()):
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
+def _table(headers, rows, num=(), anchor=None):
+    ident = f' id="{anchor}"' if anchor else ""
+    out = [f"<table{ident}><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
     for r in rows:
         out.append("<tr>" + "".join(
             f'<td class="num">{_e(c)}</td>' if i in num else f"<td>{c}</td>"
@@ -75,38 +123,173 @@ def _table(headers, rows, num=()):
     return "".join(out)
 
 
-def history_section(plt, hist):
+# -- the summary ----------------------------------------------------------------------
+
+def changes(hist):
+    """Every change point of the history as a row, regressions of gating
+    figures first (largest first), then improvements, then host phases."""
+    from ..history.formats import _val
+    rows = []
+    for s in hist["series"] if hist else []:
+        for c in s["change_points"]:
+            slower = c.get("direction") == "slower"
+            rank = (0 if s["gates"] and slower else 1 if s["gates"] else 2)
+            rows.append((rank, -abs(c.get("magnitude") or 0), {
+                "series": s, "cp": c, "slower": slower, "gates": s["gates"],
+                "before": _val(s, c.get("before_median")), "after": _val(s, c.get("after_median")),
+                "gate": ("REGRESSED" if s["regressed"] and c is s["change_points"][-1] else
+                         "not gating" if not s["gates"] else "")}))
+    return [r for _, _, r in sorted(rows, key=lambda t: (t[0], t[1]))]
+
+
+def unjudged_moves(hist):
+    """Gating series whose newest point moved beyond the threshold from the
+    median of its segment before it, where no change point says so: what
+    the data shows although the gate cannot tell it from noise yet."""
+    from ..stats import summary
+    out = []
+    for s in hist["series"] if hist else []:
+        pts = s["points"]
+        if not s["gates"] or len(pts) < 2 or (s["change_points"] and
+                                             s["change_points"][-1]["index"] == len(pts) - 1):
+            continue
+        start = s["change_points"][-1]["index"] if s["change_points"] else 0
+        before = [p["value"] for p in pts[start:-1]]
+        if not before:
+            continue
+        med = summary(before)["median"]
+        ratio = pts[-1]["value"] / med if med else None
+        if ratio and (ratio > 1 + hist["threshold"] or ratio < 1 / (1 + hist["threshold"])):
+            out.append((s, med, pts[-1]["value"], ratio))
+    return sorted(out, key=lambda t: -abs(t[3] - 1))
+
+
+def summary_section(page, hist, docs):
+    parts = [page.heading(2, "summary", "Summary")]
+    if hist is not None:
+        found = changes(hist)
+        reg = [c for c in found if c["slower"] and c["gates"]]
+        imp = [c for c in found if not c["slower"] and c["gates"]]
+        parts.append(f"<p>History: {hist['results']} result(s), {len(hist['series'])} series; "
+                     f'<span class="{"bad" if reg else "ok"}">{len(reg)} regression(s)</span>, '
+                     f"{len(imp)} improvement(s)"
+                     + (f", {len(found) - len(reg) - len(imp)} host phase(s) in figures that do "
+                        "not gate" if len(found) > len(reg) + len(imp) else "") + ".</p>")
+        rows = []
+        for c in found:
+            s, cp = c["series"], c["cp"]
+            what = ('<span class="bad">slower</span>' if c["slower"] else
+                    '<span class="good">faster</span>')
+            raw = f"{cp['raw_ratio'] - 1:+.1%}" if finite(cp.get("raw_ratio")) else "-"
+            rows.append([what, f'<a href="#{slug("h", s["figure"], s.get("series_key"))}">'
+                               f"<code>{_e(s['figure'])}</code></a>",
+                         _e(s["machine"]["hostname"]), _e(cp.get("at")) +
+                         (" (newest point)" if cp.get("newest") else ""),
+                         f"{_e(c['before'])} → {_e(c['after'])}",
+                         f"{cp.get('magnitude', 0):+.1%}", raw, f"{cp.get('p', 1):.1e}",
+                         f'<span class="bad">{c["gate"]}</span>' if c["gate"] == "REGRESSED"
+                         else _e(c["gate"])])
+        if rows:
+            parts.append(_table(["change", "figure", "machine", "where", "before → after",
+                                 "magnitude", "raw time", "p", "gate"], rows, num=(5, 6, 7),
+                                anchor="summary-changes"))
+        moves = unjudged_moves(hist)
+        if moves:
+            from ..history.formats import _val
+            parts.append("<p>The newest point moved beyond the threshold, but the history "
+                         "cannot tell it from noise yet (no verdict; more results will):</p>")
+            parts.append(_table(["figure", "machine", "before → newest", "move", "points"], [
+                [f'<a href="#{slug("h", s["figure"], s.get("series_key"))}"><code>'
+                 f"{_e(s['figure'])}</code></a>", _e(s["machine"]["hostname"]),
+                 f"{_e(_val(s, a))} → {_e(_val(s, b))}", f"{r - 1:+.1%}", len(s["points"])]
+                for s, a, b, r in moves], num=(3, 4), anchor="summary-moves"))
+        from ..history.series import young_line
+        line = young_line(hist)
+        if line:
+            parts.append(f'<p class="dim">{_e(line)}</p>')
+    runs = [(p, d) for p, d in docs if d.get("schema", "").startswith("pyharness.run/")]
+    if runs:
+        rows = []
+        for path, d in runs:
+            v = str(d.get("verdict"))
+            counts = as_dict(d.get("violation_counts"))
+            rows.append([f'<a href="#{slug("run", path)}">{_e(os.path.basename(path))}</a>',
+                         f"<code>{_e(d.get('scenario'))}</code>",
+                         f'<span class="{"ok" if v == "pass" else "bad"}">{_e(v.upper())}</span>',
+                         _e(d.get("status")), sum(n for n in counts.values() if finite(n)),
+                         _e(", ".join(sorted(counts)[:4]) or "-")])
+        parts.append("<p>Runs:</p>" + _table(["run", "scenario", "verdict", "status",
+                                              "violations", "invariants"], rows, num=(4,),
+                                             anchor="summary-runs"))
+    benches = [(p, d) for p, d in docs if d.get("schema", "").startswith("pyharness.bench/")]
+    if benches:
+        rows = []
+        for path, d in benches:
+            ts = d.get("targets") if isinstance(d.get("targets"), list) else []
+            met = sum(1 for t in ts if isinstance(t, dict) and t.get("pass"))
+            rows.append([f'<a href="#{slug("bench", path)}">{_e(os.path.basename(path))}</a>',
+                         _e(as_dict(d.get("machine")).get("hostname")),
+                         f"{met} of {len(ts)}",
+                         f"<b>{_e(d['inject_delay_ns'])} ns</b>" if d.get("inject_delay_ns") else "-",
+                         len(d.get("warnings") or [])])
+        parts.append("<p>Benches:</p>" + _table(["bench", "machine", "speed targets met",
+                                                 "injected delay", "warnings"], rows,
+                                                num=(4,), anchor="summary-benches"))
+    return '<section class="summary">' + "".join(parts) + "</section>"
+
+
+# -- the history ----------------------------------------------------------------------
+
+def history_section(page, hist, by="time"):
     from ..history.formats import _cp_text, _val, _verdict
-    parts = [f"<h2>History</h2><p>{hist['results']} results from <code>{_e(hist['store'])}</code>, "
+    parts = [page.heading(2, "history", "History"),
+             f"<p>{hist['results']} results from <code>{_e(hist['store'])}</code>, "
              f"ordered by {_e(hist['by'])}; a change is beyond {hist['threshold']:.0%} with "
              f"p &lt; {hist['alpha']} between results and within them "
              f"(basis {_e(hist['basis'])}). {hist['change_points']} change point(s)"
              + (f"; {hist['host_phases']} host phase(s) in primitives, not judged"
                 if hist.get("host_phases") else "") + ".</p>"]
     rows = []
-    for s in hist["series"]:
+    moved = {id(s): r for s, _, _, r in unjudged_moves(hist)}
+    ordered = sorted(hist["series"], key=lambda s: (not s["regressed"], id(s) not in moved,
+                                                   not s["gates"], not s["change_points"],
+                                                   s["figure"]))
+    for s in ordered:
         v = _verdict(s)
         cls = "bad" if v == "REGRESSED" else ("ok" if v == "ok" else "")
+        if id(s) in moved and v == "ok":    # what the data shows, whatever the gate says
+            v, cls = f"newest {moved[id(s)] - 1:+.1%}: not significant yet", ""
         cps = "<br>".join(_e(_cp_text(s, c)) for c in s["change_points"]) or "none"
-        rows.append([f"<code>{_e(s['figure'])}</code>", _e(s["machine"]["hostname"]), _e(s["basis"]),
+        rows.append([f'<a href="#{slug("h", s["figure"], s.get("series_key"))}"><code>'
+                     f"{_e(s['figure'])}</code></a>", _e(s["machine"]["hostname"]), _e(s["basis"]),
                      len(s["points"]), _e(_val(s, s["points"][-1]["value"])), cps,
                      f'<span class="{cls}">{_e(v)}</span>'])
+    parts.append(page.heading(3, "history-table", "Every figure's history"))
     parts.append(_table(["figure", "machine", "basis", "points", "latest", "change points",
                          "verdict"], rows, num=(3,)))
-    if plt:
-        # Judged series first, those with change points first of all.
-        for s in sorted(hist["series"], key=lambda s: (not s["gates"], not s["change_points"])):
-            parts.append(_chart(plt, plots.history_plot(plt, s), "history",
-                                f' data-change-points="{len(s["change_points"])}"'))
+    if page.plt:
+        parts.append(page.heading(3, "history-charts", "History charts"))
+        for s in ordered:     # regressed first, then judged with change points, then the rest
+            anchor = slug("h", s["figure"], s.get("series_key"))
+            model = interactive.history_model(s, anchor, by) if page.bokeh else None
+            parts.append(page.chart(plots.history_plot(page.plt, s, by), "history", anchor,
+                                    f' data-change-points="{len(s["change_points"])}"'
+                                    f' data-figure="{_e(s["figure"])}"', model))
     return "".join(parts)
 
 
-def bench_section(plt, path, data):
-    m = data.get("machine") or {}
-    b = (data.get("evidence") or {}).get("build") or {}
-    parts = [f"<h2>Bench: {_e(os.path.basename(path))}</h2>"
+# -- a bench --------------------------------------------------------------------------
+
+def bench_section(page, path, data):
+    from ..cpus import describe_cpus
+    m = as_dict(data.get("machine"))
+    b = as_dict(as_dict(data.get("evidence")).get("build"))
+    anchor = slug("bench", path)
+    cpus = data.get("cpus") if isinstance(data.get("cpus"), list) else []
+    parts = [page.heading(2, anchor, f"Bench: {os.path.basename(path)}"),
              f"<p>{_e(m.get('hostname'))}: {_e(m.get('cpu_model'))}, kernel {_e(m.get('kernel'))}, "
-             f"CPUs {_e(data.get('cpus'))}, {'quick' if data.get('quick') else 'full'}, "
+             f"CPUs {_e(describe_cpus(cpus) if cpus else '-')}, "
+             f"{'quick' if data.get('quick') else 'full'}, "
              f"started {_e(data.get('started'))}, build {_e((b.get('git_commit') or '?')[:12])}"
              + (" (dirty)" if b.get("git_dirty") else "")
              + (f", <b>inject {_e(data['inject_delay_ns'])} ns</b>" if data.get("inject_delay_ns")
@@ -114,10 +297,10 @@ def bench_section(plt, path, data):
              + "</p>"]
     if data.get("warnings"):
         ws = data["warnings"] if isinstance(data["warnings"], list) else [data["warnings"]]
-        parts.append('<div class="note">' + "<br>".join(
-            _e(w.get("text", w) if isinstance(w, dict) else w) for w in ws) + "</div>")
-    if plt:
-        parts += [_chart(plt, made, "bench") for made in plots.bench_plots(plt, data)]
+        parts.append('<div class="note">' + "<br>".join(_e(w) for w in ws) + "</div>")
+    if page.plt:
+        for made in plots.bench_plots(page.plt, data):
+            parts.append(page.chart(made, "bench", slug(anchor, made[0])))
     rows = []
     for name, f in plots.figures(data).items():
         rows.append([f"<code>{_e(name)}</code>", _e(f.get("kind")),
@@ -125,73 +308,178 @@ def bench_section(plt, path, data):
                      _ns(finite(f.get("floor_ns"))),
                      "-" if finite(f.get("ratio_to_floor")) is None
                      else f"{f['ratio_to_floor']:.3f}",
-                     len(f.get("samples") or []) if isinstance(f.get("samples"), list) else 0])
+                     len(f.get("samples") or [])])
+    parts.append(page.heading(3, slug(anchor, "figures"), "Figures"))
     parts.append(_table(["figure", "kind", "median", "floor", "ratio to floor", "runs"], rows,
                         num=(2, 3, 4, 5)))
     return "".join(parts)
 
 
-def run_section(plt, path, data):
-    verdict = data.get("verdict")
+# -- a run ----------------------------------------------------------------------------
+
+EXAMPLES = 3        # violations shown in full per invariant
+
+
+def _health(data):
+    h = as_dict(data.get("health"))
+    logs = [as_dict(h.get("kernel_log"))] if "kernel_log" in h else \
+        [as_dict(as_dict(x).get("kernel_log")) for x in h.get("segments") or [] if x]
+    out = []
+    for kl in logs:
+        if not kl:
+            continue
+        if not kl.get("checked"):
+            out.append(f'<span class="bad">kernel log: NOT CHECKED</span> ({_e(kl.get("reason"))})')
+        else:
+            ms = kl.get("matches") or []
+            out.append(f"kernel log: checked, {kl.get('records_read', 0)} record(s) read, "
+                       + (f'<span class="bad">{len(ms)} error line(s)</span>: ' + "; ".join(
+                           _e(as_dict(x).get("line")) for x in ms[:5]) if ms else "clean"))
+    irq = as_dict(as_dict(h.get("interrupts")).get("deltas"))
+    moved = [f"{_e(k)} +{sum(v for v in as_dict(d.get('per_cpu')).values() if finite(v))}"
+             for k, d in irq.items() if isinstance(d, dict) and
+             sum(v for v in as_dict(d.get("per_cpu")).values() if finite(v))]
+    if irq:
+        out.append("interrupts during the run: " + (", ".join(moved) if moved else
+                                                     "none of the machine-health lines moved"))
+    return out
+
+
+def run_section(page, path, data):
+    verdict = str(data.get("verdict"))
     cls = "ok" if verdict == "pass" else "bad"
-    parts = [f"<h2>Run: {_e(os.path.basename(path))}</h2>"
+    anchor = slug("run", path)
+    parts = [page.heading(2, anchor, f"Run: {os.path.basename(path)}"),
              f'<p>scenario <code>{_e(data.get("scenario"))}</code>: '
-             f'<span class="{cls}">{_e(str(verdict).upper())}</span> ({_e(data.get("status"))}) '
+             f'<span class="{cls}">{_e(verdict.upper())}</span> ({_e(data.get("status"))}) '
              f"in {finite(data.get('elapsed_s')) or 0:.1f} s; sites patched "
              f"{_e(as_dict(data.get('totals')).get('sites_patched'))}</p>"]
     if data.get("replay"):
         parts.append(f"<p>replay: <code>{_e(data['replay'])}</code></p>")
+    health = _health(data)
+    if health:
+        parts.append(page.heading(3, slug(anchor, "health"), "Health"))
+        parts.append("<ul>" + "".join(f"<li>{x}</li>" for x in health) + "</ul>")
+    ov = data.get("overloaded")
+    if isinstance(ov, dict):
+        parts.append(f'<p class="note">overloaded: {_e(ov.get("note"))} '
+                     f"({finite(ov.get('extra_s')) or 0:.1f} s past its limit)</p>")
+    rt = as_dict(data.get("retest"))
+    if rt:
+        r, loc = as_dict(rt.get("reproduction")), as_dict(rt.get("localization"))
+        parts.append(page.heading(3, slug(anchor, "retest"), "Retest and localization"))
+        times = ", ".join(f"{t:.2f}" for t in (r.get("times_to_failure_s") or [])[:8]
+                          if finite(t) is not None)
+        parts.append(f"<p>reproduction: {_e(r.get('rate'))} (times to failure, s: {_e(times)})"
+                     f"<br>localization: <b>{_e(loc.get('verdict'))}</b></p>")
+        runs = [x for x in loc.get("runs") or [] if isinstance(x, dict)]
+        if runs:
+            parts.append(_table(["move", "CPUs", "result"], [
+                [_e(x.get("move")), _e(x.get("cpus")),
+                 (f'<span class="bad">FAIL {_e(",".join(x.get("invariants") or []))}</span>'
+                  if x.get("failed") else "pass")] for x in runs]))
+    dg = as_dict(data.get("diagnosis"))
+    if dg:
+        parts.append(page.heading(3, slug(anchor, "diagnosis"), "Diagnosis"))
+        for f in dg.get("findings") or []:
+            f = as_dict(f)
+            parts.append(f"<p><b>finding {_e(f.get('id'))}</b>: {_e(f.get('evidence'))}<br>"
+                         f"<span class=\"dim\">from the RFC's step: {_e(f.get('rfc_step'))}</span></p>")
+        pub = as_dict(dg.get("published"))
+        if pub:
+            parts.append(f"<p>at the end: {_e(pub.get('state'))} of seq {_e(pub.get('seq'))} "
+                         "published" + (f"; ack map {_e(dg.get('map'))} ({_e(dg.get('map_weight'))}"
+                                        f" of num_acks {_e(dg.get('num_acks'))})"
+                                        if dg.get("map") is not None else "") + "</p>")
+        ths = [as_dict(w) for w in dg.get("threads") or []][:16]
+        if ths:
+            parts.append(_table(["thread", "role", "cpu", "where", "last saw"], [
+                [_e(w.get("thread")), _e(w.get("role")), _e(w.get("cpu")), _e(w.get("where")),
+                 _e(f"{as_dict(w.get('last_seen')).get('state')} of seq "
+                    f"{as_dict(w.get('last_seen')).get('seq')}")] for w in ths]))
     counts = as_dict(data.get("violation_counts"))
     invs = as_dict(data.get("invariants"))
     if counts:
-        parts.append("<h3>Violations</h3>" + _table(
-            ["invariant", "count", "description"],
-            [[f"<code>{_e(k)}</code>", _e(n), _e(as_dict(invs.get(k)).get("description"))]
-             for k, n in sorted(counts.items(), key=lambda kv: -(finite(kv[1]) or 0))],
-            num=(1,)))
-        vs = data.get("violations") if isinstance(data.get("violations"), list) else []
-        rows = [[f"<code>{_e(v.get('invariant'))}</code>", _e(v.get("role")), _e(v.get("cpu")),
-                 _e(v.get("site")), _e(v.get("state")), _e(v.get("detail"))]
-                for v in vs[:50] if isinstance(v, dict)]
-        parts.append(_table(["invariant", "role", "cpu", "site", "state", "detail"], rows))
+        parts.append(page.heading(3, slug(anchor, "violations"), "Violations, by invariant"))
+        vs = [v for v in data.get("violations") or [] if isinstance(v, dict)]
+        rows = []
+        for k, n in sorted(counts.items(), key=lambda kv: -(finite(kv[1]) or 0)):
+            ex = [v for v in vs if v.get("invariant") == k][:EXAMPLES]
+            rows.append([f"<code>{_e(k)}</code>", _e(n),
+                         _e(as_dict(invs.get(k)).get("description")),
+                         "<br>".join(_e(f"{v.get('detail')} [thread {v.get('thread')} cpu "
+                                        f"{v.get('cpu')} site {v.get('site')}]") for v in ex)])
+        parts.append(_table(["invariant", "count", "description", f"first {EXAMPLES} examples"],
+                            rows, num=(1,)))
+    stuck = data.get("stuck_threads") or []
+    if stuck:
+        parts.append("<p>stuck threads: " + "<br>".join(_e(x) for x in stuck[:10])
+                     + (f"<br>... and {len(stuck) - 10} more" if len(stuck) > 10 else "") + "</p>")
     crash = data.get("crash")
     if crash:
-        parts.append(f"<h3>Crash</h3><pre>{_e(json.dumps(crash, indent=1)[:4000])}</pre>")
-    if plt:
-        parts += [_chart(plt, made, "run") for made in plots.run_plots(plt, data)]
+        parts.append(page.heading(3, slug(anchor, "crash"), "Crash"))
+        parts.append(f"<pre>{_e(json.dumps(crash, indent=1)[:4000])}</pre>")
+    if page.plt:
+        for made in plots.run_plots(page.plt, data):
+            parts.append(page.chart(made, "run", slug(anchor, made[0])))
     rows = [[_e(n), v["count"], _ns(v["min"]), _ns(v["p50"]), _ns(v["p99"]), _ns(v["max"])]
             for n, v in plots._dist_rows(data)]
     if rows:
+        parts.append(page.heading(3, slug(anchor, "latencies"), "Latencies"))
         parts.append(_table(["latency", "count", "min", "p50", "p99", "max"], rows,
                             num=(1, 2, 3, 4, 5)))
     return "".join(parts)
 
 
-def build_report(docs, hist=None, plt=None):
-    """The HTML text.  docs: [(path, dict)]; hist: a history dict or None."""
+# -- the page -------------------------------------------------------------------------
+
+def build_report(docs, hist=None, plt=None, bokeh=None, by="time"):
+    """The HTML text.  docs: [(path, dict)]; hist: a history dict or None;
+    bokeh: None means "if installed" (False: static charts only)."""
+    if bokeh is None:
+        bokeh = interactive.available()
+    bokeh = bool(bokeh and plt)
+    page = Page(plt, bokeh)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-             "<title>pyharness report</title>"
-             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>pyharness report</h1><p>generated {now} by pyharness {_e(__version__)}"
-             f" from {len(docs)} file(s)" + (" and a results store" if hist else "") + "</p>"]
-    if plt is None:
-        parts.append(f'<div class="note" id="no-charts">Charts are missing: {_e(plots.MISSING)}, '
-                     "then run <code>pyharness report</code> again.</div>")
+    body = [summary_section(page, hist, docs)]
     if hist is not None:
-        parts.append(history_section(plt, hist))
+        body.append(history_section(page, hist, by))
     for path, data in docs:
         if data["schema"].startswith("pyharness.bench/"):
-            parts.append(bench_section(plt, path, data))
+            body.append(bench_section(page, path, data))
         else:
-            parts.append(run_section(plt, path, data))
-    parts.append("</body></html>\n")
-    return "".join(parts)
+            body.append(run_section(page, path, data))
+    text = "".join(body)
+    script = ""
+    if page.models:
+        emb, divs = interactive.embed([m for _, m in page.models])
+        for (ph, _), div in zip(page.models, divs):
+            text = text.replace(ph, div, 1)
+        script = interactive.script_tag() + emb
+    notes = []
+    if plt is None:
+        notes.append(f'<div class="note" id="no-charts">Charts are missing: {_e(plots.MISSING)}, '
+                     "then run <code>pyharness report</code> again.</div>")
+    elif not bokeh:
+        notes.append('<div class="note" id="no-interactive">The charts are static: install Bokeh '
+                     "(pip install 'pyharness[plot]') for hover, zoom and pan.</div>")
+    head = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>pyharness report</title>"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<style>{CSS}</style>{script if page.models else ''}</head><body>"
+            f"<h1>pyharness report</h1><p>generated {now} by pyharness {_e(__version__)}"
+            f" from {len(docs)} file(s)" + (" and a results store" if hist else "") + "</p>")
+    return head + "".join(notes) + _first_summary(text, page.contents()) + "</body></html>\n"
+
+
+def _first_summary(text, contents):
+    """The summary first, the contents right after it, then the detail."""
+    end = text.index("</section>") + len("</section>")
+    return text[:end] + contents + text[end:]
 
 
 def report_main(args):
-    from ..outputs import check_output_path
+    from ..outputs import check_output_path, write_output
     check_output_path(args.out, "--out")
     if args.store and args.store.endswith(".json") and os.path.isfile(args.store):
         # `--store b.json ...`: --store takes an optional URL, and this is a
@@ -200,23 +488,20 @@ def report_main(args):
         args.store = ""
     docs = [(p, plots._load(p)) for p in args.files]
     hist = None
+    by = getattr(args, "by", None) or "time"
     if args.store is not None:
         from ..history.series import build_history, parse_tags
         from ..history.store import open_store
         hist = build_history(open_store(args.store, create=False), figure=args.figure,
-                             machine=args.machine, tags=parse_tags(args.tag))
+                             machine=args.machine, tags=parse_tags(args.tag), by=by)
     if not docs and hist is None:
         raise UsageError("nothing to report: give bench or run JSON files, or --store")
     plt = plots.matplotlib_or_none()
-    text = build_report(docs, hist, plt)
-    tmp = args.out + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.out)
-    except OSError as exc:
-        raise UsageError(f"--out {args.out}: {exc.strerror}") from None
+    text = build_report(docs, hist, plt, by=by)
+    if not write_output(args.out, text, "--out", "report", ".html"):
+        return 3
     charts = text.count('<figure class="chart"')
-    print(f"wrote {args.out} ({len(text) // 1024} KiB, {charts} charts"
+    live = text.count('class="interactive"')
+    print(f"wrote {args.out} ({len(text) // 1024} KiB, {charts} charts, {live} interactive"
           + ("" if plt else "; no charts: matplotlib is not installed") + ")")
     return 0

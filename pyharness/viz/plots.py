@@ -15,7 +15,6 @@ them as SVG (`pyharness report`).
     pyharness plot b.json [more.json ...] [--out plots/] [--format svg]
     pip install 'pyharness[plot]'      # matplotlib is an optional extra
 """
-import math
 import os
 import re
 
@@ -83,6 +82,7 @@ def _latency(plt, figs, title, name):
         ax1.hist(xs, bins=bins, histtype="step", label=_t(label))
         ax2.plot(xs, [i / len(xs) for i in range(1, len(xs) + 1)], label=_t(label))
     ax1.set(xlabel="per-site time (us)", ylabel="sites", xscale="log", title=f"{title}: histogram")
+    ax1.legend(fontsize=7)
     ax2.set(xlabel="per-site time (us)", ylabel="fraction of sites", xscale="log",
             title=f"{title}: CDF")
     ax2.legend(fontsize=7)
@@ -109,7 +109,8 @@ def bench_plots(plt, data, stem=""):
         if m:
             curves.setdefault((m.group(1), m.group(2)), []).append(
                 (int(m.group(3)), f["summary"]["median"] / 1000, (finite(f.get("floor_ns")) or 0) / 1000))
-    if curves:
+    if curves and len({p[0] for pts in curves.values() for p in pts}) > 1:
+        # (one secondary only, as on 2 CPUs, is no curve: the figures table has it)
         fig, ax = plt.subplots(figsize=(8, 5.5))
         methods = sorted({method for _, method in curves})
         for (proto, method), pts in sorted(curves.items()):
@@ -131,9 +132,9 @@ def bench_plots(plt, data, stem=""):
                    if v.get("kind") == "batch" and re.search(r"=\d+$", k))
     if batch:
         fig, ax = plt.subplots(figsize=(7, 5))
-        ax.plot([b[0] for b in batch], [b[1] for b in batch], marker="o", label="measured")
-        ax.plot([b[0] for b in batch], [b[2] for b in batch], linestyle=":", label="floor")
-        ax.set(xlabel="sites per batch", ylabel="per-site time (ns)", xscale="log", yscale="log",
+        ax.plot([b[0] for b in batch], [b[1] / 1000 for b in batch], marker="o", label="measured")
+        ax.plot([b[0] for b in batch], [b[2] / 1000 for b in batch], linestyle=":", label="floor")
+        ax.set(xlabel="sites per batch", ylabel="per-site time (us)", xscale="log", yscale="log",
                title="batch amortization")
         ax.legend()
         made.append(_made(fig, f"{pre}batch", "batch curve, with its floor"))
@@ -200,34 +201,59 @@ def run_plots(plt, data, stem=""):
     return made
 
 
-def history_plot(plt, series):
-    """One figure's series: its points, the median of each segment, and a
-    dashed line at each change point (red: slower, green: faster)."""
+def history_plot(plt, series, by="time"):
+    """One figure's series, as the interactive chart draws it (viz/interactive.py):
+    on the normalized basis the cost relative to the floor above the raw
+    time, each point with its spread over its runs (p10-p90), each
+    segment's median over that segment, a dashed line at each change point
+    (red slower, green faster), a y-range at least 20% of the median wide,
+    one unit per panel, the legend below the axes."""
+    from .chartdata import MAX_TICKS, segments, short_label, time_unit, y_range
     pts = series["points"]
-    ys = [p["value"] for p in pts]
-    xs = list(range(len(pts)))
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.plot(xs, ys, marker="o", markersize=3, linewidth=0.8, color="C0",
-            label="cost / floor" if series["basis"] == "normalized" else "median")
+    n = len(pts)
+    xs = list(range(n))
+    div, unit = time_unit([p.get("raw_median") for p in pts])
+    raw = [(p.get("raw_median") or 0) / div for p in pts]
+    rsp = [p.get("raw_spread") or [None, None] for p in pts]
+    panels = [("raw", raw, [(a or r * div) / div for (a, _), r in zip(rsp, raw)],
+               [(b or r * div) / div for (_, b), r in zip(rsp, raw)], unit, "raw time")]
+    if series["basis"] == "normalized":
+        val = [p["value"] for p in pts]
+        sp = [p.get("spread") or [None, None] for p in pts]
+        panels.insert(0, ("ratio", val, [a or v for (a, _), v in zip(sp, val)],
+                          [b or v for (_, b), v in zip(sp, val)], "x floor", "cost / floor"))
     cps = series["change_points"]
-    bounds = [0] + [c["index"] for c in cps] + [len(pts)]
-    for a, b in zip(bounds, bounds[1:]):
-        seg = sorted(ys[a:b])
-        if seg:
-            med = seg[len(seg) // 2] if len(seg) % 2 else (seg[len(seg) // 2 - 1] + seg[len(seg) // 2]) / 2
-            ax.hlines(med, a - 0.4, b - 0.6, colors="C1", linewidth=2,
-                      label="segment median" if a == 0 else None)
-    for c in cps:
-        ax.axvline(c["index"] - 0.5, color="C3" if c["direction"] == "slower" else "C2",
-                   linestyle="--", label=f"change {c['magnitude']:+.0%}")
-    step = max(1, int(math.ceil(len(pts) / 8)))
-    ax.set_xticks(xs[::step])
-    ax.set_xticklabels([_t(p["label"]) for p in pts][::step], rotation=20, ha="right", fontsize=6)
-    unit = "x floor" if series["basis"] == "normalized" else (series.get("unit") or "")
-    ax.set(ylabel=_t(unit), title=_t(f"{series['figure']} on {series['machine']['hostname']}"))
-    ax.legend(fontsize=7)
-    return _made(fig, "history-" + re.sub(r"[^\w.=-]+", "_", series["figure"]),
-                 f"{series['figure']}: history")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels) + 1.2), sharex=True,
+                             squeeze=False)
+    handles = {}
+    for ax, (name, ys, lo, hi, yunit, what) in zip(axes[:, 0], panels):
+        h = ax.errorbar(xs, ys, yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]],
+                        marker="o", markersize=3, linewidth=0.8, color="C0", ecolor="C0",
+                        elinewidth=0.8, capsize=2)
+        handles["median of the runs, p10-p90"] = h
+        for a, b, med in segments(ys, cps):
+            handles["segment median"] = ax.hlines(med, a - 0.4, b + 0.4, colors="C1", linewidth=2.5)
+        for c in cps:
+            color = "C3" if c["direction"] == "slower" else "C2"
+            handles["change point (red slower, green faster)"] = ax.axvline(
+                c["index"] - 0.5, color=color, linestyle="--")
+            if name == panels[0][0]:
+                ax.annotate(f"{c['magnitude']:+.0%}", (c["index"] - 0.45, 0.02),
+                            xycoords=("data", "axes fraction"), color=color, fontsize=7)
+        ax.set_ylim(*y_range(lo, hi, ys))
+        ax.set_ylabel(_t(yunit))
+        ax.set_title(_t(f"{series['figure']} on {series['machine']['hostname']}: {what} ({yunit})"),
+                     fontsize=9)
+    step = max(1, -(-n // MAX_TICKS))
+    axes[-1, 0].set_xticks(xs[::step])
+    axes[-1, 0].set_xticklabels([_t(short_label(i, p, by)) for i, p in enumerate(pts)][::step],
+                                rotation=20, ha="right", fontsize=6)
+    axes[-1, 0].set_xlim(-0.6, n - 0.4)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
+               fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return ("history-" + re.sub(r"[^\w.=-]+", "_", series["figure"]), f"{series['figure']}: history",
+            fig)
 
 
 def _load(path):
