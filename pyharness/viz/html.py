@@ -83,7 +83,7 @@ class Page:
         self.toc.append((level, anchor, text))
         return f'<h{level} id="{anchor}">{_e(text)}</h{level}>'
 
-    def chart(self, made, kind, anchor, extra="", model=None):
+    def chart(self, made, kind, anchor, extra="", model=None, key=""):
         name, title, fig = made
         self.toc.append((4, anchor, title))
         static = _svg(self.plt, fig)
@@ -95,7 +95,8 @@ class Page:
         else:
             body = static
         return (f'<figure class="chart" id="{anchor}" data-chart="{_e(name)}" data-kind="{kind}"'
-                f'{extra}>{body}<figcaption>{_e(title)}</figcaption></figure>')
+                f'{extra}>{body}<figcaption>{_e(title)}{". " + _e(key) if key else ""}'
+                f'</figcaption></figure>')
 
     def contents(self):
         out = ['<nav id="contents"><h2>Contents</h2><ul>']
@@ -274,7 +275,8 @@ def history_section(page, hist, by="time"):
             model = interactive.history_model(s, anchor, by) if page.bokeh else None
             parts.append(page.chart(plots.history_plot(page.plt, s, by), "history", anchor,
                                     f' data-change-points="{len(s["change_points"])}"'
-                                    f' data-figure="{_e(s["figure"])}"', model))
+                                    f' data-figure="{_e(s["figure"])}"', model,
+                                    key=interactive.LEGEND if model is not None else ""))
     return "".join(parts)
 
 

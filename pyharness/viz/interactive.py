@@ -11,8 +11,8 @@ cost relative to the floor and the raw time in two panels sharing the x
 axis (zoom or pan one, both follow), every point's spread over its runs
 (p10-p90), each segment's median drawn over that segment only, the change
 points where they are, a hover that names the point's value, spread,
-commit and tags, and a legend beside the plot, never over it.  The static
-matplotlib chart stays in the page for readers without scripts.
+commit and tags; the key is the figure's caption, so nothing covers data.
+The static matplotlib chart stays in the page for readers without scripts.
 """
 from .chartdata import MAX_TICKS, segments, short_label, time_unit, y_range
 
@@ -45,12 +45,16 @@ def _fmt(v, unit):
     return f"{v:.3f}x" if unit == "x floor" else f"{v:.3g} {unit}"
 
 
+LEGEND = ("blue: each result's median over its runs, with its p10-p90; orange: the median of "
+          "each segment between changes; dashed: a change point (red slower, green faster)")
+
+
 def history_model(series, anchor, by="time", width=1050):
     """The Bokeh layout of one figure's history: ratio and raw panels
     (normalized basis) or the raw panel alone."""
     from bokeh.layouts import column
-    from bokeh.models import (ColumnDataSource, FixedTicker, HoverTool, Label, Legend,
-                              Range1d, Span, Whisker)
+    from bokeh.models import (ColumnDataSource, FixedTicker, HoverTool, Label, Range1d, Span,
+                              Whisker)
     from bokeh.plotting import figure
 
     pts = series["points"]
@@ -90,25 +94,22 @@ def history_model(series, anchor, by="time", width=1050):
     x_range = Range1d(-0.6, n - 0.4, bounds=(-1, n))
     for k, (name, y, ylo, yhi, yunit, what) in enumerate(specs):
         title = f"{series['figure']} on {host}: {what} ({yunit})"
-        p = figure(width=width, height=230, x_range=x_range, tools=tools, toolbar_location="right",
+        p = figure(width=width, height=250, x_range=x_range, tools=tools, toolbar_location="right",
                    title=title, name=f"{anchor}-{name}", output_backend="svg")
         p.yaxis.axis_label = yunit
         lo_v, hi_v = y_range(data[ylo], data[yhi], data[y])
         p.y_range = Range1d(lo_v, hi_v)
-        legend_items = []
         w = Whisker(source=src, base="x", lower=ylo, upper=yhi, line_color="#1f77b4",
                     line_alpha=0.6)
         w.upper_head.size = w.lower_head.size = 6
         p.add_layout(w)
-        line = p.line("x", y, source=src, line_width=1, color="#1f77b4")
+        p.line("x", y, source=src, line_width=1, color="#1f77b4")
         dots = p.scatter("x", y, source=src, size=7, color="#1f77b4", name=f"{anchor}-{name}-points")
-        legend_items.append(("median of the runs, p10-p90", [line, dots]))
         segs = segments(data[y], cps)
         if segs:
-            r = p.segment(x0=[a - 0.4 for a, _, _ in segs], x1=[b + 0.4 for _, b, _ in segs],
-                          y0=[m for _, _, m in segs], y1=[m for _, _, m in segs],
-                          line_width=3, color="#ff7f0e", alpha=0.8)
-            legend_items.append(("segment median", [r]))
+            p.segment(x0=[a - 0.4 for a, _, _ in segs], x1=[b + 0.4 for _, b, _ in segs],
+                      y0=[m for _, _, m in segs], y1=[m for _, _, m in segs],
+                      line_width=3, color="#ff7f0e", alpha=0.8)
         for c in cps:
             color = "#d62728" if c.get("direction") == "slower" else "#2ca02c"
             p.add_layout(Span(location=c["index"] - 0.5, dimension="height", line_color=color,
@@ -117,8 +118,6 @@ def history_model(series, anchor, by="time", width=1050):
                 p.add_layout(Label(x=c["index"] - 0.45, y=4, y_units="screen",
                                    text=f"{c.get('magnitude', 0):+.0%}", text_color=color,
                                    text_font_size="9pt"))
-        if cps:
-            legend_items.append(("change point (red slower, green faster)", []))
         tips = [("point", "@label")] + ([("value", "@vtext")] if name == "ratio" else []) + [
             ("raw time", "@rtext"), ("commit", "@commit"), ("tags", "@tags"),
             ("started", "@started")]
@@ -128,7 +127,6 @@ def history_model(series, anchor, by="time", width=1050):
         p.xaxis.major_label_overrides = {i: labels[i] for i in xs}
         p.xaxis.major_label_orientation = 0.35
         p.xaxis.visible = k == len(specs) - 1
-        p.add_layout(Legend(items=[(t, r) for t, r in legend_items if r], location="top_left",
-                            label_text_font_size="8pt"), "right")
+        # The key is the figure's caption (LEGEND), under the chart: nothing covers data.
         panels.append(p)
     return column(*panels, name=anchor)
