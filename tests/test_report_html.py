@@ -246,6 +246,12 @@ def test_report_opens_in_headless_chromium(run_cli, inputs):
         ab.perform()
         tip = _wait_for(drv, _TOOLTIPS, 10)
         assert tip and f"{newest['value']:.3f}x" in tip and "p10-p90" in tip, tip
+        assert "raw time" in tip
+        # ratio and raw time are two panels of one chart, sharing its x axis
+        assert drv.execute_script("const d = Bokeh.documents[0]; return [arguments[0] + '-ratio', "
+                                  "arguments[0] + '-raw'].every(n => d.get_model_by_name(n)) && "
+                                  "d.get_model_by_name(arguments[0] + '-ratio').x_range === "
+                                  "d.get_model_by_name(arguments[0] + '-raw').x_range", anchor)
         assert (newest["commit"] or "")[:12] in tip
         # pan (the active drag) moves the x axis; box zoom narrows it
         rng = "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); " \
