@@ -181,20 +181,3 @@ def compare(old, new, fail_above=0.10, basis="auto"):
     fail_above, else 0."""
     rows, summ, code = compare_figures(old, new, fail_above, basis)
     return format_report(rows, summ, old, new), code
-
-
-def compare_main(args):
-    """`pyharness compare OLD NEW [--fail-above F] [--basis B]`."""
-    old, new = load(args.old), load(args.new)
-    rows, summ, code = compare_figures(old, new, args.fail_above,
-                                       getattr(args, "basis", None) or "auto")
-    fmt = getattr(args, "format", None) or "text"
-    if fmt == "md":
-        from .history.formats import compare_md
-        print(compare_md(rows, summ))
-    elif fmt == "json":
-        from .history.formats import compare_json
-        print(compare_json(rows, summ, code))
-    else:
-        print(format_report(rows, summ, old, new))
-    return code

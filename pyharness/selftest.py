@@ -1,11 +1,9 @@
 """`pyharness selftest`: run every seeded bug and the correct protocol; a
 mutant must be caught (by a named invariant, within 10 s), the correct
 protocol must show zero violations."""
-import argparse
-import sys
 import time
 
-from .commands import build_spec
+from .run import RunOptions, resolve
 
 MUTANT_CAP_S = 10.0
 
@@ -35,17 +33,11 @@ PLAN = [
 ]
 
 
-def _args(cpus, mutant, seconds, **extra):
-    ns = argparse.Namespace(cpus=cpus, threads=None, primary=None, poke="alias", sync="iret",
-                            bp=None, secondary_sync=None, site_kinds=None, nmi_rate=None,
-                            executors=None, batch=None, trace=4096, mutant=mutant, seed=1,
-                            deadline=5.0, timeout=600.0, grace=5.0, inject_delay_ns=0,
-                            sites=1000, duration=seconds, mdwe=False, aim=None,
-                            protocol="rfc", nmi_mode=None, stress=None, nmi_level=None,
-                            sessions=None)
-    for k, v in extra.items():
-        setattr(ns, k, v)
-    return ns
+def options(cpus, mutant, seconds, **extra):
+    """The selftest's RunOptions: alias/iret (works under MDWE, the fast
+    sync), a 5 s deadline, the plan's extras."""
+    return RunOptions(cpus=cpus, poke="alias", sync="iret", mutant=mutant, deadline=5.0,
+                      sites=1000, duration=seconds).replace(**extra)
 
 
 class SelftestInterrupted(KeyboardInterrupt):
@@ -61,8 +53,8 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
     rows = []
     for mutant, scenario, extra in PLAN:
         dur = seconds if mutant == "none" else MUTANT_CAP_S
-        spec = build_spec(_args(cpus, "none" if mutant == "rfc-as-posted" else mutant, dur, **extra),
-                          scenario, argv_prefix=("pyharness", "run"))
+        spec = resolve(scenario, options(cpus, "none" if mutant == "rfc-as-posted" else mutant, dur,
+                                         **extra))
         spec.stop_on_violation = mutant != "none"
         t0 = time.monotonic()
         try:
@@ -130,41 +122,3 @@ def format_table(rows):
         res = "skipped" if r.get("skipped") else "ok" if r["ok"] else "FAIL"
         lines.append(f"{r['mutant']:{mw}s} {r['scenario']:18s} {caught:7s} {by:{w}s} {after:>8s}  {res}")
     return "\n".join(lines)
-
-
-def selftest_main(args):
-    from .errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED
-    if args.json:
-        from .outputs import check_output_path
-        check_output_path(args.json)
-    quiet = getattr(args, "quiet", False)
-    interrupted = False
-    try:
-        rows = run_selftest(seconds=args.seconds, cpus=args.cpus,
-                            progress=sys.stderr.isatty() and not quiet)
-        rows += run_source_mutants(cpus=args.cpus)
-    except SelftestInterrupted as exc:
-        rows, interrupted = exc.rows, True
-    except KeyboardInterrupt:        # between runs, or in a source mutant's build
-        rows, interrupted = [], True
-    out = sys.stderr if args.json == "-" else sys.stdout
-    if not quiet:
-        print(format_table(rows), file=out)
-        for r in rows:
-            if r.get("skipped"):
-                print(f"note: {r['mutant']} skipped: {r['skipped']}", file=out)
-    ok = all(r["ok"] for r in rows) and not interrupted
-    print("selftest: " + ("interrupted: no verdict (the runs above finished)" if interrupted else
-                          "PASS: every mutant caught, the correct protocol clean" if ok else "FAIL"),
-          file=out)
-    code = EXIT_INTERRUPTED if interrupted else 0 if ok else 1
-    if args.json:
-        from . import documents
-        from .cpus import parse_cpu_list, usable_cpus
-        from .platform import evidence
-        cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
-        doc = {"schema": documents.KINDS["selftest"], "pass": ok, "interrupted": interrupted,
-               "rows": rows, "evidence": evidence.finish(evidence.collect(cpus), cpus)}
-        if not documents.write(doc, args.json, "--json", "selftest") and code == 0:
-            code = EXIT_UNSUPPORTED
-    return code

@@ -30,14 +30,6 @@ def real():
         return json.load(f)
 
 
-def one_line(proc):
-    """The one line on stderr a bad input must print; fails the test if there
-    is more, or a traceback."""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
-
-
 @pytest.fixture
 def two_cpus():
     """Two threads' CPUs: two distinct CPUs where we have them."""

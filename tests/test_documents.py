@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import one_line as _one_line
+from _support import one_line as _one_line
 
 
 @pytest.mark.parametrize("change,field", [
@@ -36,7 +36,7 @@ def test_odd_documents_are_one_line_naming_the_field(run_cli, tmp_path, real, ch
 
 
 def test_an_internal_error_is_one_line_and_no_documented_code(tmp_path):
-    code = ("import sys, pyharness.compare as c\n"
+    code = ("import sys, pyharness.cli.compare as c\n"
             "def boom(*a, **k): raise RuntimeError('boom')\n"
             "c.compare_main = boom\n"
             "from pyharness.cli import main\n"

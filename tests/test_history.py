@@ -413,7 +413,7 @@ def test_malformed_documents_are_one_line_each_and_the_rest_go_in(run_cli, tmp_p
 
 
 def test_a_store_that_fails_keeps_the_result_in_a_file(tmp_path, capsys, real):
-    from pyharness.history.cli import record
+    from pyharness.history.recording import record
 
     class Broken:
         def add(self, doc, tags=None, source=None):

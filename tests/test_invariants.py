@@ -7,7 +7,7 @@ import pytest
 
 from pyharness import selftest
 from pyharness.checker import NAMES, counter_violations
-from pyharness.commands import build_spec
+from pyharness.run import resolve
 from pyharness.engine import Config
 from pyharness.runner import run_stress
 
@@ -26,7 +26,7 @@ PLAN = {m: (sc, extra) for m, sc, extra in selftest.PLAN if m not in ("none", "r
 
 
 def contained(mutant, scenario, seconds, stop=True, invariant=None, **extra):
-    spec = build_spec(selftest._args(None, mutant, seconds, **extra), scenario)
+    spec = resolve(scenario, selftest.options(None, mutant, seconds, **extra))
     spec.stop_on_violation = stop
     spec.stop_on_invariant = invariant
     return run_stress(spec, progress=False)

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import one_line as _one_line
+from _support import one_line as _one_line
 
 
 def _wait_for(cond, timeout=60.0):

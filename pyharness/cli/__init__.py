@@ -16,18 +16,18 @@ from .parser import build_parser, subparser
 EXIT_SOFTWARE = 70      # sysexits.h: an internal error, not a verdict
 
 _COMMANDS = {
-    "run": ("..commands", "run_main", True),
-    "scenarios": ("..commands", "scenarios_main", False),
-    "selftest": ("..selftest", "selftest_main", False),
-    "bench": ("..bench", "bench_main", False),
-    "mutate": ("..mutate", "mutate_main", False),
-    "campaign": ("..fleet.campaign", "campaign_main", False),
-    "merge": ("..fleet.merge", "merge_main", False),
-    "compare": ("..compare", "compare_main", False),
-    "history": ("..history.cli", "history_main", False),
-    "store": ("..history.cli", "store_main", False),
-    "plot": ("..viz.plots", "plot_main", False),
-    "report": ("..viz.html", "report_main", False),
+    "run": (".run", "run_main", True),
+    "scenarios": (".run", "scenarios_main", False),
+    "selftest": (".selftest", "selftest_main", False),
+    "bench": (".bench", "bench_main", False),
+    "mutate": (".mutate", "mutate_main", False),
+    "campaign": (".campaign", "campaign_main", False),
+    "merge": (".merge", "merge_main", False),
+    "compare": (".compare", "compare_main", False),
+    "history": (".history", "history_main", False),
+    "store": (".history", "store_main", False),
+    "plot": (".plot", "plot_main", False),
+    "report": (".report", "report_main", False),
 }
 
 

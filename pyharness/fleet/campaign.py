@@ -234,25 +234,3 @@ def summary_text(summary):
     lines.append("campaign: " + ("interrupted" if summary["interrupted"] else
                                  "PASS" if worst == 0 else f"attention needed (worst exit code {worst})"))
     return "\n".join(lines)
-
-
-def campaign_main(args):
-    budget = parse_budget(args.budget)
-    if not os.path.isdir(args.out):
-        try:
-            os.makedirs(args.out)
-        except OSError as exc:
-            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
-    if not os.access(args.out, os.W_OK):
-        raise UsageError(f"--out {args.out}: not writable")
-    quiet = getattr(args, "quiet", False)
-    old = signal.getsignal(signal.SIGINT)
-    s = run_campaign(budget, args.out, cpus=args.cpus,
-                     progress=(lambda _text: None) if quiet else print)
-    signal.signal(signal.SIGINT, old)
-    text = summary_text(s)
-    print(text.splitlines()[-1] + f" ({s['dir']})" if quiet else text)
-    if s["interrupted"]:
-        return EXIT_INTERRUPTED
-    worst = max((st["rc"] for st in s["steps"] if not expected_to_fail(st)), default=0)
-    return min(worst, 255)

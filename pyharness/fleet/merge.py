@@ -7,7 +7,6 @@ above campaign directories (searched to any depth).
 """
 import os
 import re
-import sys
 
 from ..documents import KINDS
 from ..errors import UsageError
@@ -87,19 +86,3 @@ def table(doc, fmt="text"):
     out = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head))]
     out += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
     return "\n".join(out)
-
-
-def merge_main(args):
-    from .. import documents
-    if args.json:
-        from ..outputs import check_output_path
-        check_output_path(args.json)
-    doc = merge(args.dirs)
-    code = 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
-    if args.json and not documents.write(doc, args.json, "--json", "merge") and code == 0:
-        code = 3
-    if args.format == "json":
-        print(documents.dumps(doc), end="")
-    else:
-        print(table(doc, args.format), file=sys.stderr if args.json == "-" else sys.stdout)
-    return code

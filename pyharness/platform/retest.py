@@ -8,26 +8,23 @@ verdict says whether the failures follow a CPU, a core, a package, or
 nothing: "fails in every placement: the protocol or the software, not a
 core".  Each rerun stops at its first evidence.
 """
-import argparse
 import statistics
 
 from ..cpus import format_cpu_list
 
 
-def _rerun(args, scenario, progress, **over):
-    from ..commands import build_spec
+def _rerun(opts, scenario, progress, **over):
+    """One rerun: the run's RunOptions with ``over`` changed."""
     from ..errors import PyharnessError
+    from ..run import resolve
     from ..runner import run_stress
-    a = argparse.Namespace(**vars(args))
-    for k, v in over.items():
-        setattr(a, k, v)
-    a.retest = 0
+    a = opts.replace(**over)
     try:
-        spec = build_spec(a, scenario)
+        spec = resolve(scenario, a)
         spec.stop_on_violation = True
         rep = run_stress(spec, progress=progress)
     except PyharnessError as exc:    # this placement cannot run: say so, keep the rest
-        return {"cpus": over.get("cpus", args.cpus), "cpu_set": [], "failed": False,
+        return {"cpus": over.get("cpus", opts.cpus), "cpu_set": [], "failed": False,
                 "error": str(exc), "status": "not run", "invariants": [], "seed": a.seed,
                 "time_to_failure_s": None, "replay": None}
     t = rep.get("first_evidence_s")
@@ -78,12 +75,12 @@ def localize(runs, topo):
                        "and out of every passing one", "follows": None}
 
 
-def retest(args, scenario, first, n, progress=False):
-    """The report's "retest" section for a failed run."""
+def retest(opts, scenario, first, n, progress=False):
+    """The report's "retest" section for a failed run (opts: its RunOptions)."""
     from .placement import topology
     repro = []
     for k in range(n):
-        repro.append(_rerun(args, scenario, progress, seed=args.seed + k))
+        repro.append(_rerun(opts, scenario, progress, seed=opts.seed + k))
         if repro[-1]["status"] == "interrupted":     # Ctrl-C ends the retest too
             return {"reproduction": {"rate": "interrupted", "reruns": repro},
                     "localization": {"runs": [], "verdict": "not run (interrupted)",
@@ -96,7 +93,7 @@ def retest(args, scenario, first, n, progress=False):
     loc = []
 
     def move(what, **over):
-        r = _rerun(args, scenario, progress, **over)
+        r = _rerun(opts, scenario, progress, **over)
         loc.append({"move": what, **r})
         return r["status"] != "interrupted"
     if len(cpus) > 1:

@@ -18,7 +18,7 @@ them as SVG (`pyharness report`).
 import os
 import re
 
-from ..errors import UnsupportedError, UsageError
+from ..errors import UnsupportedError
 from ..report import as_dict, finite
 
 
@@ -259,20 +259,3 @@ def history_plot(plt, series, by="time"):
 def _load(path):
     from .. import documents
     return documents.load(path, ("bench", "run"))
-
-
-def plot_main(args):
-    """`pyharness plot FILE... [--out DIR] [--format png|svg]`: one image per
-    chart; exit 3 without matplotlib."""
-    docs = [(p, _load(p)) for p in args.files]
-    plt = need_matplotlib()
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {args.out}: {exc.strerror}") from None
-    for path, data in docs:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        draw = bench_plots if data["schema"].startswith("pyharness.bench/") else run_plots
-        for name, _, fig in draw(plt, data, stem):
-            print(save(plt, fig, args.out, f"{name}.{args.format}"))
-    return 0

@@ -1,53 +1,9 @@
-"""`pyharness store import|info`, `pyharness history`, and the --store /
---tag options of bench and run."""
-import json
-import os
+"""`pyharness history`: the arguments become keywords here, at the boundary."""
 import sys
 
 from ..errors import PyharnessError, UsageError
-from .series import build_history, check_code, parse_tags
-from .store import open_store
-
-
-def open_for_writing(args):
-    """The store named by --store (None: not asked for), opened and migrated
-    before any work starts, so a bad URL or a server that does not answer
-    is exit 2/3 now and not a lost result later."""
-    tags = parse_tags(getattr(args, "tag", None))
-    if getattr(args, "store", None) is None:
-        if tags:
-            raise UsageError("--tag needs --store (tags are kept with the stored result)")
-        return None, {}
-    return open_store(args.store), tags
-
-
-def record(store, doc, tags, source):
-    """Add one result.  On failure (the server went away, the disk filled)
-    the document goes to a file in the temporary directory instead, named
-    in one line on stderr with the command that imports it later: nothing
-    is lost.  Returns False then (the caller exits 3)."""
-    if store is None:
-        return True
-    try:
-        rid, new = store.add(doc, tags=tags, source=source)
-    except Exception as exc:  # noqa: BLE001 - the result must survive any failure here
-        import tempfile
-        fd, path = tempfile.mkstemp(prefix="pyharness-unstored-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
-            import shlex
-            kept = (f"; kept in {path}: pyharness store import --store "
-                    f"{shlex.quote(store.url_for_hint())} {path}" + "".join(
-                        f" --tag {shlex.quote(f'{k}={v}')}" for k, v in sorted(tags.items())))
-        except OSError:
-            kept = "; and it could not be kept in a file either"
-        sys.stderr.write(f"pyharness: error: the result was not stored in {store.describe()}: "
-                         f"{(str(exc).splitlines() or ['?'])[0]}{kept}\n")
-        return False
-    sys.stderr.write(f"pyharness: result {rid} {'stored' if new else 'already stored'} in "
-                     f"{store.describe()}\n")
-    return True
+from ..history.series import build_history, check_code, parse_tags
+from ..history.store import open_store
 
 
 def store_main(args):
@@ -97,7 +53,7 @@ def store_main(args):
 
 
 def history_main(args):
-    from .formats import history_json, history_md, history_text
+    from ..history.formats import history_json, history_md, history_text
     store = open_store(args.store, create=False)
     hist = build_history(store, figure=args.figure, machine=args.machine,
                          tags=parse_tags(args.tag), by=args.by, threshold=args.threshold,
@@ -109,8 +65,8 @@ def history_main(args):
         print(history_md(hist, args.check))
     else:
         print(history_text(hist, args.check))
-    from .changes import MIN_POINTS
-    from .series import judged, young_line
+    from ..history.changes import MIN_POINTS
+    from ..history.series import judged, young_line
     line = young_line(hist)
     if line and args.format != "json":
         (sys.stderr if args.format == "md" else sys.stdout).write(

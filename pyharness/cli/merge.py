@@ -1,0 +1,20 @@
+"""`pyharness merge`: the arguments become keywords here, at the boundary."""
+import sys
+
+from ..fleet.merge import merge, table
+
+
+def merge_main(args):
+    from .. import documents
+    if args.json:
+        from ..outputs import check_output_path
+        check_output_path(args.json)
+    doc = merge(args.dirs)
+    code = 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
+    if args.json and not documents.write(doc, args.json, "--json", "merge") and code == 0:
+        code = 3
+    if args.format == "json":
+        print(documents.dumps(doc), end="")
+    else:
+        print(table(doc, args.format), file=sys.stderr if args.json == "-" else sys.stdout)
+    return code
