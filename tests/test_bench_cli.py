@@ -138,7 +138,7 @@ def test_a_benchmark_run_that_breaks_the_protocol_is_a_finding(two_cpus):
     """A bench run with violations raises BenchRunError (exit 1), naming
     the figure and a `pyharness run` command that reproduces it."""
     from pyharness import BenchRunError, Config
-    from pyharness.bench import _Figure
+    from pyharness.bench.figures import _Figure
     fig = _Figure("rfc/alias/cpuid/secondaries=1", "rfc",
                   Config(cpus=two_cpus, sites=64, poke="alias", sync="cpuid",
                          mutant="lost-tail", trace_len=0), "")

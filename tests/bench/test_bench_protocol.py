@@ -73,7 +73,7 @@ def test_sync_one(benchmark, sync):
 def test_state_handoff(benchmark):
     """1000 state hand-offs (the protocol's round without sync_one) between
     two pinned threads per round."""
-    from pyharness.bench import _handoff
+    from pyharness.bench.pinning import _handoff
     a, b = cpus2()
     if a == b:
         pytest.skip("needs two CPUs")
