@@ -12,7 +12,15 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "stress.c", "trap.c", "protocol.c",
-           "proto_rfc.c", "proto_posted.c", "bench.c", "ph_build_info.c"]
+           "proto_rfc.c", "proto_posted.c", "bench.c", "invariants.c", "ph_build_info.c"]
+
+
+def _table_enum(name):
+    """The enum entries a table (a .def file of X-macro lines) makes, for the
+    cdef: cffi does not run the preprocessor."""
+    with open(os.path.join(HERE, name)) as f:
+        text = f.read()
+    return [f"    PH_INV_{e}," for e in re.findall(r"^PH_INVARIANT\((\w+),", text, re.M)]
 
 
 def _cdef_text():
@@ -20,6 +28,10 @@ def _cdef_text():
         lines = f.read().splitlines()
     keep = []
     for line in lines:
+        m = re.match(r'#include "(\w+\.def)"', line)
+        if m:
+            keep += _table_enum(m.group(1))
+            continue
         if line.startswith("#"):
             if re.match(r"#define\s+\w+\s+\d+\s*$", line):
                 keep.append(line)

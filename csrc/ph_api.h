@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 14
+#define PH_ABI_VERSION 15
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -77,30 +77,14 @@ enum ph_mutant {
     PH_NMUTANTS = 9
 };
 
-/* Invariants, named as in the report (pyharness/checker.py). */
+/* Invariants: one line each in invariants.def (their names and descriptions
+ * too: ph_invariant_name(), ph_invariant_description()).  build_ffi.py
+ * expands the #include for cffi's cdef. */
 enum ph_invariant {
-    PH_INV_KNOWN_VARIANT = 0,      /* (a) every execution returned a known variant */
-    PH_INV_NO_FAULT = 1,           /* (b) no SIGILL/SIGSEGV/SIGBUS on site text */
-    PH_INV_NEW_AFTER_DONE = 2,     /* (c) after DONE every thread runs the new variant */
-    PH_INV_ACK_ONCE = 3,           /* (d) each state acked once, after a sync */
-    PH_INV_ACKED_BEFORE_PUBLISH = 4, /* (e) no state published with an ack missing */
-    PH_INV_INT3_RESOLVED = 5,      /* (f) every INT3 hit resolved by our handler */
-    PH_INV_BYTES_INTENDED = 6,     /* (g) site bytes equal the intended bytes */
-    PH_INV_BP_DEPTH = 7,           /* (h) breakpoint re-entry within bound */
-    PH_INV_DEADLINE = 8,           /* (i) no wait exceeded its deadline */
-    PH_INV_INT3_GUARD = 9,         /* (j) tail/first byte changed only behind INT3 */
-    PH_INV_SERIALIZED = 10,        /* (k) each ack follows a real serializing instruction */
-    PH_INV_STATE_BYTES = 11,       /* (l) a published state implies its bytes */
-    PH_INV_SCHEDULE = 12,          /* (m) sites change as the schedule says, and run so */
-    PH_INV_TEXT_PROT = 13,         /* (n) text protection, in the kernel's view */
-    PH_INV_TRAP_BOUND = 14,        /* (o) traps per execution are bounded */
-    PH_INV_NMI_HELD_OFF = 15,      /* (p) no NMI inside a breakpoint handler or an NMI */
-    PH_INV_MEMBARRIER = 16,        /* (q) upstream: every state's membarrier happened */
-    PH_INV_SYNC_IN_BUILD = 17,     /* (r) the sync instruction is in the build and runs */
-    PH_INV_STATE_ORDER = 18,       /* (s) states published in protocol order, each once */
-    PH_INV_PAIRED = 19,            /* (t) a lock site and its unlock run the same variant */
-    PH_INV_RFC_BUG = 20,           /* (u) the RFC's own BUG()/BUG_ON would have fired */
-    PH_NINVARIANTS = 21
+#define PH_INVARIANT(e, name, desc) PH_INV_##e,
+#include "invariants.def"
+#undef PH_INVARIANT
+    PH_NINVARIANTS
 };
 
 /* Which protocol runs (csrc/proto_*.c behind struct ph_proto). */
@@ -375,6 +359,8 @@ uint64_t ph_sync_token(int sync);
 const char *ph_build_compiler(void);
 const char *ph_build_flags(void);
 const char *ph_build_commit(void);
+const char *ph_invariant_name(int inv);         /* NULL outside 0..PH_NINVARIANTS-1 */
+const char *ph_invariant_description(int inv);
 uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */

@@ -15,52 +15,13 @@ import signal
 from . import schedule
 from .engine import CTX_NAMES, ROLE_NAMES, STATE_NAMES, lib
 
-INVARIANTS = [
-    ("known-variant", "(a) every execution of a site returned one of its two known variants "
-                      "(no torn execution)"),
-    ("no-fault", "(b) no SIGILL/SIGSEGV/SIGBUS on site text"),
-    ("new-variant-after-done", "(c) once DONE is published, every thread runs the new variant"),
-    ("ack-once", "(d) each secondary acks each SYNC state exactly once per round, after its "
-                 "sync_one(); SYNC_DONE is never acked inside the sync loop"),
-    ("acked-before-publish", "(e) the primary never published a state while an ack for the "
-                             "previous one was missing"),
-    ("int3-resolved", "(f) every INT3 hit was resolved by our handler"),
-    ("bytes-intended", "(g) after each site, its bytes equal the intended bytes"),
-    ("bp-depth", "(h) breakpoint re-entry depth stays within the protocol's bound (1)"),
-    ("deadline", "(i) no wait exceeded its deadline; the run ended in time"),
-    ("int3-guard", "(j) every write to the text, seen before it lands: only INT3 or the scheduled "
-                   "bytes, to a site the round patches; the tail only while byte 0 is INT3; "
-                   "byte 0 alone and last"),
-    ("serialized", "(k) each ack of SYNC_0..SYNC_2 (and each step of the primary) follows a "
-                   "serializing instruction that ran after the state was seen, proven by the "
-                   "instruction's own output"),
-    ("state-bytes", "(l) a published state implies its bytes: INT3 from SYNC_0, the new tail from "
-                    "SYNC_1, the whole new site from SYNC_2 (read back by the primary before it "
-                    "publishes and by each secondary through the view that runs)"),
-    ("schedule", "(m) sites change as the schedule derived from the seed says: every scheduled "
-                 "flip observed, executions of a site not under patch run the scheduled variant"),
-    ("text-protection", "(n) outside its patch window the text is what the poke method promises "
-                        "(mprotect, alias: r-x; the alias's written view never executable), in "
-                        "the kernel's view (/proc/self/maps)"),
-    ("trap-bound", f"(o) one execution takes at most {lib.PH_TRAP_BOUND} breakpoint traps: a thread "
-                   f"that traps helps the round along, then runs the new site"),
-    ("nmi-held-off", "(p) no NMI is delivered inside a breakpoint handler or inside a NMI "
-                     "(probed by sending one from there)"),
-    ("membarrier", "(q) upstream style: a membarrier(SYNC_CORE) returned 0 after each of SYNC_0, "
-                   "SYNC_1 and SYNC_2 was published"),
-    ("sync-in-build", "(r) the serializing instruction is in the build: its token is the "
-                      "instruction's own output, and it costs more than a plain call"),
-    ("state-order", "(s) states are published in protocol order: each round SYNC_0, SYNC_1, "
-                    "SYNC_2, SYNC_DONE, the next round only after SYNC_DONE, DONE once per session"),
-    ("pair-matched", "(t) paired sites (--stress paired): a NMI that runs a lock site and its "
-                     "unlock site gets the same variant of both"),
-    ("rfc-bug", "(u) the RFC's own BUG() would have fired: its finish loop saw a state it never "
-                "expects"),
-    # Seen by the parent, not the core (pyharness/platform/health.py):
-    ("machine-health", "the machine stayed healthy during the run: no machine check, no kernel "
-                       "error (hung task, lockup, general protection fault, a fault of ours) in "
-                       "the kernel log, no machine-check interrupt"),
-]
+from ._ffi import ffi
+
+# (name, description) of every invariant, by its number: from the one table
+# (csrc/invariants.def) that also makes the C enum.
+INVARIANTS = [(ffi.string(lib.ph_invariant_name(i)).decode(),
+               ffi.string(lib.ph_invariant_description(i)).decode())
+              for i in range(lib.PH_NINVARIANTS)]
 NAMES = [n for n, _ in INVARIANTS]
 MAX_BP_DEPTH = 1
 
