@@ -12,7 +12,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "stress.c", "trap.c", "protocol.c",
-           "proto_rfc.c", "proto_posted.c", "bench.c", "invariants.c", "ph_build_info.c"]
+           "proto_rfc.c", "proto_posted.c", "mutants.c", "bench.c", "invariants.c",
+           "ph_build_info.c"]
 
 
 def _table_enum(name):

@@ -322,7 +322,7 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (i == e->cfg.primary || e->thr[i].role == PH_ROLE_PRIMARY)
             continue;
-        /* Pairs with the release CAS in give_ack() / fetch_or in map_set(). */
+        /* Pairs with the release CAS in ph_rfc_give_ack() / fetch_or in map_set(). */
         uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
         if (e->cfg.protocol == PH_PROTO_POSTED)   /* the RFC's map: a bit per thread */
             a = (ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1 ? prev : 0;

@@ -122,6 +122,28 @@ struct ph_oracle {
     char *maps_buf;                /* /proc/self/maps, read by the primary */
 };
 
+struct ph_engine;
+struct ph_counters;
+
+/*
+ * The steps a seeded bug may replace.  An engine starts with the defaults
+ * (the correct protocol's own steps) and its mutant, if any, replaces one
+ * (csrc/mutants.c, ph_mutant_apply()): the correct protocols call these and
+ * hold no seeded-bug branch of their own.
+ */
+struct ph_steps {
+    int order[3];                  /* the write with SYNC_0, SYNC_1, SYNC_2: INT3, tail, byte 0 */
+    void (*poke_tail)(struct ph_engine *e, const struct ph_patch *p);
+    /* rfc: a secondary's sync_one() and ack of one observed state below SYNC_DONE */
+    void (*ack_state)(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
+    /* rfc: what the sync loop does with each state it sees, before acking (nothing) */
+    void (*sync_loop_state)(struct ph_engine *e, int st, int ctx);
+    /* the primary's wait for every ack of the state it published (per protocol) */
+    int (*await_acks)(struct ph_engine *e, uint64_t r, uint64_t t_pub);
+    /* the primary's wait for handlers' references to a retracted descriptor */
+    int (*await_refs)(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc);
+};
+
 struct ph_engine {
     struct ph_config cfg;
     struct ph_shared *sh;          /* shared region */
@@ -151,6 +173,7 @@ struct ph_engine {
     int nmi_signal;
     struct ph_oracle orc;          /* the observer (check.c) */
     const struct ph_proto *proto;
+    struct ph_steps steps;         /* the protocol's steps, one replaced by a mutant */
     uint64_t cpuid_token;          /* CPUID's token, for sync_one() in NMI context */
     uint64_t st_lock __attribute__((aligned(64)));  /* the selftest's lock shared by all */
 };
@@ -179,8 +202,18 @@ struct ph_proto {
     int (*finish)(struct ph_engine *e, int ctx);
     void (*executor_ack)(struct ph_engine *e, struct ph_counters *c, uint64_t r);
     int (*stuck)(struct ph_engine *e, int *out, int max);
+    /* its default steps that a seeded bug may replace (struct ph_steps) */
+    void (*ack_state)(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
+    int (*await_acks)(struct ph_engine *e, uint64_t r, uint64_t t_pub);
 };
 extern const struct ph_proto ph_proto_rfc, ph_proto_posted;
+
+/* The rfc protocol's ack, for the seeded bugs built from it (mutants.c). */
+void ph_rfc_give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+                     int in_sync_loop);
+void ph_rfc_sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
+/* mutants.c: replace the step the engine's mutant breaks (none: no change). */
+void ph_mutant_apply(struct ph_engine *e);
 
 /* The one live engine, read by the signal handlers. */
 extern struct ph_engine *ph_engine_live;

@@ -238,9 +238,7 @@ static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, in
     uint64_t t_pub = ph_publish_trace(e, r, step);
     sync_one(e, ph_current_ctx());
     ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
-    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
-        return 0;
-    return wait_for_acks(e, r, t_pub);
+    return e->steps.await_acks(e, r, t_pub);
 }
 
 /* Executors are not part of the posted code (stop_machine has none). */
@@ -269,4 +267,6 @@ const struct ph_proto ph_proto_posted = {
     .finish = posted_finish,
     .executor_ack = posted_executor_ack,
     .stuck = posted_stuck,
+    .ack_state = NULL,              /* its secondaries' acks are its own sync loop's */
+    .await_acks = wait_for_acks,
 };

@@ -34,7 +34,7 @@
  * must never ack SYNC_DONE).  The observer counts it and holds it to the
  * serialization evidence once it is visible.
  */
-static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
+void ph_rfc_give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
                      int in_sync_loop)
 {
     uint64_t old = ph_load_relaxed(&c->acked_round);
@@ -50,18 +50,14 @@ static void give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int
 }
 
 /* The secondary's handling of one observed state below SYNC_DONE. */
-static void sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+void ph_rfc_sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
 {
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;                     /* a state already acked is not acked again */
-    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
-        ph_sync_core(e);
-        if (ctx != PH_CTX_THREAD)
-            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    }
-    give_ack(e, c, r, ctx, 1);
-    if (e->cfg.mutant == PH_MUT_DOUBLE_ACK)
-        give_ack(e, c, r + 1, ctx, 1);   /* the second ack lands on the next state */
+    ph_sync_core(e);
+    if (ctx != PH_CTX_THREAD)
+        ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+    ph_rfc_give_ack(e, c, r, ctx, 1);
 }
 
 /*
@@ -99,13 +95,7 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
         if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
             ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
         ph_st_state_seen(e, r);
-        if (e->cfg.mutant == PH_MUT_PATCH_SYNC_LOOP && st < PH_SYNC_DONE) {
-            /* The sync loop itself runs a site being patched (as if
-             * sync_one() were a paravirt call): the RFC's unhandled case. */
-            int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: patch_batch() */
-            if (n > 0)
-                ph_exec_check(e, e->cur_ids[0], ctx, NULL);
-        }
+        e->steps.sync_loop_state(e, st, ctx);
         if (st >= PH_SYNC_DONE)
             break;
         if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
@@ -115,7 +105,7 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
             ph_st_aim_secondary(e, r);
         if (ph_load_relaxed(&c->acked_round) < r)
             ph_st_sync_loop_exec(e, ctx);   /* the selftest: run the site before acking */
-        sync_and_ack(e, c, r, ctx);
+        e->steps.ack_state(e, c, r, ctx);
         ph_chk_seen(e, c, r, ctx);
         ph_account_wait(c, waited);
         r = ph_wait_round_change(e, r, ctx, &err, &waited);
@@ -141,7 +131,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (!acks_from(e, i))
             continue;
-        /* Pairs with the release CAS of the ack word in give_ack(). */
+        /* Pairs with the release CAS of the ack word in ph_rfc_give_ack(). */
         while (ph_load_acquire(&e->thr[i].acked_round) < r) {
             ph_beat(c);
             int timed_out = ph_spin_step(e, &spins, deadline) < 0;
@@ -181,9 +171,7 @@ static int rfc_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int s
             return -errno;
         return 0;
     }
-    if (e->cfg.mutant == PH_MUT_SKIP_ACK_WAIT)
-        return 0;
-    return wait_for_acks(e, r, t_pub);
+    return e->steps.await_acks(e, r, t_pub);
 }
 
 /* text_poke_sync_finish(): the secondaries' loop until DONE (one session). */
@@ -209,7 +197,7 @@ static int rfc_finish(struct ph_engine *e, int ctx)
         }
         /* SYNC_DONE: acked here, in thread context, after the sync loop
          * (and any breakpoint context) has been left. */
-        give_ack(e, c, r, ctx, 0);
+        ph_rfc_give_ack(e, c, r, ctx, 0);
         ph_chk_seen(e, c, r, ctx);
         ph_st_state_seen(e, r);
         ph_account_wait(c, waited);
@@ -226,9 +214,9 @@ static void rfc_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;
     if (PH_ROUND_STATE(r) < PH_SYNC_DONE)
-        sync_and_ack(e, c, r, PH_CTX_THREAD);
+        e->steps.ack_state(e, c, r, PH_CTX_THREAD);
     else
-        give_ack(e, c, r, PH_CTX_THREAD, 0);
+        ph_rfc_give_ack(e, c, r, PH_CTX_THREAD, 0);
 }
 
 static int rfc_stuck(struct ph_engine *e, int *out, int max)
@@ -243,7 +231,7 @@ static int rfc_stuck(struct ph_engine *e, int *out, int max)
     }
     int n = 0;
     for (int i = 0; i < e->cfg.nthreads && n < max; i++)
-        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: give_ack() */
+        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: ph_rfc_give_ack() */
             out[n++] = i;
     return n;
 }
@@ -256,4 +244,6 @@ const struct ph_proto ph_proto_rfc = {
     .finish = rfc_finish,
     .executor_ack = rfc_executor_ack,
     .stuck = rfc_stuck,
+    .ack_state = ph_rfc_sync_and_ack,
+    .await_acks = wait_for_acks,
 };

@@ -215,8 +215,7 @@ void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
             if (step == STEP_INT3) {
                 ph_text_poke(e, p->addr, &int3, 1);
             } else if (step == STEP_TAIL) {
-                if (e->cfg.mutant != PH_MUT_LOST_TAIL)
-                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+                e->steps.poke_tail(e, p);
             } else {
                 ph_text_poke(e, p->addr, p->text, 1);
             }
@@ -249,6 +248,52 @@ static void fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
     p->new_variant = !s->variant;
     p->new_value = s->value[p->new_variant];
     memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
+}
+
+/* The default steps a seeded bug may replace (struct ph_steps). */
+static void poke_tail(struct ph_engine *e, const struct ph_patch *p)
+{
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+}
+
+static void sync_loop_state_none(struct ph_engine *e, int st, int ctx)
+{
+    (void)e; (void)st; (void)ctx;
+}
+
+/* Wait until no handler holds a reference to the retracted descriptor `d`. */
+static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
+{
+    struct ph_counters *c = ph_self.c;
+    uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
+    int64_t where = c->where;
+    c->where = PH_WHERE_WAIT_REFS;
+    /* Pairs with the release decrement in desc_put(). */
+    while (ph_load_acquire(&d->refs) != 0) {
+        if (ph_spin_step(e, &spins, deadline) < 0) {
+            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, site, PH_CTX_THREAD,
+                         ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
+                         (uint64_t)ph_load_relaxed(&d->refs));
+            ph_abort_run(e);
+            rc = rc ? rc : -ETIMEDOUT;
+            break;
+        }
+    }
+    c->where = where;
+    return rc;
+}
+
+static void steps_init(struct ph_engine *e)
+{
+    e->steps = (struct ph_steps){
+        .order = {STEP_INT3, STEP_TAIL, STEP_FIRST},
+        .poke_tail = poke_tail,
+        .ack_state = e->proto->ack_state,
+        .sync_loop_state = sync_loop_state_none,
+        .await_acks = e->proto->await_acks,
+        .await_refs = await_refs,
+    };
+    ph_mutant_apply(e);
 }
 
 static int patch_batch(struct ph_engine *e, int *ids, int n)
@@ -289,35 +334,19 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
      * Pairs with the acquire load in desc_try_get(). */
     ph_store_release(&e->bp_desc, d);
 
-    switch (e->cfg.mutant) {
-    case PH_MUT_NO_INT3:
-        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_NONE)) ||
-            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)) ||
-            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
-            goto out;
-        break;
-    case PH_MUT_FIRST_BYTE_FIRST:
-        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)) ||
-            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_FIRST)) ||
-            (rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_TAIL)))
-            goto out;
-        break;
-    default:
-        /* first step: INT3 over byte 0 */
-        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, STEP_INT3)))
-            goto out;
-        if (e->cfg.force_nmi & 1)
-            ph_nmi_self(e);     /* hit our own INT3 in NMI context */
-        if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
-            ph_exec_check(e, ids[0], ph_current_ctx(), NULL);  /* the RFC selftest's primary */
-        /* second step: the tail */
-        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, STEP_TAIL)))
-            goto out;
-        /* third step: the new first byte */
-        if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, STEP_FIRST)))
-            goto out;
-        break;
-    }
+    /* first step: INT3 over byte 0 (e->steps.order: the write of each step) */
+    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, e->steps.order[0])))
+        goto out;
+    if (e->cfg.force_nmi & 1)
+        ph_nmi_self(e);     /* hit our own INT3 in NMI context */
+    if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
+        ph_exec_check(e, ids[0], ph_current_ctx(), NULL);  /* the RFC selftest's primary */
+    /* second step: the tail */
+    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, e->steps.order[1])))
+        goto out;
+    /* third step: the new first byte */
+    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, e->steps.order[2])))
+        goto out;
     /* Every secondary acks SYNC_DONE from thread context: no laggard can
      * still be in a breakpoint handler for this round. */
     if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
@@ -339,24 +368,8 @@ out:
     /* Retract the descriptor.  Pairs with the acquire load in desc_try_get(). */
     ph_store_release(&e->bp_desc, NULL);
     ph_trace(e, PH_EV_RETRACT, PH_CTX_THREAD, ids[0], ph_load_relaxed(&e->sh->round), (uint32_t)d->gen);
-    if (__atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL) != 1 &&
-        e->cfg.mutant != PH_MUT_EARLY_RETRACT) {
-        uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
-        int64_t where = c->where;
-        c->where = PH_WHERE_WAIT_REFS;
-        /* Pairs with the release decrement in desc_put(). */
-        while (ph_load_acquire(&d->refs) != 0) {
-            if (ph_spin_step(e, &spins, deadline) < 0) {
-                ph_violation(e, PH_INV_DEADLINE, ph_self.idx, ids[0], PH_CTX_THREAD,
-                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
-                             (uint64_t)ph_load_relaxed(&d->refs));
-                ph_abort_run(e);
-                rc = rc ? rc : -ETIMEDOUT;
-                break;
-            }
-        }
-        c->where = where;
-    }
+    if (__atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL) != 1)
+        rc = e->steps.await_refs(e, d, ids[0], rc);
     /* Pairs with the acquire load of retired in the breakpoint handler. */
     ph_store_release(&d->retired, 1);
     ph_store_release(&e->cur_n, 0);   /* pairs: the NMI handler's acquire */
@@ -855,6 +868,7 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     }
     e->cfg = *cfg;
     e->proto = cfg->protocol == PH_PROTO_POSTED ? &ph_proto_posted : &ph_proto_rfc;
+    steps_init(e);
     e->cpuid_token = ph_sync_token_expect(PH_SYNC_CPUID);
     if (!e->cfg.spin_pauses)
         e->cfg.spin_pauses = PH_SPIN_PAUSES_DEFAULT;

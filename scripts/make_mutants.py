@@ -47,26 +47,23 @@ mut("sync-iret-frame-popped", "IRET-to-self 'optimized' into popping its own fra
         "1:\\n\\t"''')
 mut("secondary-sync-only-in-handler", "a secondary serializes only in breakpoint context, on the "
     "theory that thread context never ran the old bytes", "rfc-native", "", "serialized",
-    "csrc/protocol.c",
-    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
-        ph_sync_core(e);''',
-    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE && ctx != PH_CTX_THREAD) {
+    "csrc/proto_rfc.c",
+    '''        return;                     /* a state already acked is not acked again */
+    ph_sync_core(e);''',
+    '''        return;                     /* a state already acked is not acked again */
+    if (ctx != PH_CTX_THREAD)
         ph_sync_core(e);''')
 mut("ack-before-sync", "a secondary acks the state before it serializes (two lines swapped): the "
     "primary may move on while this CPU can still run stale bytes", "rfc-native", "", "serialized",
-    "csrc/protocol.c",
-    '''    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
-        ph_sync_core(e);
-        if (ctx != PH_CTX_THREAD)
-            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    }
-    give_ack(e, c, r, ctx, 1);''',
-    '''    give_ack(e, c, r, ctx, 1);
-    if (e->cfg.mutant != PH_MUT_SKIP_SYNC_ONE) {
-        ph_sync_core(e);
-        if (ctx != PH_CTX_THREAD)
-            ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    }''')
+    "csrc/proto_rfc.c",
+    '''    ph_sync_core(e);
+    if (ctx != PH_CTX_THREAD)
+        ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
+    ph_rfc_give_ack(e, c, r, ctx, 1);''',
+    '''    ph_rfc_give_ack(e, c, r, ctx, 1);
+    ph_sync_core(e);
+    if (ctx != PH_CTX_THREAD)
+        ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);''')
 mut("publish-before-poke", "the primary publishes a state before it writes that state's bytes "
     "(the poke moved below the publish)", "rfc-native", "", "state-bytes", "csrc/proto_rfc.c",
     '''    ph_poke_step(e, vec, n, step);
@@ -117,8 +114,10 @@ mut("membarrier-skipped-after-sync2", "upstream style: no membarrier after SYNC_
 mut("tail-write-includes-byte0", "the tail write starts at byte 0 (an off-by-one in the poke's "
     "offset): byte 0 is rewritten before the tail is synced", "rfc-native", "", "int3-guard",
     "csrc/protocol.c",
-    '''                    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);''',
-    '''                    ph_text_poke(e, p->addr, p->text, (size_t)p->len);''')
+    '''    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+}''',
+    '''    ph_text_poke(e, p->addr, p->text, (size_t)p->len);
+}''')
 mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 before the tail when it "
     "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap.c",
     '''            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);

@@ -1,0 +1,97 @@
+/*
+ * mutants.c -- the seeded bugs (--mutant NAME; `pyharness selftest`), each
+ * built from the protocol's own steps with one step replaced (struct
+ * ph_steps): nothing here copies protocol code, and the correct protocols
+ * (proto_rfc.c, proto_posted.c, the driver in protocol.c) hold no branch on
+ * which mutant runs.  A box without a compiler still proves its checker
+ * with these; tests/mutants/ holds the source-level ones.
+ */
+#include <string.h>
+#include "ph_internal.h"
+
+/* no-int3: the tail is written in place, no INT3 first. */
+static const int order_no_int3[3] = {STEP_NONE, STEP_TAIL, STEP_FIRST};
+/* first-byte-first: the new byte 0 is written before the tail. */
+static const int order_first_byte_first[3] = {STEP_INT3, STEP_FIRST, STEP_TAIL};
+
+/* skip-ack-wait: the primary publishes the next state without waiting. */
+static int await_nothing(struct ph_engine *e, uint64_t r, uint64_t t_pub)
+{
+    (void)e; (void)r; (void)t_pub;
+    return 0;
+}
+
+/* skip-sync-one: a secondary acks without serializing. */
+static void ack_without_sync(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+{
+    if (ph_load_relaxed(&c->acked_round) < r)
+        ph_rfc_give_ack(e, c, r, ctx, 1);
+}
+
+/* double-ack: the protocol's ack, and a second one that lands on the next state. */
+static void ack_twice(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+{
+    if (ph_load_relaxed(&c->acked_round) >= r)
+        return;
+    ph_rfc_sync_and_ack(e, c, r, ctx);
+    ph_rfc_give_ack(e, c, r + 1, ctx, 1);
+}
+
+/* early-retract: the descriptor is retired without waiting for handlers' refs. */
+static int await_no_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
+{
+    (void)e; (void)d; (void)site;
+    return rc;
+}
+
+/* patch-sync-loop: the sync loop itself runs a site being patched (as if
+ * sync_one() were a paravirt call): the RFC's unhandled case. */
+static void sync_loop_runs_site(struct ph_engine *e, int st, int ctx)
+{
+    if (st >= PH_SYNC_DONE)
+        return;
+    int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: the release store in patch_batch() */
+    if (n > 0)
+        ph_exec_check(e, e->cur_ids[0], ctx, NULL);
+}
+
+/* lost-tail: the tail write goes nowhere. */
+static void poke_no_tail(struct ph_engine *e, const struct ph_patch *p)
+{
+    (void)e; (void)p;
+}
+
+void ph_mutant_apply(struct ph_engine *e)
+{
+    struct ph_steps *s = &e->steps;
+    switch (e->cfg.mutant) {
+    case PH_MUT_NO_INT3:
+        memcpy(s->order, order_no_int3, sizeof(s->order));
+        break;
+    case PH_MUT_FIRST_BYTE_FIRST:
+        memcpy(s->order, order_first_byte_first, sizeof(s->order));
+        break;
+    case PH_MUT_SKIP_ACK_WAIT:
+        s->await_acks = await_nothing;
+        break;
+    case PH_MUT_SKIP_SYNC_ONE:
+        if (s->ack_state)
+            s->ack_state = ack_without_sync;
+        break;
+    case PH_MUT_DOUBLE_ACK:
+        if (s->ack_state)
+            s->ack_state = ack_twice;
+        break;
+    case PH_MUT_EARLY_RETRACT:
+        s->await_refs = await_no_refs;
+        break;
+    case PH_MUT_PATCH_SYNC_LOOP:
+        s->sync_loop_state = sync_loop_runs_site;
+        break;
+    case PH_MUT_LOST_TAIL:
+        s->poke_tail = poke_no_tail;
+        break;
+    default:
+        break;
+    }
+}
