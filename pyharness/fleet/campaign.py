@@ -156,7 +156,8 @@ def run_campaign(budget, out_root, cpus=None, progress=print):
     env = {"machine": machine_info(), "evidence": evidence.collect(cpu_list)}
     with open(os.path.join(out, "env.json"), "w") as f:
         json.dump(env, f, indent=1)
-    summary = {"schema": SCHEMA, "host": host, "dir": out, "budget": str(budget),
+    shown = f"{budget:g}s" if isinstance(budget, float) else str(budget)   # 60s, not 60.0
+    summary = {"schema": SCHEMA, "host": host, "dir": out, "budget": shown,
                "cpus": format_cpu_list(cpu_list), "started": time.time(), "ended": None,
                "machine": env["machine"], "evidence": env["evidence"], "steps": [],
                "interrupted": False}
