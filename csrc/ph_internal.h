@@ -136,7 +136,7 @@ struct ph_steps {
     void (*poke_tail)(struct ph_engine *e, const struct ph_patch *p);
     /* rfc: a secondary's sync_one() and ack of one observed state below SYNC_DONE */
     void (*ack_state)(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
-    /* rfc: what the sync loop does with each state it sees, before acking (nothing) */
+    /* rfc: what the sync loop does with each state it sees, before acking (NULL: nothing) */
     void (*sync_loop_state)(struct ph_engine *e, int st, int ctx);
     /* the primary's wait for every ack of the state it published (per protocol) */
     int (*await_acks)(struct ph_engine *e, uint64_t r, uint64_t t_pub);
@@ -195,6 +195,12 @@ enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
  *   executor_ack-- an executor's ack of the state it sees (ack style only);
  *   stuck       -- the threads whose ack is missing, for a hang's report.
  */
+/* Call a step: the protocol's own one directly (a correct run takes no
+ * indirect call on its hot path), a seeded bug's replacement through the
+ * pointer. */
+#define PH_STEP(e, step, own, ...) \
+    ((e)->steps.step == (own) ? (own)(__VA_ARGS__) : (e)->steps.step(__VA_ARGS__))
+
 struct ph_proto {
     const char *name;
     int (*poke_sync)(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step);

@@ -238,7 +238,7 @@ static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, in
     uint64_t t_pub = ph_publish_trace(e, r, step);
     sync_one(e, ph_current_ctx());
     ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
-    return e->steps.await_acks(e, r, t_pub);
+    return PH_STEP(e, await_acks, wait_for_acks, e, r, t_pub);
 }
 
 /* Executors are not part of the posted code (stop_machine has none). */

@@ -95,7 +95,8 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
         if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
             ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
         ph_st_state_seen(e, r);
-        e->steps.sync_loop_state(e, st, ctx);
+        if (e->steps.sync_loop_state)
+            e->steps.sync_loop_state(e, st, ctx);
         if (st >= PH_SYNC_DONE)
             break;
         if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
@@ -105,7 +106,7 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
             ph_st_aim_secondary(e, r);
         if (ph_load_relaxed(&c->acked_round) < r)
             ph_st_sync_loop_exec(e, ctx);   /* the selftest: run the site before acking */
-        e->steps.ack_state(e, c, r, ctx);
+        PH_STEP(e, ack_state, ph_rfc_sync_and_ack, e, c, r, ctx);
         ph_chk_seen(e, c, r, ctx);
         ph_account_wait(c, waited);
         r = ph_wait_round_change(e, r, ctx, &err, &waited);
@@ -171,7 +172,7 @@ static int rfc_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int s
             return -errno;
         return 0;
     }
-    return e->steps.await_acks(e, r, t_pub);
+    return PH_STEP(e, await_acks, wait_for_acks, e, r, t_pub);
 }
 
 /* text_poke_sync_finish(): the secondaries' loop until DONE (one session). */
@@ -214,7 +215,7 @@ static void rfc_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;
     if (PH_ROUND_STATE(r) < PH_SYNC_DONE)
-        e->steps.ack_state(e, c, r, PH_CTX_THREAD);
+        PH_STEP(e, ack_state, ph_rfc_sync_and_ack, e, c, r, PH_CTX_THREAD);
     else
         ph_rfc_give_ack(e, c, r, PH_CTX_THREAD, 0);
 }

@@ -198,6 +198,12 @@ int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int threa
     return timed_out ? -ETIMEDOUT : -ECANCELED;
 }
 
+/* The tail write, a step a seeded bug may replace (struct ph_steps). */
+static void poke_tail(struct ph_engine *e, const struct ph_patch *p)
+{
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+}
+
 /* One step's writes, every site of the round (the protocols' poke_sync()). */
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
 {
@@ -215,7 +221,7 @@ void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
             if (step == STEP_INT3) {
                 ph_text_poke(e, p->addr, &int3, 1);
             } else if (step == STEP_TAIL) {
-                e->steps.poke_tail(e, p);
+                PH_STEP(e, poke_tail, poke_tail, e, p);
             } else {
                 ph_text_poke(e, p->addr, p->text, 1);
             }
@@ -250,17 +256,7 @@ static void fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
     memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
 }
 
-/* The default steps a seeded bug may replace (struct ph_steps). */
-static void poke_tail(struct ph_engine *e, const struct ph_patch *p)
-{
-    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-}
-
-static void sync_loop_state_none(struct ph_engine *e, int st, int ctx)
-{
-    (void)e; (void)st; (void)ctx;
-}
-
+/* The default steps a seeded bug may replace (struct ph_steps; poke_tail() above). */
 /* Wait until no handler holds a reference to the retracted descriptor `d`. */
 static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
 {
@@ -289,7 +285,7 @@ static void steps_init(struct ph_engine *e)
         .order = {STEP_INT3, STEP_TAIL, STEP_FIRST},
         .poke_tail = poke_tail,
         .ack_state = e->proto->ack_state,
-        .sync_loop_state = sync_loop_state_none,
+        .sync_loop_state = NULL,
         .await_acks = e->proto->await_acks,
         .await_refs = await_refs,
     };
