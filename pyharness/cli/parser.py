@@ -68,24 +68,22 @@ def _nonneg_float(text):
     return v
 
 
-def _pos_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
-    return v
+def _int_from(low, base=10):
+    """An argparse type: an integer of at least ``low``."""
+    def convert(text):
+        try:
+            v = int(text, base)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"'{text}' must be at least {low}" if low else
+                                             f"'{text}' must not be negative")
+        return v
+    return convert
 
 
-def _nonneg_int(text):
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
-    return v
+_pos_int = _int_from(1)
+_nonneg_int = _int_from(0, base=0)
 
 
 def _store_options(p, what):

@@ -302,29 +302,26 @@ class Store:
             return "empty"
         ours = {t.name for t in m.metadata.sorted_tables}
         where = self.describe()
-        if "alembic_version" not in names:
-            if names & ours == ours:
-                return "ours"
-            raise UsageError(f"--store {where}: this database belongs to something else (tables "
+        foreign = UsageError(f"--store {where}: this database belongs to something else (tables "
                              f"{', '.join(sorted(names)[:6])}{', ...' if len(names) > 6 else ''}"
                              "); name an empty database or a new file")
+        if "alembic_version" not in names:
+            if ours <= names:
+                return "ours"
+            raise foreign
         with self.engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-        cfg = _alembic_config(None)
-        known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
-        if current is None or current in known:
-            return "ours" if current is not None or not (names - {"alembic_version"}) else \
-                self._foreign(names, where)
-        if ours <= names:
-            return "ours"       # ours, migrated further by a newer pyharness: migrate() says so
+        if current is None:           # an empty version table: ours only if nothing else is there
+            if names - {"alembic_version"}:
+                raise foreign
+            return "ours"
+        scripts = ScriptDirectory.from_config(_alembic_config(None))
+        if current in {s.revision for s in scripts.walk_revisions()} or ours <= names:
+            return "ours"      # at a revision we know, or migrated further by a newer pyharness
         raise UsageError(f"--store {where}: this database belongs to another application (its "
                          f"Alembic revision {current} is not pyharness's, tables "
                          f"{', '.join(sorted(names - {'alembic_version'})[:6])}); name an empty "
                          "database or a new file")
-
-    def _foreign(self, names, where):
-        raise UsageError(f"--store {where}: this database belongs to something else (tables "
-                         f"{', '.join(sorted(names)[:6])}); name an empty database or a new file")
 
     def close(self):
         self.engine.dispose()
