@@ -4,6 +4,7 @@ Lives outside the installed package; setup.py names it in cffi_modules.
 The cdef is ph_api.h itself, minus preprocessor lines other than integer
 #defines, so the declarations Python sees are the ones the C compiles with.
 """
+import glob
 import os
 import re
 import subprocess
@@ -11,21 +12,29 @@ import subprocess
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["shared.c", "text.c", "sync.c", "check.c", "stress.c", "trap.c", "protocol.c",
-           "proto_rfc.c", "proto_posted.c", "mutants.c", "bench.c", "invariants.c",
-           "ph_build_info.c"]
+# Folders by role (README, "Architecture"): every .c under them is built,
+# so a new protocol, site kind or subscriber is its file and its table line,
+# not an edit here.
+ROLES = ("core", "proto", "kinds", "sync", "trap", "observe", "stress", "bench")
+INCLUDE = [os.path.join(HERE, "include")] + [os.path.join(HERE, r) for r in ROLES]
+
+
+def _sources():
+    found = sorted(glob.glob(os.path.join(HERE, "*", "*.c")))
+    return [f for f in found if os.path.basename(os.path.dirname(f)) in ROLES]
 
 
 def _table_enum(name):
     """The enum entries a table (a .def file of X-macro lines) makes, for the
     cdef: cffi does not run the preprocessor."""
-    with open(os.path.join(HERE, name)) as f:
+    path = next(p for p in (os.path.join(d, name) for d in INCLUDE) if os.path.exists(p))
+    with open(path) as f:
         text = f.read()
     return [f"    PH_INV_{e}," for e in re.findall(r"^PH_INVARIANT\((\w+),", text, re.M)]
 
 
 def _cdef_text():
-    with open(os.path.join(HERE, "ph_api.h")) as f:
+    with open(os.path.join(HERE, "include", "ph_api.h")) as f:
         lines = f.read().splitlines()
     keep = []
     for line in lines:
@@ -75,7 +84,7 @@ def _write_build_info():
     incremental build recompiles it exactly then (a -D macro does not make
     the build tool recompile the file that uses it: it reported the commit
     of an earlier build)."""
-    path = os.path.join(HERE, "ph_build_info.c")
+    path = os.path.join(HERE, "core", "ph_build_info.c")
     commit = _git_commit()
     if not commit and os.path.exists(path):
         return      # an sdist: it carries the file written when it was made, and its commit
@@ -101,8 +110,8 @@ ffibuilder.cdef(_cdef_text())
 ffibuilder.set_source(
     "pyharness._core",
     '#include <stdint.h>\n#include "ph_internal.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
-    include_dirs=[os.path.relpath(HERE)],
+    sources=[os.path.relpath(s) for s in _sources()],
+    include_dirs=[os.path.relpath(d) for d in INCLUDE],
     # -mno-red-zone: IRET-to-self builds a frame on the stack (PROTOCOL.md).
     extra_compile_args=CFLAGS,
     # The build, as reports state it (pyharness/platform/evidence.py).

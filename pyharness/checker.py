@@ -1,7 +1,7 @@
 """The invariants, and the checks that turn counters, C records and the
 worker's fate into named violations.
 
-The C observer (csrc/check.c) records violations at the spot, with the
+The C observer (csrc/observe/check.c) records violations at the spot, with the
 trace events around them, from evidence the protocol code does not produce
 about itself (bytes read back, the instruction's own token, the kernel's
 view of the mappings, the schedule derived from the seed).  This module
@@ -18,7 +18,7 @@ from .engine import CTX_NAMES, ROLE_NAMES, STATE_NAMES, lib
 from ._ffi import ffi
 
 # (name, description) of every invariant, by its number: from the one table
-# (csrc/invariants.def) that also makes the C enum.
+# (csrc/observe/invariants.def) that also makes the C enum.
 INVARIANTS = [(ffi.string(lib.ph_invariant_name(i)).decode(),
                ffi.string(lib.ph_invariant_description(i)).decode())
               for i in range(lib.PH_NINVARIANTS)]

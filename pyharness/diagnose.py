@@ -62,7 +62,7 @@ FINDINGS = {
 
 
 def _kind(config, site):
-    """The kind of a site, as csrc/text.c lays them out (enum order, round robin)."""
+    """The kind of a site, as csrc/kinds/text.c lays them out (enum order, round robin)."""
     order = [k for k in ("movret", "call", "jmpnop", "block") if k in config.kinds]
     return order[site % len(order)] if order else None
 

@@ -55,7 +55,7 @@ SCENARIOS = {
 }
 DEFAULT = "rfc-native"
 
-# --aim: where aimed NMIs and executions go (csrc/ph_api.h, enum ph_aim)
+# --aim: where aimed NMIs and executions go (csrc/include/ph_api.h, enum ph_aim)
 AIMS = {"primary": 1, "secondary": 2, "executor": 4}
 
 

@@ -1,6 +1,6 @@
 """The patch schedule, derived from the seed and the configuration alone.
 
-The C observer (csrc/check.c) issues each round's sites from the same rule
+The C observer (csrc/observe/check.c) issues each round's sites from the same rule
 and the protocol patches what it is handed.  This module derives the same
 schedule again, in Python, apart from any C record, so that the checker can
 say which variant every site must end as without trusting the core:
@@ -49,7 +49,7 @@ def pass_order(seed, nsites, p, paired=False):
 
 
 def _session_sizes(share, batch, paired):
-    """Round sizes of one session of a --sites run (csrc/protocol.c)."""
+    """Round sizes of one session of a --sites run (csrc/core/driver.c)."""
     if paired:
         share += share & 1          # a session patches whole pairs
     out, done = [], 0

@@ -18,7 +18,7 @@ sdist=$(ls "$WORK"/dist/*.tar.gz)
 wheel=$(ls "$WORK"/dist/*.whl)
 case "$wheel" in *-cp39-abi3-*) ;; *) echo "packaging: the wheel is not tagged abi3: $wheel"; exit 1;; esac
 tar tzf "$sdist" > "$WORK/sdist.txt"
-for f in csrc/build_ffi.py csrc/ph_api.h csrc/ph_internal.h LICENSE pyharness/documents/schemas/run.schema.json; do
+for f in csrc/build_ffi.py csrc/include/ph_api.h csrc/include/ph_internal.h csrc/proto/rfc.c LICENSE pyharness/documents/schemas/run.schema.json; do
     grep -q "/$f\$" "$WORK/sdist.txt" || { echo "packaging: the sdist lacks $f"; exit 1; }
 done
 if grep -q "pyharness/_core.c\$" "$WORK/sdist.txt"; then echo "packaging: the sdist ships a generated file"; exit 1; fi

@@ -6,8 +6,8 @@
 Each mutant is (name, the real bug it models, scenarios, extra flags,
 expected invariants, a file hint, the code as it is, the code with the bug,
 [equivalent: why no x86 execution can tell it apart]).  The snippet is
-looked up in csrc/*.c (it must occur exactly once; where two protocols share
-a line, proto_rfc.c is meant), so a refactor that moves code only needs this
+looked up in csrc/**/*.c (it must occur exactly once; where two protocols share
+a line, csrc/proto/rfc.c is meant), so a refactor that moves code only needs this
 script run again -- tests/test_observer.py fails when a patch stops
 applying.  A snippet that no longer matches is an error (exit 1): the bug
 must be rewritten against the new code, not dropped.
@@ -28,7 +28,7 @@ def mut(name, models, scenario, flags, expect, file, old, new, equivalent=None, 
 mut("sync-cpuid-compiled-out", "a build in which the serializing instruction was compiled out "
     "(its asm behind a config macro that this build never defines): nothing serializes, every "
     "counter still says it did", "rfc-native", "--sync cpuid", "sync-in-build,serialized",
-    "csrc/sync.c",
+    "csrc/sync/sync.c",
     '''    unsigned a = 0, b, c = 0, d;
     __asm__ __volatile__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
     return b;''',
@@ -40,14 +40,14 @@ mut("sync-cpuid-compiled-out", "a build in which the serializing instruction was
     return b;''')
 mut("sync-iret-frame-popped", "IRET-to-self 'optimized' into popping its own frame (add $40,%rsp): "
     "the same stack, no serialization", "rfc-native", "--sync iret --poke alias",
-    "sync-in-build,serialized", "csrc/sync.c",
+    "sync-in-build,serialized", "csrc/sync/sync.c",
     '''        "iretq\\n"
         "1:\\n\\t"''',
     '''        "add $40, %%rsp\\n"
         "1:\\n\\t"''')
 mut("secondary-sync-only-in-handler", "a secondary serializes only in breakpoint context, on the "
     "theory that thread context never ran the old bytes", "rfc-native", "", "serialized",
-    "csrc/proto_rfc.c",
+    "csrc/proto/rfc.c",
     '''        return;                     /* a state already acked is not acked again */
     ph_sync_core(e);''',
     '''        return;                     /* a state already acked is not acked again */
@@ -55,7 +55,7 @@ mut("secondary-sync-only-in-handler", "a secondary serializes only in breakpoint
         ph_sync_core(e);''')
 mut("ack-before-sync", "a secondary acks the state before it serializes (two lines swapped): the "
     "primary may move on while this CPU can still run stale bytes", "rfc-native", "", "serialized",
-    "csrc/proto_rfc.c",
+    "csrc/proto/rfc.c",
     '''    ph_sync_core(e);
     if (ctx != PH_CTX_THREAD)
         ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
@@ -65,7 +65,7 @@ mut("ack-before-sync", "a secondary acks the state before it serializes (two lin
     if (ctx != PH_CTX_THREAD)
         ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);''')
 mut("publish-before-poke", "the primary publishes a state before it writes that state's bytes "
-    "(the poke moved below the publish)", "rfc-native", "", "state-bytes", "csrc/proto_rfc.c",
+    "(the poke moved below the publish)", "rfc-native", "", "state-bytes", "csrc/proto/rfc.c",
     '''    ph_poke_step(e, vec, n, step);
     if (e->cfg.inject_delay_ns)
         ph_busy_wait(e->cfg.inject_delay_ns);
@@ -88,12 +88,12 @@ mut("publish-before-poke", "the primary publishes a state before it writes that 
     ph_poke_step(e, vec, n, step);''')
 mut("never-flips", "each round's new bytes are the site's current variant (a lost '!'): the "
     "protocol runs, nothing changes", "rfc-native", "", "state-bytes,int3-guard,schedule",
-    "csrc/protocol.c",
+    "csrc/core/driver.c",
     '''    p->new_variant = !s->variant;''',
     '''    p->new_variant = s->variant;''')
 mut("text-left-writable", "the patch window's close restores read+write+exec (copied from open): "
     "text stays writable after its window", "rfc-native", "--poke mprotect", "text-protection",
-    "csrc/text.c",
+    "csrc/kinds/text.c",
     '''    if (mprotect((void *)a, b - a, PROT_READ | PROT_EXEC) < 0)
         return -errno;
     return 0;
@@ -103,23 +103,23 @@ mut("text-left-writable", "the patch window's close restores read+write+exec (co
     return 0;
 }''')
 mut("bp-rewind-without-help", "a secondary's breakpoint path rewinds and re-executes without "
-    "helping the round along", "rfc-native", "", "trap-bound", "csrc/trap.c",
+    "helping the round along", "rfc-native", "", "trap-bound", "csrc/trap/trap.c",
     '''            e->proto->sync_site(e, ctx, d->seq);''',
     '''            (void)ctx;''')
 mut("membarrier-skipped-after-sync2", "upstream style: no membarrier after SYNC_2 ('the first byte "
     "is one store, nobody can see half of it')", "upstream-emulated", "", "membarrier",
-    "csrc/protocol.c",
+    "csrc/core/driver.c",
     '''        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)''',
     '''        if (st < PH_SYNC_2 && ph_membarrier_core(e) < 0)''')
 mut("tail-write-includes-byte0", "the tail write starts at byte 0 (an off-by-one in the poke's "
     "offset): byte 0 is rewritten before the tail is synced", "rfc-native", "", "int3-guard",
-    "csrc/protocol.c",
+    "csrc/core/driver.c",
     '''    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
 }''',
     '''    ph_text_poke(e, p->addr, p->text, (size_t)p->len);
 }''')
 mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 before the tail when it "
-    "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap.c",
+    "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap/trap.c",
     '''            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
             ph_text_poke(e, p->addr, p->text, 1);
             /* sync_one(): the posted RFC uses CPUID in NMI context */''',
@@ -128,7 +128,7 @@ mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 befor
             /* sync_one(): the posted RFC uses CPUID in NMI context */''')
 mut("emulate-rel32-zero-extended", "emulation zero-extends rel32 (a cast through uint32_t): every "
     "backward call or jump goes 4 GiB forward", "upstream-emulated", "", "no-fault",
-    "csrc/trap.c",
+    "csrc/trap/trap.c",
     '''        g[REG_RIP] = (greg_t)(p->addr + 5 + (int64_t)rel);
         return 0;
     }''',
@@ -136,38 +136,38 @@ mut("emulate-rel32-zero-extended", "emulation zero-extends rel32 (a cast through
         return 0;
     }''')
 mut("emulate-call-return-short", "emulated CALL pushes the address of its last byte, not of the "
-    "next instruction", "upstream-emulated", "", "no-fault,known-variant", "csrc/trap.c",
+    "next instruction", "upstream-emulated", "", "no-fault,known-variant", "csrc/trap/trap.c",
     '''        *(uint64_t *)sp = p->addr + 5;''',
     '''        *(uint64_t *)sp = p->addr + 4;''')
 mut("wait-acks-skips-last", "the primary's wait for acks stops one thread short (nthreads - 1)",
-    "rfc-native", "", "acked-before-publish,serialized", "csrc/protocol.c",
+    "rfc-native", "", "acked-before-publish,serialized", "csrc/core/driver.c",
     '''    c->where = PH_WHERE_WAIT_ACKS;
     for (int i = 0; i < e->cfg.nthreads; i++) {''',
     '''    c->where = PH_WHERE_WAIT_ACKS;
     for (int i = 0; i < e->cfg.nthreads - 1; i++) {''')
 mut("desc-get-ignores-retract", "a handler takes a reference on a descriptor whose count already "
     "dropped to zero (the retract check removed)", "upstream-emulated", "--batch 64 --threads 8",
-    "int3-resolved,trap-bound", "csrc/trap.c",
+    "int3-resolved,trap-bound", "csrc/trap/trap.c",
     '''        if (r == 0)
             return NULL;      /* being retracted: take no new reference */''',
     '''        (void)0;          /* being retracted: take no new reference */''')
 mut("no-sync-done-round", "the SYNC_DONE round is dropped ('it writes nothing'): handlers may still "
-    "run when the descriptor moves on", "rfc-native", "", "deadline,ack-once", "csrc/protocol.c",
+    "run when the descriptor moves on", "rfc-native", "", "deadline,ack-once", "csrc/core/driver.c",
     '''    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
         goto out;''',
     '''    (void)0;''')
 mut("poke-drops-last-byte", "the poke primitive's copy loop stops one byte short", "rfc-native", "",
-    "state-bytes,bytes-intended", "csrc/text.c",
+    "state-bytes,bytes-intended", "csrc/kinds/text.c",
     '''    for (size_t i = 0; i < len; i++)
         dst[i] = src[i];''',
     '''    for (size_t i = 0; i + 1 < len; i++)
         dst[i] = src[i];''')
 mut("nmi-not-held-off-in-bp", "the breakpoint handler's signal mask no longer holds the NMI off",
-    "rfc-native,upstream-emulated", "", "nmi-held-off", "csrc/trap.c",
+    "rfc-native,upstream-emulated", "", "nmi-held-off", "csrc/trap/trap.c",
     '''        sigaddset(&sa.sa_mask, e->nmi_signal);     /* no NMI during a breakpoint */''',
     '''        (void)0;                                   /* no NMI during a breakpoint */''')
 mut("sync-loop-acks-done", "the sync loop's exit test is off by one (> instead of >=): SYNC_DONE is "
-    "acked inside the sync loop", "rfc-native", "", "ack-once", "csrc/protocol.c",
+    "acked inside the sync loop", "rfc-native", "", "ack-once", "csrc/core/driver.c",
     '''        if (st >= PH_SYNC_DONE)
             break;
         if (e->cfg.force_nmi & 2''',
@@ -175,24 +175,24 @@ mut("sync-loop-acks-done", "the sync loop's exit test is off by one (> instead o
             break;
         if (e->cfg.force_nmi & 2''')
 mut("int3-at-wrong-offset", "the INT3 is written one byte into the site (address arithmetic "
-    "slip)", "rfc-native", "", "int3-guard", "csrc/protocol.c",
+    "slip)", "rfc-native", "", "int3-guard", "csrc/core/driver.c",
     '''                ph_text_poke(e, p->addr, &int3, 1);
             } else if (step == STEP_TAIL) {''',
     '''                ph_text_poke(e, p->addr + 1, &int3, 1);
             } else if (step == STEP_TAIL) {''')
 mut("primary-no-self-sync", "the primary does not serialize itself after publishing ('it wrote "
-    "the bytes, it knows them')", "rfc-native", "", "serialized", "csrc/protocol.c",
+    "the bytes, it knows them')", "rfc-native", "", "serialized", "csrc/core/driver.c",
     '''    uint64_t t_pub = ph_publish(e, r, step);
     ph_sync_core(e);''',
     '''    uint64_t t_pub = ph_publish(e, r, step);''')
 mut("batch-unsorted", "the batch is no longer sorted by address, so the handler's binary search "
-    "misses sites", "batch", "", "trap-bound,deadline", "csrc/protocol.c",
+    "misses sites", "batch", "", "trap-bound,deadline", "csrc/core/driver.c",
     '''    if (n > 1)
         qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */''',
     '''    (void)cmp_int;''')
 mut("wait-change-relaxed", "the wait for a state change loads the round relaxed instead of "
     "acquire", "rfc-native", "", "",
-    "csrc/protocol.c",
+    "csrc/core/driver.c",
     '''        /* Pairs with the release store of the round in publish(). */
         uint64_t r = ph_load_acquire(&e->sh->round);
         if (r != prev) {''',
@@ -202,7 +202,7 @@ mut("wait-change-relaxed", "the wait for a state change loads the round relaxed 
     equivalent="x86-64 is TSO: an acquire load is a plain MOV, and the loop's load cannot move "
                "across its opaque calls; the compiled protocol.o is byte-identical")
 mut("spin-without-pause", "the spin loops' PAUSE replaced by a compiler barrier", "rfc-native", "", "",
-    "csrc/protocol.c",
+    "csrc/core/driver.c",
     '''    if (n <= e->cfg.spin_pauses)
         ph_cpu_relax();''',
     '''    if (n <= e->cfg.spin_pauses)
@@ -212,7 +212,7 @@ mut("spin-without-pause", "the spin loops' PAUSE replaced by a compiler barrier"
 
 mut("bp-rewind-two-bytes", "the native breakpoint path rewinds RIP by two bytes instead of one "
     "(the INT3's length mistaken for a two-byte INT n): execution resumes on the fill byte before "
-    "the site", "rfc-native", "", "int3-resolved", "csrc/trap.c",
+    "the site", "rfc-native", "", "int3-resolved", "csrc/trap/trap.c",
     '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */''',
     '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(ip - 1);   /* re-execute the new site */''')
 
@@ -221,10 +221,10 @@ shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)
 missing = []
 for i, m in enumerate(M, 1):
-    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "*.c")))
+    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.c"), recursive=True))
             if open(f).read().count(m["old"]) == 1]
     if len(hits) > 1:   # the same line in both protocols: the default one is meant
-        hits = [h for h in hits if h.endswith("proto_rfc.c")]
+        hits = [h for h in hits if h.endswith(os.path.join("proto", "rfc.c"))]
     if len(hits) != 1:
         missing.append(m["name"])
         print(f"{m['name']}: its snippet matches {len(hits)} files", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The observer (csrc/check.c) and the source mutation suite (tests/mutants):
+"""The observer (csrc/observe/check.c) and the source mutation suite (tests/mutants):
 the schedule derived twice, the serializing instruction's own token, the
 evidence counts of a clean run, and `pyharness mutate` catching real source
 bugs -- and saying so when it does not."""
@@ -127,7 +127,7 @@ def test_a_clean_run_shows_what_each_check_rested_on(run_cli, tmp_path):
 
 
 def _brute(seed, ns, batch, total, sessions, paired):
-    """csrc/check.c's oracle, round by round, as a model."""
+    """csrc/observe/check.c's oracle, round by round, as a model."""
     sizes = schedule.round_sizes(1 << 40, batch, total, sessions, paired)
     par, cursor, p, order = bytearray(ns), ns, 0, None
     for n in sizes:

@@ -395,7 +395,7 @@ int ph_stuck_threads(struct ph_engine *e, int *out, int max);
 int ph_test_foreign_int3(void);
 int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value);
 
-/* Benchmarks (csrc/bench.c): timed loops in C; each returns 0 or -errno
+/* Benchmarks (csrc/bench/bench.c): timed loops in C; each returns 0 or -errno
  * and stores the total nanoseconds of `iters` operations in *ns. */
 int ph_bench_sync(int sync, uint64_t iters, uint64_t *ns);
 int ph_bench_membarrier(uint64_t iters, uint64_t *ns);

@@ -128,7 +128,7 @@ struct ph_counters;
 /*
  * The steps a seeded bug may replace.  An engine starts with the defaults
  * (the correct protocol's own steps) and its mutant, if any, replaces one
- * (csrc/mutants.c, ph_mutant_apply()): the correct protocols call these and
+ * (csrc/proto/mutants.c, ph_mutant_apply()): the correct protocols call these and
  * hold no seeded-bug branch of their own.
  */
 struct ph_steps {
@@ -299,7 +299,12 @@ int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
 
-/* protocol.c: what the protocols share */
+/* core/driver.c */
+void ph_fill_patch(struct ph_engine *e, struct ph_patch *p, int site);
+void ph_steps_init(struct ph_engine *e);
+void ph_poke_tail(struct ph_engine *e, const struct ph_patch *p);
+
+/* core/primitives.c: what the protocols share */
 int ph_current_ctx(void);
 int ph_aborted(struct ph_engine *e);
 void ph_abort_run(struct ph_engine *e);

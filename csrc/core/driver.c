@@ -1,9 +1,8 @@
 /*
- * protocol.c -- the engine and the driver: threads, sessions, the primary's
- * rounds (text_poke_site / text_poke_bp_batch), executors, verification.
+ * driver.c -- the driver: sessions, the primary's rounds (text_poke_site /
+ * text_poke_bp_batch), the secondaries' and executors' roles, verification.
  * The protocol itself (poke_sync, the sync loop, the finish loop) sits
- * behind struct ph_proto: proto_rfc.c (the default) and proto_posted.c (the
- * RFC's code as posted).
+ * behind struct ph_proto (csrc/proto/).
  *
  * Primary, for each round of sites:
  *   1. make the text writable, publish the breakpoint descriptor;
@@ -29,214 +28,6 @@
 #include <unistd.h>
 #include "ph_internal.h"
 
-struct ph_engine *ph_engine_live;
-__thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))) = {NULL, NULL, -1, 0};
-
-void ph_shared_layout(struct ph_shared *sh, const struct ph_config *cfg, uint64_t size);
-
-
-int ph_current_ctx(void)
-{
-    struct ph_counters *c = ph_self.c;
-    if (!c)
-        return PH_CTX_THREAD;
-    return (c->nmi_active ? PH_CTX_NMI : 0) | (c->bp_depth ? PH_CTX_BP : 0);
-}
-
-int ph_aborted(struct ph_engine *e)
-{
-    return ph_load_relaxed(&e->sh->status) == STATUS_ABORTED;
-}
-
-void ph_abort_run(struct ph_engine *e)
-{
-    /* The first to abort freezes every thread's wait for the diagnosis:
-     * once aborted they all leave their loops. */
-    uint64_t running = STATUS_RUNNING;
-    if (__atomic_compare_exchange_n(&e->sh->status, &running, STATUS_ABORTED, 0,
-                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        for (int i = 0; i < e->cfg.nthreads; i++) {
-            ph_store_relaxed(&e->thr[i].where_abort, ph_load_relaxed(&e->thr[i].where));
-            ph_store_relaxed(&e->thr[i].seen_abort, ph_load_relaxed(&e->thr[i].seen_round));
-        }
-        for (int w = 0; w < 16; w++)
-            ph_store_relaxed(&e->sh->abort_map[w], ph_load_relaxed(&e->sh->sync_ack_map[w]));
-        ph_store_relaxed(&e->sh->abort_round, ph_load_relaxed(&e->sh->round) | (1ULL << 63));
-    }
-    ph_store_relaxed(&e->sh->status, STATUS_ABORTED);
-}
-
-/*
- * One step of a bounded spin: pause first (cfg.spin_pauses times), then
- * sched_yield() so that more threads than CPUs still make progress: on a
- * shared CPU the thread waited for cannot run while its waiter spins, so
- * there the budget is small.  Returns -ETIMEDOUT past deadline.
- */
-int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
-{
-    uint64_t n = ++*spins;
-    if ((n & 63) == 0 && ph_now_ns() > deadline)
-        return -ETIMEDOUT;
-    if (n <= e->cfg.spin_pauses)
-        ph_cpu_relax();
-    else
-        sched_yield();
-    return 0;
-}
-
-void ph_account_wait(struct ph_counters *c, uint64_t t0)
-{
-    if (c && t0)
-        ph_count(&c->wait_ns, ph_now_ns() - t0);
-}
-
-/* Wait for the published round to differ from prev.  *waited gets the
- * time the wait began (0 if it did not spin): the caller accounts it after
- * acking, so no timestamp sits between seeing a state and acking it. */
-uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
-                                  uint64_t *waited)
-{
-    uint64_t spins = 0, t0 = 0, deadline = 0;
-    for (;;) {
-        /* Pairs with the release store of the round in publish(). */
-        uint64_t r = ph_load_acquire(&e->sh->round);
-        if (r != prev) {
-            *waited = t0;
-            return r;
-        }
-        int rc = ph_wait_step(e, &spins, &t0, &deadline);
-        if (rc == -ETIMEDOUT) {
-            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
-            ph_abort_run(e);
-        }
-        if (rc < 0) {
-            *err = rc;
-            return r;
-        }
-    }
-}
-
-/* A step of a wait for the published state that has not seen its change
- * yet (ours above, the posted code's smp_cond_load_acquire): -ECANCELED
- * once the run aborted; else the wait's clock starts at its first step, a
- * heartbeat, a pause or a yield, and -ETIMEDOUT past the deadline (the
- * caller names what it waited for). */
-int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline)
-{
-    if (ph_aborted(e))
-        return -ECANCELED;
-    if (!*t0) {
-        *t0 = ph_now_ns();
-        *deadline = *t0 + e->cfg.deadline_ns;
-    }
-    ph_beat(ph_self.c);
-    return ph_spin_step(e, spins, *deadline);
-}
-
-/* Returns the time of publication (the start of the ack wait).  The
- * publish event's arg names the poke just written (STEP_*: 1 INT3, 2 tail,
- * 3 first byte, 0 none): one event per round on the critical path. */
-uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
-{
-    uint64_t prev = ph_load_relaxed(&e->sh->round);   /* only the primary stores it */
-    /* release: the pokes before it are visible to a secondary that sees r.
-     * Pairs with the acquire loads of the round in the protocols' waits,
-     * sync loops and finish loops, and in the executors. */
-    ph_store_release(&e->sh->round, r);
-    /* The observer's publication checks, now: the secondaries take the
-     * state meanwhile, so the checks cost no hand-off.  They still see the
-     * bytes as they were at the store: only this thread writes text, and
-     * it writes the next step only after this. */
-    ph_chk_publish(e, prev, r);
-    return ph_publish_trace(e, r, step);
-}
-
-/* The store alone (the posted code clears its map right after it, with
- * nothing of ours in between: the observer looks just before). */
-void ph_publish_store(struct ph_engine *e, uint64_t r)
-{
-    ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
-    /* release: the pokes before it are visible to a secondary that sees r.
-     * Pairs with the acquire loads of the round in the protocols' waits,
-     * sync loops and finish loops, and in the executors. */
-    ph_store_release(&e->sh->round, r);
-}
-
-uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step)
-{
-    uint64_t t = ph_now_ns();
-    ph_trace_at(e, t, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r,
-                (uint32_t)step);
-    return t;
-}
-
-/* The end of a primary's wait for the acks of round r, begun at t0: its
- * time, and the per-state ack-wait sample (both protocols). */
-void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0)
-{
-    uint64_t dt = ph_now_ns() - t0;
-    ph_count(&ph_self.c->wait_ns, dt);
-    int st = PH_ROUND_STATE(r);
-    if (st <= PH_SYNC_DONE)
-        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
-}
-
-/* A primary's ack wait that ran out of time or saw the run aborted (both
- * protocols): a timeout names its round (stuck_round) and the deadline
- * violation -- thread: whom it waited for, b: what it saw of the acks --
- * then the run aborts.  Called before the caller restores its `where`, so
- * the abort freezes the wait where it was.  Returns the wait's code. */
-int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
-                       uint64_t b)
-{
-    if (timed_out) {
-        ph_store_relaxed(&e->sh->stuck_round, r);
-        ph_violation(e, PH_INV_DEADLINE, thread, (int)ph_load_relaxed(&e->sh->cur_site), ctx, r,
-                     e->cfg.deadline_ns, b);
-    }
-    ph_abort_run(e);
-    return timed_out ? -ETIMEDOUT : -ECANCELED;
-}
-
-/* The tail write, a step a seeded bug may replace (struct ph_steps). */
-static void poke_tail(struct ph_engine *e, const struct ph_patch *p)
-{
-    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-}
-
-/* One step's writes, every site of the round (the protocols' poke_sync()). */
-void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
-{
-    struct ph_counters *c = ph_self.c;
-    static const uint8_t int3 = PH_INT3;
-    if (step != STEP_NONE) {
-        /* Note: we may take a breakpoint (via an NMI) right after these
-         * writes, before the state changes; the primary's breakpoint path
-         * finishes the site locally (or runs a block out of line), so we
-         * make progress. */
-        int64_t where = c->where;
-        c->where = PH_WHERE_POKE;
-        for (int i = 0; i < n; i++) {
-            struct ph_patch *p = &vec[i];
-            if (step == STEP_INT3) {
-                ph_text_poke(e, p->addr, &int3, 1);
-            } else if (step == STEP_TAIL) {
-                PH_STEP(e, poke_tail, poke_tail, e, p);
-            } else {
-                ph_text_poke(e, p->addr, p->text, 1);
-            }
-        }
-        c->where = where;
-        ph_st_aim_primary(e, step);
-    }
-}
-
-void ph_busy_wait(uint64_t ns)
-{
-    uint64_t end = ph_now_ns() + ns;
-    while (ph_now_ns() < end)
-        ph_cpu_relax();
-}
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -245,7 +36,7 @@ static int cmp_int(const void *a, const void *b)
 }
 
 /* One site's entry in a round: its new bytes are the other variant's. */
-static void fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
+void ph_fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
 {
     struct ph_site *s = &e->sites[site];
     p->addr = s->addr;
@@ -256,7 +47,8 @@ static void fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
     memcpy(p->text, s->text[p->new_variant], PH_SITE_MAX_LEN);
 }
 
-/* The default steps a seeded bug may replace (struct ph_steps; poke_tail() above). */
+/* The default steps a seeded bug may replace (struct ph_steps; ph_poke_tail()
+ * in primitives.c). */
 /* Wait until no handler holds a reference to the retracted descriptor `d`. */
 static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
 {
@@ -279,11 +71,11 @@ static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int r
     return rc;
 }
 
-static void steps_init(struct ph_engine *e)
+void ph_steps_init(struct ph_engine *e)
 {
     e->steps = (struct ph_steps){
         .order = {STEP_INT3, STEP_TAIL, STEP_FIRST},
-        .poke_tail = poke_tail,
+        .poke_tail = ph_poke_tail,
         .ack_state = e->proto->ack_state,
         .sync_loop_state = NULL,
         .await_acks = e->proto->await_acks,
@@ -304,7 +96,7 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     uint64_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < n; i++) {
         struct ph_patch *p = &vec[i];
-        fill_patch(e, p, ids[i]);
+        ph_fill_patch(e, p, ids[i]);
         if (p->addr < lo)
             lo = p->addr;
         if (p->addr + (uint64_t)p->len > hi)
@@ -730,282 +522,3 @@ int ph_verify_run(struct ph_engine *e)
     return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Threads                                                            */
-
-#define ALTSTACK_SIZE (256 * 1024)
-
-int ph_thread_register(struct ph_engine *e, int thread, int role)
-{
-    if (thread < 0 || thread >= e->cfg.nthreads || role < 0 || role > PH_ROLE_EXECUTOR)
-        return -EINVAL;
-    if ((thread == e->cfg.primary) != (role == PH_ROLE_PRIMARY))
-        return -EINVAL;
-    if (ph_self.c)
-        return -EBUSY;
-    struct ph_counters *c = &e->thr[thread];
-    void *stk = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stk == MAP_FAILED)
-        return -errno;
-    stack_t ss = {.ss_sp = stk, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
-    if (sigaltstack(&ss, NULL) < 0) {
-        int err = errno;
-        munmap(stk, ALTSTACK_SIZE);
-        return -err;
-    }
-    e->altstacks[thread] = stk;
-    c->tid = (int64_t)syscall(SYS_gettid);
-    c->cpu = sched_getcpu();
-    c->role = role;
-    ph_store_relaxed(&c->acked_round, PH_ROUND(0, PH_SYNC_DONE));
-    c->where = PH_WHERE_REGISTERED;
-    uint64_t seed = e->cfg.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(thread + 1));
-    ph_self.rng = seed;
-    ph_self.idx = thread;
-    ph_self.c = c;
-    ph_self.e = e;
-    /* Pairs with the acquire load in ph_wait_registered(). */
-    __atomic_fetch_add(&e->registered, 1, __ATOMIC_RELEASE);
-    return 0;
-}
-
-void ph_thread_unregister(struct ph_engine *e, int thread)
-{
-    if (thread < 0 || thread >= e->cfg.nthreads || ph_self.idx != thread)
-        return;
-    if (e->timer_made[thread]) {
-        timer_delete(e->timers[thread]);
-        e->timer_made[thread] = 0;
-    }
-    e->thr[thread].where = PH_WHERE_EXITED;
-    ph_self.c = NULL;
-    ph_self.e = NULL;
-    ph_self.idx = -1;
-    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
-    sigaltstack(&ss, NULL);
-    munmap(e->altstacks[thread], ALTSTACK_SIZE);
-    e->altstacks[thread] = NULL;
-}
-
-int ph_wait_registered(struct ph_engine *e)
-{
-    uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
-    /* Pairs with the release increment in ph_thread_register(). */
-    while (__atomic_load_n(&e->registered, __ATOMIC_ACQUIRE) < e->cfg.nthreads) {
-        if (ph_spin_step(e, &spins, deadline) < 0)
-            return -ETIMEDOUT;
-        if (ph_aborted(e))
-            return -ECANCELED;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Engine                                                             */
-
-static int config_check(const struct ph_config *cfg)
-{
-    if (cfg->nthreads < 1 || cfg->nthreads > PH_MAX_THREADS)
-        return -EINVAL;
-    if (cfg->primary < 0 || cfg->primary >= cfg->nthreads)
-        return -EINVAL;
-    if (cfg->nsites < 1 || cfg->nsites > (1 << 22))
-        return -EINVAL;
-    if (cfg->kinds_mask <= 0 || cfg->kinds_mask >= (1 << PH_NKINDS))
-        return -EINVAL;
-    if (cfg->poke < 0 || cfg->poke > PH_POKE_RWX || cfg->bp < 0 || cfg->bp > PH_BP_EMULATE)
-        return -EINVAL;
-    if (cfg->secsync < 0 || cfg->secsync > PH_SECSYNC_MEMBARRIER)
-        return -EINVAL;
-    if (cfg->sync < 0 || cfg->sync > PH_SYNC_SERIALIZE)
-        return -EINVAL;
-    if (cfg->batch < 1 || cfg->batch > PH_MAX_BATCH || cfg->batch > cfg->nsites)
-        return -EINVAL;
-    if (cfg->mutant < 0 || cfg->mutant >= PH_NMUTANTS)
-        return -EINVAL;
-    if (cfg->protocol < PH_PROTO_RFC || cfg->protocol > PH_PROTO_POSTED || cfg->nmi_level < 0 ||
-        cfg->nmi_level > 3 || cfg->sessions < 0 || cfg->stress > 15)
-        return -EINVAL;
-    /* The posted code knows no executors and no membarrier (stop_machine only). */
-    if (cfg->protocol == PH_PROTO_POSTED && cfg->secsync != PH_SECSYNC_ACK)
-        return -EINVAL;
-    if ((cfg->stress & PH_STRESS_PAIRED) && (cfg->nsites < 2 || cfg->nsites % 2 ||
-                                            (cfg->batch > 1 && cfg->batch % 2)))
-        return -EINVAL;     /* pairs need an even number of sites, and whole pairs per round */
-    if (cfg->trace_len < 0 || (cfg->trace_len & (cfg->trace_len - 1)) ||
-        cfg->trace_len == 1 || cfg->trace_len > (1 << 20))
-        return -EINVAL;
-    if (cfg->deadline_ns == 0 || cfg->spin_pauses > (1u << 24))
-        return -EINVAL;
-    if (cfg->bp == PH_BP_EMULATE && (cfg->kinds_mask & (1 << PH_KIND_BLOCK)))
-        return -EINVAL;     /* a block is not one instruction: native only */
-    if (!ph_sync_method_available(cfg->sync))
-        return -EOPNOTSUPP;
-    if (cfg->secsync == PH_SECSYNC_MEMBARRIER && !ph_membarrier_sync_core_supported())
-        return -ENOSYS;
-    return 0;
-}
-
-int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine **out)
-{
-    int rc = config_check(cfg);
-    if (rc < 0)
-        return rc;
-    ph_clock_calibrate();
-    struct ph_engine *none = NULL, *e = calloc(1, sizeof(*e));
-    if (!e)
-        return -ENOMEM;
-    /* One live engine per process: the handlers find it through one pointer. */
-    if (!__atomic_compare_exchange_n(&ph_engine_live, &none, (struct ph_engine *)1, 0,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-        free(e);
-        return -EBUSY;
-    }
-    e->cfg = *cfg;
-    e->proto = cfg->protocol == PH_PROTO_POSTED ? &ph_proto_posted : &ph_proto_rfc;
-    steps_init(e);
-    e->cpuid_token = ph_sync_token_expect(PH_SYNC_CPUID);
-    if (!e->cfg.spin_pauses)
-        e->cfg.spin_pauses = PH_SPIN_PAUSES_DEFAULT;
-    e->memfd = -1;
-    e->nmi_signal = cfg->nmi_signal ? cfg->nmi_signal : SIGRTMIN + 3;
-    uint64_t size = ph_shared_size(cfg);
-    if (shm_fd >= 0) {
-        struct stat st;
-        if (fstat(shm_fd, &st) < 0) { rc = -errno; goto fail; }
-        if ((uint64_t)st.st_size < size && ftruncate(shm_fd, (off_t)size) < 0) { rc = -errno; goto fail; }
-        e->sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
-    } else {
-        e->sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    }
-    if (e->sh == MAP_FAILED) { e->sh = NULL; rc = -errno; goto fail; }
-    e->sh_len = size;
-    ph_shared_layout(e->sh, cfg, size);
-    e->thr = (struct ph_counters *)((char *)e->sh + e->sh->off_threads);
-    e->trace = (struct ph_event *)((char *)e->sh + e->sh->off_trace);
-    for (int i = 0; i < cfg->nthreads; i++)
-        e->thr[i].role = i == cfg->primary ? PH_ROLE_PRIMARY : -1;
-    e->sh->num_acks = (uint64_t)cfg->nthreads;   /* every participant, primary included */
-
-    e->sites = calloc((size_t)cfg->nsites, sizeof(*e->sites));
-    e->patches = calloc(2 * PH_MAX_BATCH, sizeof(*e->patches));
-    e->cur_ids = calloc(PH_MAX_BATCH, sizeof(int32_t));
-    if (!e->sites || !e->patches || !e->cur_ids) { rc = -ENOMEM; goto fail; }
-    if ((rc = ph_oracle_init(e)) < 0)
-        goto fail;
-    if ((rc = ph_text_create(e)) < 0)
-        goto fail;
-    if (cfg->secsync == PH_SECSYNC_MEMBARRIER &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if ((rc = ph_signals_install(e)) < 0) {
-        ph_signals_restore(e);
-        goto fail;
-    }
-    /* Pairs with the acquire loads of ph_engine_live in the handlers. */
-    ph_store_release(&ph_engine_live, e);
-    ph_chk_sync_build(e);   /* the serializing instruction is in this build */
-    *out = e;
-    return 0;
-fail:
-    ph_text_destroy(e);
-    ph_oracle_free(e);
-    if (e->sh)
-        munmap(e->sh, e->sh_len);
-    free(e->sites);
-    free(e->patches);
-    free(e->cur_ids);
-    free(e);
-    ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
-    return rc;
-}
-
-void ph_engine_destroy(struct ph_engine *e)
-{
-    if (!e)
-        return;
-    for (int i = 0; i < e->cfg.nthreads; i++)
-        if (e->timer_made[i]) {
-            timer_delete(e->timers[i]);
-            e->timer_made[i] = 0;
-        }
-    ph_signals_restore(e);
-    ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
-    ph_text_destroy(e);
-    ph_oracle_free(e);
-    munmap(e->sh, e->sh_len);
-    free(e->sites);
-    free(e->patches);
-    free(e->cur_ids);
-    free(e);
-}
-
-void *ph_engine_shared(struct ph_engine *e) { return e->sh; }
-int ph_site_kind(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].kind : -EINVAL; }
-uint64_t ph_site_addr(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].addr : 0; }
-int ph_site_straddles(struct ph_engine *e, int s)
-{
-    if (s < 0 || s >= e->cfg.nsites)
-        return -EINVAL;
-    uint64_t a = e->sites[s].addr;
-    return (a / PH_CACHELINE) != ((a + (uint64_t)e->sites[s].len - 1) / PH_CACHELINE);
-}
-int ph_site_variant(struct ph_engine *e, int s) { return s >= 0 && s < e->cfg.nsites ? e->sites[s].variant : -EINVAL; }
-uint32_t ph_site_value(struct ph_engine *e, int s, int v)
-{
-    return s >= 0 && s < e->cfg.nsites && (v == 0 || v == 1) ? e->sites[s].value[v] : 0;
-}
-
-int ph_site_exec(struct ph_engine *e, int site, uint32_t *value)
-{
-    if (site < 0 || site >= e->cfg.nsites)
-        return -EINVAL;
-    int v = ph_exec_check(e, site, ph_current_ctx(), value);
-    return v < 0 ? -EPROTO : v;
-}
-
-/*
- * Test hook: one breakpoint round trip through the real SIGTRAP handler.
- * The caller is the registered primary; nothing else runs.  INT3 is written
- * over the site, the descriptor published, and the site called: the
- * handler finishes the site (native) or emulates the new instruction.
- */
-int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
-{
-    if (site < 0 || site >= e->cfg.nsites)
-        return -EINVAL;
-    if (!ph_self.c || ph_self.idx != e->cfg.primary)
-        return -EPERM;
-    e->seq++;
-    struct ph_bp_desc *d = &e->desc[e->seq & 1];
-    struct ph_patch *p = e->patches + (e->seq & 1) * PH_MAX_BATCH;
-    struct ph_site *s = &e->sites[site];
-    static const uint8_t int3 = PH_INT3;
-    e->orc.active = 0;      /* a test of the handler alone, outside any round */
-    fill_patch(e, p, site);
-    int rc = ph_text_open(e, p->addr, p->addr + (uint64_t)p->len);
-    if (rc < 0)
-        return rc;
-    d->vec = p;
-    d->nr = 1;
-    d->native = e->cfg.bp == PH_BP_NATIVE;
-    ph_store_relaxed(&d->retired, 0);
-    ph_store_release(&d->refs, 1);      /* pairs: desc_try_get() */
-    ph_store_release(&e->bp_desc, d);   /* pairs: desc_try_get() */
-    ph_text_poke(e, p->addr, &int3, 1);
-    int got = ph_exec_check(e, site, PH_CTX_THREAD, value);
-    /* Emulation leaves the text alone: finish it here. */
-    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-    ph_text_poke(e, p->addr, p->text, 1);
-    ph_store_release(&e->bp_desc, NULL);            /* pairs: desc_try_get() */
-    __atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL);
-    ph_store_release(&d->retired, 1);               /* pairs: the handler */
-    rc = ph_text_close(e, p->addr, p->addr + (uint64_t)p->len);
-    s->variant = p->new_variant;
-    if (rc < 0)
-        return rc;
-    return got < 0 ? -EPROTO : got;
-}

@@ -1,0 +1,222 @@
+/*
+ * primitives.c -- what every protocol is built from: the published state
+ * (publish, wait for its change), bounded spins, the ack wait's end and
+ * give-up, and one step's writes.  The events the observer and the stress
+ * conditions subscribe to are emitted here (ph_events.h), so a protocol
+ * built from these cannot leave one out.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+#include <unistd.h>
+#include "ph_internal.h"
+
+int ph_current_ctx(void)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c)
+        return PH_CTX_THREAD;
+    return (c->nmi_active ? PH_CTX_NMI : 0) | (c->bp_depth ? PH_CTX_BP : 0);
+}
+
+int ph_aborted(struct ph_engine *e)
+{
+    return ph_load_relaxed(&e->sh->status) == STATUS_ABORTED;
+}
+
+void ph_abort_run(struct ph_engine *e)
+{
+    /* The first to abort freezes every thread's wait for the diagnosis:
+     * once aborted they all leave their loops. */
+    uint64_t running = STATUS_RUNNING;
+    if (__atomic_compare_exchange_n(&e->sh->status, &running, STATUS_ABORTED, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        for (int i = 0; i < e->cfg.nthreads; i++) {
+            ph_store_relaxed(&e->thr[i].where_abort, ph_load_relaxed(&e->thr[i].where));
+            ph_store_relaxed(&e->thr[i].seen_abort, ph_load_relaxed(&e->thr[i].seen_round));
+        }
+        for (int w = 0; w < 16; w++)
+            ph_store_relaxed(&e->sh->abort_map[w], ph_load_relaxed(&e->sh->sync_ack_map[w]));
+        ph_store_relaxed(&e->sh->abort_round, ph_load_relaxed(&e->sh->round) | (1ULL << 63));
+    }
+    ph_store_relaxed(&e->sh->status, STATUS_ABORTED);
+}
+
+/*
+ * One step of a bounded spin: pause first (cfg.spin_pauses times), then
+ * sched_yield() so that more threads than CPUs still make progress: on a
+ * shared CPU the thread waited for cannot run while its waiter spins, so
+ * there the budget is small.  Returns -ETIMEDOUT past deadline.
+ */
+int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
+{
+    uint64_t n = ++*spins;
+    if ((n & 63) == 0 && ph_now_ns() > deadline)
+        return -ETIMEDOUT;
+    if (n <= e->cfg.spin_pauses)
+        ph_cpu_relax();
+    else
+        sched_yield();
+    return 0;
+}
+
+void ph_account_wait(struct ph_counters *c, uint64_t t0)
+{
+    if (c && t0)
+        ph_count(&c->wait_ns, ph_now_ns() - t0);
+}
+
+/* Wait for the published round to differ from prev.  *waited gets the
+ * time the wait began (0 if it did not spin): the caller accounts it after
+ * acking, so no timestamp sits between seeing a state and acking it. */
+uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
+                                  uint64_t *waited)
+{
+    uint64_t spins = 0, t0 = 0, deadline = 0;
+    for (;;) {
+        /* Pairs with the release store of the round in publish(). */
+        uint64_t r = ph_load_acquire(&e->sh->round);
+        if (r != prev) {
+            *waited = t0;
+            return r;
+        }
+        int rc = ph_wait_step(e, &spins, &t0, &deadline);
+        if (rc == -ETIMEDOUT) {
+            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
+            ph_abort_run(e);
+        }
+        if (rc < 0) {
+            *err = rc;
+            return r;
+        }
+    }
+}
+
+/* A step of a wait for the published state that has not seen its change
+ * yet (ours above, the posted code's smp_cond_load_acquire): -ECANCELED
+ * once the run aborted; else the wait's clock starts at its first step, a
+ * heartbeat, a pause or a yield, and -ETIMEDOUT past the deadline (the
+ * caller names what it waited for). */
+int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline)
+{
+    if (ph_aborted(e))
+        return -ECANCELED;
+    if (!*t0) {
+        *t0 = ph_now_ns();
+        *deadline = *t0 + e->cfg.deadline_ns;
+    }
+    ph_beat(ph_self.c);
+    return ph_spin_step(e, spins, *deadline);
+}
+
+/* Returns the time of publication (the start of the ack wait).  The
+ * publish event's arg names the poke just written (STEP_*: 1 INT3, 2 tail,
+ * 3 first byte, 0 none): one event per round on the critical path. */
+uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
+{
+    uint64_t prev = ph_load_relaxed(&e->sh->round);   /* only the primary stores it */
+    /* release: the pokes before it are visible to a secondary that sees r.
+     * Pairs with the acquire loads of the round in the protocols' waits,
+     * sync loops and finish loops, and in the executors. */
+    ph_store_release(&e->sh->round, r);
+    /* The observer's publication checks, now: the secondaries take the
+     * state meanwhile, so the checks cost no hand-off.  They still see the
+     * bytes as they were at the store: only this thread writes text, and
+     * it writes the next step only after this. */
+    ph_chk_publish(e, prev, r);
+    return ph_publish_trace(e, r, step);
+}
+
+/* The store alone (the posted code clears its map right after it, with
+ * nothing of ours in between: the observer looks just before). */
+void ph_publish_store(struct ph_engine *e, uint64_t r)
+{
+    ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
+    /* release: the pokes before it are visible to a secondary that sees r.
+     * Pairs with the acquire loads of the round in the protocols' waits,
+     * sync loops and finish loops, and in the executors. */
+    ph_store_release(&e->sh->round, r);
+}
+
+uint64_t ph_publish_trace(struct ph_engine *e, uint64_t r, int step)
+{
+    uint64_t t = ph_now_ns();
+    ph_trace_at(e, t, PH_EV_PUBLISH, PH_CTX_THREAD, (int)ph_load_relaxed(&e->sh->cur_site), r,
+                (uint32_t)step);
+    return t;
+}
+
+/* The end of a primary's wait for the acks of round r, begun at t0: its
+ * time, and the per-state ack-wait sample (both protocols). */
+void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0)
+{
+    uint64_t dt = ph_now_ns() - t0;
+    ph_count(&ph_self.c->wait_ns, dt);
+    int st = PH_ROUND_STATE(r);
+    if (st <= PH_SYNC_DONE)
+        ph_series_add(e, PH_SERIES_ACK_NS_0 + st, dt);
+}
+
+/* A primary's ack wait that ran out of time or saw the run aborted (both
+ * protocols): a timeout names its round (stuck_round) and the deadline
+ * violation -- thread: whom it waited for, b: what it saw of the acks --
+ * then the run aborts.  Called before the caller restores its `where`, so
+ * the abort freezes the wait where it was.  Returns the wait's code. */
+int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
+                       uint64_t b)
+{
+    if (timed_out) {
+        ph_store_relaxed(&e->sh->stuck_round, r);
+        ph_violation(e, PH_INV_DEADLINE, thread, (int)ph_load_relaxed(&e->sh->cur_site), ctx, r,
+                     e->cfg.deadline_ns, b);
+    }
+    ph_abort_run(e);
+    return timed_out ? -ETIMEDOUT : -ECANCELED;
+}
+
+/* The tail write, a step a seeded bug may replace (struct ph_steps). */
+void ph_poke_tail(struct ph_engine *e, const struct ph_patch *p)
+{
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+}
+
+/* One step's writes, every site of the round (the protocols' poke_sync()). */
+void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    static const uint8_t int3 = PH_INT3;
+    if (step != STEP_NONE) {
+        /* Note: we may take a breakpoint (via an NMI) right after these
+         * writes, before the state changes; the primary's breakpoint path
+         * finishes the site locally (or runs a block out of line), so we
+         * make progress. */
+        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {
+            struct ph_patch *p = &vec[i];
+            if (step == STEP_INT3) {
+                ph_text_poke(e, p->addr, &int3, 1);
+            } else if (step == STEP_TAIL) {
+                PH_STEP(e, poke_tail, ph_poke_tail, e, p);
+            } else {
+                ph_text_poke(e, p->addr, p->text, 1);
+            }
+        }
+        c->where = where;
+        ph_st_aim_primary(e, step);
+    }
+}
+
+void ph_busy_wait(uint64_t ns)
+{
+    uint64_t end = ph_now_ns() + ns;
+    while (ph_now_ns() < end)
+        ph_cpu_relax();
+}
+
