@@ -24,23 +24,52 @@ def _sources():
     return [f for f in found if os.path.basename(os.path.dirname(f)) in ROLES]
 
 
-def _table_enum(name):
-    """The enum entries a table (a .def file of X-macro lines) makes, for the
-    cdef: cffi does not run the preprocessor."""
+def _table_entries(name):
+    """The X-macro lines of a table (a .def file): [(macro, [args])]."""
     path = next(p for p in (os.path.join(d, name) for d in INCLUDE) if os.path.exists(p))
     with open(path) as f:
-        text = f.read()
-    return [f"    PH_INV_{e}," for e in re.findall(r"^PH_INVARIANT\((\w+),", text, re.M)]
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    out = []
+    for m in re.finditer(r"^(PH_\w+)\((.*?)\)\s*$", text, re.M | re.S):
+        args, cur, quoted = [], "", False
+        for ch in m.group(2):
+            if ch == '"':
+                quoted = not quoted
+            if ch == "," and not quoted:
+                args.append(cur.strip())
+                cur = ""
+            else:
+                cur += ch
+        args.append(cur.strip())
+        out.append((m.group(1), args))
+    return out
 
 
 def _cdef_text():
+    """ph_api.h for cffi, which does not run the preprocessor: integer
+    #defines kept, other preprocessor lines dropped, and each table's
+    #include expanded through the X-macros #defined just before it."""
     with open(os.path.join(HERE, "include", "ph_api.h")) as f:
         lines = f.read().splitlines()
-    keep = []
+    keep, macros = [], {}
     for line in lines:
+        m = re.match(r"#define\s+(PH_\w+)\(([^)]*)\)\s*(.*)$", line)
+        if m:
+            macros[m.group(1)] = ([a.strip() for a in m.group(2).split(",")], m.group(3))
+            continue
+        m = re.match(r"#undef\s+(\w+)", line)
+        if m:
+            macros.pop(m.group(1), None)
+            continue
         m = re.match(r'#include "(\w+\.def)"', line)
         if m:
-            keep += _table_enum(m.group(1))
+            for macro, args in _table_entries(m.group(1)):
+                if macro not in macros or not macros[macro][1]:
+                    continue
+                params, body = macros[macro]
+                for p, a in zip(params, args):
+                    body = re.sub(r"\b%s\b" % re.escape(p), a, body)
+                keep.append("    " + body.replace("##", ""))
             continue
         if line.startswith("#"):
             if re.match(r"#define\s+\w+\s+\d+\s*$", line):

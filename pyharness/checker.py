@@ -13,15 +13,13 @@ hang).
 import signal
 
 from . import schedule
-from .engine import CTX_NAMES, ROLE_NAMES, STATE_NAMES, lib
+from .engine import CTX_NAMES, ROLE_NAMES, STATE_NAMES, lib, table_descriptions
 
 from ._ffi import ffi
 
 # (name, description) of every invariant, by its number: from the one table
 # (csrc/observe/invariants.def) that also makes the C enum.
-INVARIANTS = [(ffi.string(lib.ph_invariant_name(i)).decode(),
-               ffi.string(lib.ph_invariant_description(i)).decode())
-              for i in range(lib.PH_NINVARIANTS)]
+INVARIANTS = list(table_descriptions(lib.PH_TABLE_INVARIANT).items())
 NAMES = [n for n, _ in INVARIANTS]
 MAX_BP_DEPTH = 1
 

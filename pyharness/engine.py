@@ -22,27 +22,30 @@ from . import cpus as cpumod
 from ._ffi import ffi, lib
 from .errors import UsageError, check
 
-POKES = {"mprotect": lib.PH_POKE_MPROTECT, "alias": lib.PH_POKE_ALIAS, "rwx": lib.PH_POKE_RWX}
-SYNCS = {"cpuid": lib.PH_SYNC_CPUID, "iret": lib.PH_SYNC_IRET, "serialize": lib.PH_SYNC_SERIALIZE}
+def table(which):
+    """A C table (csrc/**/*.def) as {name: code}, in the table's order: the
+    names Python shows and takes come from the lines that make the enums."""
+    return {ffi.string(lib.ph_table_name(which, i)).decode(): int(lib.ph_table_code(which, i))
+            for i in range(lib.ph_table_size(which))}
+
+
+def table_descriptions(which):
+    """{name: description} of a C table."""
+    return {ffi.string(lib.ph_table_name(which, i)).decode():
+            ffi.string(lib.ph_table_description(which, i)).decode()
+            for i in range(lib.ph_table_size(which))}
+
+
+POKES = table(lib.PH_TABLE_POKE)
+SYNCS = table(lib.PH_TABLE_SYNC)
 BPS = {"native": lib.PH_BP_NATIVE, "emulate": lib.PH_BP_EMULATE}
 SECSYNCS = {"ack": lib.PH_SECSYNC_ACK, "membarrier": lib.PH_SECSYNC_MEMBARRIER}
-KINDS = {"movret": lib.PH_KIND_MOVRET, "call": lib.PH_KIND_CALL,
-         "jmpnop": lib.PH_KIND_JMPNOP, "block": lib.PH_KIND_BLOCK}
-SINGLE_INSN_KINDS = ("movret", "call", "jmpnop")
-PROTOCOLS = {"rfc": lib.PH_PROTO_RFC, "rfc-as-posted": lib.PH_PROTO_POSTED}
-STRESS = {"neighbour-nmi": lib.PH_STRESS_NEIGHBOUR_NMI, "sync-loop-exec": lib.PH_STRESS_SYNC_LOOP_EXEC,
-          "primary-exec": lib.PH_STRESS_PRIMARY_EXEC, "paired": lib.PH_STRESS_PAIRED}
-MUTANTS = {
-    "none": lib.PH_MUT_NONE,
-    "no-int3": lib.PH_MUT_NO_INT3,
-    "first-byte-first": lib.PH_MUT_FIRST_BYTE_FIRST,
-    "skip-ack-wait": lib.PH_MUT_SKIP_ACK_WAIT,
-    "skip-sync-one": lib.PH_MUT_SKIP_SYNC_ONE,
-    "double-ack": lib.PH_MUT_DOUBLE_ACK,
-    "early-retract": lib.PH_MUT_EARLY_RETRACT,
-    "patch-sync-loop": lib.PH_MUT_PATCH_SYNC_LOOP,
-    "lost-tail": lib.PH_MUT_LOST_TAIL,
-}
+KINDS = table(lib.PH_TABLE_KIND)
+SINGLE_INSN_KINDS = tuple(k for k, code in KINDS.items() if lib.ph_kind_emulable(code))
+PROTOCOLS = table(lib.PH_TABLE_PROTOCOL)
+STRESS = table(lib.PH_TABLE_STRESS)
+AIMS = table(lib.PH_TABLE_AIM)
+MUTANTS = table(lib.PH_TABLE_MUTANT)
 ROLE_NAMES = {lib.PH_ROLE_PRIMARY: "primary", lib.PH_ROLE_SECONDARY: "secondary",
               lib.PH_ROLE_EXECUTOR: "executor"}
 STATE_NAMES = {0: "SYNC_0", 1: "SYNC_1", 2: "SYNC_2", 3: "SYNC_DONE", 4: "DONE"}

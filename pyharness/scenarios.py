@@ -1,8 +1,8 @@
 """Named presets for `pyharness run --scenario`; every field can be
 overridden by its flag."""
-from .engine import SINGLE_INSN_KINDS
+from .engine import AIMS, KINDS, SINGLE_INSN_KINDS
 
-ALL_KINDS = ("movret", "call", "jmpnop", "block")
+ALL_KINDS = tuple(KINDS)
 
 SCENARIOS = {
     "rfc-native": {
@@ -55,8 +55,7 @@ SCENARIOS = {
 }
 DEFAULT = "rfc-native"
 
-# --aim: where aimed NMIs and executions go (csrc/include/ph_api.h, enum ph_aim)
-AIMS = {"primary": 1, "secondary": 2, "executor": 4}
+# --aim: where aimed NMIs and executions go (AIMS: csrc/stress/stress.def)
 
 
 def parse_names(text, table, option):

@@ -16,6 +16,12 @@
 #include "ph_internal.h"
 
 struct ph_engine *ph_engine_live;
+
+const struct ph_proto *const ph_protocols[PH_NPROTOCOLS] = {
+#define PH_PROTOCOL(e, name, ops, desc) [PH_PROTO_##e] = &ops,
+#include "protocols.def"
+#undef PH_PROTOCOL
+};
 __thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))) = {NULL, NULL, -1, 0};
 
 void ph_shared_layout(struct ph_shared *sh, const struct ph_config *cfg, uint64_t size);
@@ -33,21 +39,21 @@ static int config_check(const struct ph_config *cfg)
         return -EINVAL;
     if (cfg->kinds_mask <= 0 || cfg->kinds_mask >= (1 << PH_NKINDS))
         return -EINVAL;
-    if (cfg->poke < 0 || cfg->poke > PH_POKE_RWX || cfg->bp < 0 || cfg->bp > PH_BP_EMULATE)
+    if (cfg->poke < 0 || cfg->poke >= PH_NPOKES || cfg->bp < 0 || cfg->bp > PH_BP_EMULATE)
         return -EINVAL;
     if (cfg->secsync < 0 || cfg->secsync > PH_SECSYNC_MEMBARRIER)
         return -EINVAL;
-    if (cfg->sync < 0 || cfg->sync > PH_SYNC_SERIALIZE)
+    if (cfg->sync < 0 || cfg->sync >= PH_NSYNCS)
         return -EINVAL;
     if (cfg->batch < 1 || cfg->batch > PH_MAX_BATCH || cfg->batch > cfg->nsites)
         return -EINVAL;
     if (cfg->mutant < 0 || cfg->mutant >= PH_NMUTANTS)
         return -EINVAL;
-    if (cfg->protocol < PH_PROTO_RFC || cfg->protocol > PH_PROTO_POSTED || cfg->nmi_level < 0 ||
-        cfg->nmi_level > 3 || cfg->sessions < 0 || cfg->stress > 15)
+    if (cfg->protocol < 0 || cfg->protocol >= PH_NPROTOCOLS || cfg->nmi_level < 0 ||
+        cfg->nmi_level > 3 || cfg->sessions < 0 || (cfg->stress & ~ph_stress_mask()))
         return -EINVAL;
-    /* The posted code knows no executors and no membarrier (stop_machine only). */
-    if (cfg->protocol == PH_PROTO_POSTED && cfg->secsync != PH_SECSYNC_ACK)
+    /* What the protocol can run with (the posted code: acks only, stop_machine). */
+    if (!(ph_protocols[cfg->protocol]->secsyncs & (1u << cfg->secsync)))
         return -EINVAL;
     if ((cfg->stress & PH_STRESS_PAIRED) && (cfg->nsites < 2 || cfg->nsites % 2 ||
                                             (cfg->batch > 1 && cfg->batch % 2)))
@@ -57,8 +63,9 @@ static int config_check(const struct ph_config *cfg)
         return -EINVAL;
     if (cfg->deadline_ns == 0 || cfg->spin_pauses > (1u << 24))
         return -EINVAL;
-    if (cfg->bp == PH_BP_EMULATE && (cfg->kinds_mask & (1 << PH_KIND_BLOCK)))
-        return -EINVAL;     /* a block is not one instruction: native only */
+    for (int k = 0; k < PH_NKINDS; k++)
+        if (cfg->bp == PH_BP_EMULATE && (cfg->kinds_mask & (1 << k)) && !ph_kind_emulable(k))
+            return -EINVAL;     /* not one instruction (a block): native only */
     if (!ph_sync_method_available(cfg->sync))
         return -EOPNOTSUPP;
     if (cfg->secsync == PH_SECSYNC_MEMBARRIER && !ph_membarrier_sync_core_supported())
@@ -82,7 +89,7 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
         return -EBUSY;
     }
     e->cfg = *cfg;
-    e->proto = cfg->protocol == PH_PROTO_POSTED ? &ph_proto_posted : &ph_proto_rfc;
+    e->proto = ph_protocols[cfg->protocol];
     ph_steps_init(e);
     e->cpuid_token = ph_sync_token_expect(PH_SYNC_CPUID);
     if (!e->cfg.spin_pauses)

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 15
+#define PH_ABI_VERSION 16
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -38,16 +38,28 @@ enum ph_state {
     PH_DONE = 4         /* all sites finished */
 };
 
+/* Site kinds: one line each in kinds/kinds.def. */
 enum ph_kind {
-    PH_KIND_MOVRET = 0,  /* mov eax, imm32 ; ret            (5 patched bytes) */
-    PH_KIND_CALL = 1,    /* call rel32 ; ret  -> fn_a / fn_b or fn_c / fn_d (the paravirt case) */
-    PH_KIND_JMPNOP = 2,  /* nopl 0(%rax,%rax) <-> jmp rel32  (static key) */
-    PH_KIND_BLOCK = 3,   /* 14-byte multi-instruction block (native only) */
-    PH_NKINDS = 4
+#define PH_KIND(e, name, ops, desc) PH_KIND_##e,
+#include "kinds.def"
+#undef PH_KIND
+    PH_NKINDS
 };
 
-enum ph_poke { PH_POKE_MPROTECT = 0, PH_POKE_ALIAS = 1, PH_POKE_RWX = 2 };
-enum ph_sync { PH_SYNC_CPUID = 0, PH_SYNC_IRET = 1, PH_SYNC_SERIALIZE = 2 };
+/* How the text is written: kinds/pokes.def. */
+enum ph_poke {
+#define PH_POKE_METHOD(e, name, ops, desc) PH_POKE_##e,
+#include "pokes.def"
+#undef PH_POKE_METHOD
+    PH_NPOKES
+};
+/* The serializing instruction: sync/sync.def. */
+enum ph_sync {
+#define PH_SYNC_METHOD(e, name, ops, desc) PH_SYNC_##e,
+#include "sync.def"
+#undef PH_SYNC_METHOD
+    PH_NSYNCS
+};
 enum ph_bp { PH_BP_NATIVE = 0, PH_BP_EMULATE = 1 };
 
 /* How secondaries are made to serialize after each poke. */
@@ -63,22 +75,17 @@ enum ph_role {
     PH_ROLE_EXECUTOR = 2    /* keeps executing sites at full speed */
 };
 
-/* Deliberately broken protocols, to prove the checker catches them. */
+/* Deliberately broken protocols, to prove the checker catches them:
+ * proto/mutants.def. */
 enum ph_mutant {
-    PH_MUT_NONE = 0,
-    PH_MUT_NO_INT3 = 1,            /* tail written in place, no INT3 first */
-    PH_MUT_FIRST_BYTE_FIRST = 2,   /* new byte 0 written before the tail */
-    PH_MUT_SKIP_ACK_WAIT = 3,      /* primary publishes without waiting for acks */
-    PH_MUT_SKIP_SYNC_ONE = 4,      /* secondaries ack without serializing */
-    PH_MUT_DOUBLE_ACK = 5,         /* secondaries ack each state twice */
-    PH_MUT_EARLY_RETRACT = 6,      /* descriptor retired without waiting for refs */
-    PH_MUT_PATCH_SYNC_LOOP = 7,    /* the sync loop itself runs the patched site */
-    PH_MUT_LOST_TAIL = 8,          /* the tail write is lost (poke to nowhere) */
-    PH_NMUTANTS = 9
+#define PH_MUTANT(e, name, apply, desc) PH_MUT_##e,
+#include "mutants.def"
+#undef PH_MUTANT
+    PH_NMUTANTS
 };
 
 /* Invariants: one line each in invariants.def (their names and descriptions
- * too: ph_invariant_name(), ph_invariant_description()).  build_ffi.py
+ * too: ph_table_name(PH_TABLE_INVARIANT, i)).  build_ffi.py
  * expands the #include for cffi's cdef. */
 enum ph_invariant {
 #define PH_INVARIANT(e, name, desc) PH_INV_##e,
@@ -87,30 +94,39 @@ enum ph_invariant {
     PH_NINVARIANTS
 };
 
-/* Which protocol runs (csrc/proto_*.c behind struct ph_proto). */
+/* Which protocol runs: proto/protocols.def (csrc/proto/ behind struct ph_proto). */
 enum ph_protocol {
-    PH_PROTO_RFC = 0,       /* the RFC's steps with pyharness's acks: one forward-only
-                               word per thread holding (site sequence, state) */
-    PH_PROTO_POSTED = 1     /* the RFC's code as posted: plain state values, one shared
-                               ack map, publish then clear, test-then-set */
+#define PH_PROTOCOL(e, name, ops, desc) PH_PROTO_##e,
+#include "protocols.def"
+#undef PH_PROTOCOL
+    PH_NPROTOCOLS
 };
 
-/* The RFC selftest's conditions (patch 21), cfg.stress bits. */
+/* The RFC selftest's conditions (patch 21), cfg.stress bits: stress/stress.def. */
 enum ph_stress {
-    PH_STRESS_NEIGHBOUR_NMI = 1,   /* a secondary NMIs its neighbour at every state change */
-    PH_STRESS_SYNC_LOOP_EXEC = 2,  /* a secondary runs the site under patch from its sync
-                                      loop before acking (per-thread recursion guard) */
-    PH_STRESS_PRIMARY_EXEC = 4,    /* the primary runs the site right after SYNC_0 */
-    PH_STRESS_PAIRED = 8           /* sites 2p, 2p+1 are a lock and its unlock, switched
-                                      together; NMIs run both */
+#define PH_STRESS(e, bit, name, desc) PH_STRESS_##e = 1 << bit,
+#define PH_AIM(e, bit, name, desc)
+#include "stress.def"
+#undef PH_STRESS
+#undef PH_AIM
 };
 
 /* Aimed stress (cfg.aim bits): executions and NMIs put into the windows
- * between a round's pokes instead of left to chance. */
+ * between a round's pokes instead of left to chance (stress/stress.def). */
 enum ph_aim {
-    PH_AIM_PRIMARY = 1,     /* the primary NMIs itself right after a poke (step rotates per round) */
-    PH_AIM_SECONDARY = 2,   /* a secondary NMIs itself on seeing a new state, before acking */
-    PH_AIM_EXECUTOR = 4     /* executors run the sites under patch right after each state change */
+#define PH_STRESS(e, bit, name, desc)
+#define PH_AIM(e, bit, name, desc) PH_AIM_##e = 1 << bit,
+#include "stress.def"
+#undef PH_STRESS
+#undef PH_AIM
+};
+
+/* The tables above, by number, for Python (core/tables.c): a name, a
+ * description and a code (a bit for stress and aim) per entry. */
+enum ph_table {
+    PH_TABLE_PROTOCOL = 0, PH_TABLE_KIND = 1, PH_TABLE_POKE = 2, PH_TABLE_SYNC = 3,
+    PH_TABLE_MUTANT = 4, PH_TABLE_STRESS = 5, PH_TABLE_AIM = 6, PH_TABLE_INVARIANT = 7,
+    PH_NTABLES = 8
 };
 
 enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 3 };
@@ -359,14 +375,17 @@ uint64_t ph_sync_token(int sync);
 const char *ph_build_compiler(void);
 const char *ph_build_flags(void);
 const char *ph_build_commit(void);
-const char *ph_invariant_name(int inv);         /* NULL outside 0..PH_NINVARIANTS-1 */
-const char *ph_invariant_description(int inv);
+int ph_table_size(int table);                   /* entries, or -EINVAL */
+const char *ph_table_name(int table, int i);    /* NULL outside the table */
+const char *ph_table_description(int table, int i);
+int64_t ph_table_code(int table, int i);        /* the enum's value (a bit for stress, aim) */
 uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */
 int ph_encode(int kind, int variant, uint64_t site_addr, uint64_t target_addr,
               uint32_t value, uint8_t *out);
 int ph_site_len(int kind);
+int ph_kind_emulable(int kind);     /* one instruction: a breakpoint can emulate it */
 
 /* Engine -------------------------------------------------------------- */
 int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine **out);

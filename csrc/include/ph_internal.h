@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <signal.h>
 #include <time.h>
+#include <ucontext.h>
 #include "ph_api.h"
 
 #define PH_MAGIC 0x70796861726e6573ULL   /* "pyharnes" */
@@ -125,6 +126,28 @@ struct ph_oracle {
 struct ph_engine;
 struct ph_counters;
 
+/* A site kind: one entry (kinds/kinds.def, kinds/kinds.c).  NULL hooks:
+ * nothing to do (values: v0/v1 random, no targets; offset: 0; emulate:
+ * not one instruction, native only). */
+struct ph_kind_ops {
+    int len;                       /* patchable bytes */
+    int branches;                  /* its variants may branch (ph_site_target) */
+    int out_of_line;               /* the primary's breakpoint runs it out of line */
+    int (*encode)(int variant, uint64_t site_addr, uint64_t target, uint32_t value, uint8_t *out);
+    void (*values)(struct ph_engine *e, int i, struct ph_site *s, uint64_t slot, uint64_t tgt[2]);
+    uint64_t (*offset)(int i);     /* where in its slot a non-straddling site starts */
+    void (*layout)(struct ph_engine *e, int i, struct ph_site *s, uint8_t *buf, uint64_t slot);
+    int (*emulate)(const struct ph_patch *p, ucontext_t *uc);
+    /* after an emulated breakpoint: 0, or what is wrong (1 RIP, 2 RAX, 3 the
+     * pushed return address), *got the value found */
+    int (*emulated_check)(const struct ph_site *s, int v, uint64_t tgt, const ucontext_t *uc,
+                          uint64_t sp0, uint64_t *got);
+};
+#define PH_KIND(e, name, ops, desc) extern const struct ph_kind_ops ops;
+#include "kinds.def"
+#undef PH_KIND
+extern const struct ph_kind_ops *const ph_kinds[PH_NKINDS];
+
 /*
  * The steps a seeded bug may replace.  An engine starts with the defaults
  * (the correct protocol's own steps) and its mutant, if any, replaces one
@@ -211,8 +234,13 @@ struct ph_proto {
     /* its default steps that a seeded bug may replace (struct ph_steps) */
     void (*ack_state)(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
     int (*await_acks)(struct ph_engine *e, uint64_t r, uint64_t t_pub);
+    uint32_t secsyncs;             /* 1 << PH_SECSYNC_*: the secondary syncs it can run with */
 };
-extern const struct ph_proto ph_proto_rfc, ph_proto_posted;
+/* Every protocol's ops (protocols.def), and the table by number (core/engine.c). */
+#define PH_PROTOCOL(e, name, ops, desc) extern const struct ph_proto ops;
+#include "protocols.def"
+#undef PH_PROTOCOL
+extern const struct ph_proto *const ph_protocols[PH_NPROTOCOLS];
 
 /* The rfc protocol's ack, for the seeded bugs built from it (mutants.c). */
 void ph_rfc_give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
@@ -248,6 +276,19 @@ void ph_clock_calibrate(void);
 #define PH_SPIN_PAUSES_DEFAULT 1024u
 
 #define ph_beat(c) ph_store_relaxed(&(c)->heartbeat, ph_load_relaxed(&(c)->heartbeat) + 1)
+
+/* kinds/text.c: the poke methods (pokes.def) */
+struct ph_poke_ops {
+    int (*create)(struct ph_engine *e);
+    int (*open)(struct ph_engine *e, uint64_t lo, uint64_t hi);
+    int (*close)(struct ph_engine *e, uint64_t lo, uint64_t hi);
+    const char *run_perms;         /* the run view outside a window, or NULL: no promise */
+    const char *write_perms;       /* the written view, if apart */
+};
+#define PH_POKE_METHOD(e, name, ops, desc) extern const struct ph_poke_ops ops;
+#include "pokes.def"
+#undef PH_POKE_METHOD
+extern const struct ph_poke_ops *const ph_pokes[PH_NPOKES];
 
 /* text.c */
 int ph_text_create(struct ph_engine *e);
@@ -298,6 +339,9 @@ void ph_nmi_handle(int sig, siginfo_t *si, void *uc);
 int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
+
+/* core/tables.c */
+uint32_t ph_stress_mask(void);
 
 /* core/driver.c */
 void ph_fill_patch(struct ph_engine *e, struct ph_patch *p, int site);

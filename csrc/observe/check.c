@@ -534,7 +534,8 @@ static int read_maps(char *buf, size_t cap)
 static void check_protection(struct ph_engine *e)
 {
     char *buf = e->orc.maps_buf;
-    if (e->cfg.poke == PH_POKE_RWX || !buf)
+    const struct ph_poke_ops *m = ph_pokes[e->cfg.poke];
+    if (!m->run_perms || !buf)
         return;             /* rwx promises nothing outside a window */
     if (read_maps(buf, MAPS_BUF) <= 0)
         return;
@@ -542,18 +543,18 @@ static void check_protection(struct ph_engine *e)
     char bad[5] = {0};
     int covered = 0;
     ph_store_relaxed(&e->sh->prot_checks, ph_load_relaxed(&e->sh->prot_checks) + 1);
-    if (check_range_perms(buf, lo, hi, "r-x", &at, bad, &covered) < 0 || !covered) {
+    if (check_range_perms(buf, lo, hi, m->run_perms, &at, bad, &covered) < 0 || !covered) {
         uint64_t p4 = 0;
         memcpy(&p4, bad, 4);
         ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
                      ph_load_relaxed(&e->sh->round), at, p4);
         return;
     }
-    if (e->cfg.poke == PH_POKE_ALIAS) {
+    if (m->write_perms) {
         /* the written view must never be executable */
         uint64_t wlo = (uint64_t)e->text_w, whi = wlo + e->text_len;
         covered = 0;
-        if (check_range_perms(buf, wlo, whi, "rw-", &at, bad, &covered) < 0) {
+        if (check_range_perms(buf, wlo, whi, m->write_perms, &at, bad, &covered) < 0) {
             uint64_t p4 = 0;
             memcpy(&p4, bad, 4);
             ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
@@ -687,33 +688,17 @@ static int in_our_text(struct ph_engine *e, uint64_t ip)
 
 /*
  * After an emulated breakpoint: the context must be what the scheduled
- * instruction (the oracle's variant, not the descriptor's bytes) does.
- * Returns 0, or a code: 1 RIP, 2 RAX, 3 the pushed return address.
+ * instruction (the oracle's variant, not the descriptor's bytes) does, as
+ * its kind says (kinds/kinds.c).  Returns 0, or a code: 1 RIP, 2 RAX, 3 the
+ * pushed return address.
  */
 static int emulation_wrong(struct ph_engine *e, int site, int v, ucontext_t *uc, uint64_t sp0,
                            uint64_t *got)
 {
     const struct ph_site *s = &e->sites[site];
-    greg_t *g = uc->uc_mcontext.gregs;
-    uint64_t rip = (uint64_t)g[REG_RIP], next = s->addr + 5;
-    uint64_t tgt = ph_site_target(e, site, v);
-    *got = rip;
-    switch (s->kind) {
-    case PH_KIND_MOVRET:
-        if (rip != next)
-            return 1;
-        *got = (uint64_t)(uint32_t)g[REG_RAX];
-        return (uint32_t)g[REG_RAX] != s->value[v] ? 2 : 0;
-    case PH_KIND_CALL:
-        if (rip != tgt)
-            return 1;
-        *got = *(const uint64_t *)(uintptr_t)(sp0 - 8);
-        return (uint64_t)g[REG_RSP] != sp0 - 8 || *got != next ? 3 : 0;
-    case PH_KIND_JMPNOP:
-        return rip != (tgt ? tgt : next) ? 1 : 0;
-    default:
-        return 0;
-    }
+    const struct ph_kind_ops *k = ph_kinds[s->kind];
+    *got = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+    return k->emulated_check ? k->emulated_check(s, v, ph_site_target(e, site, v), uc, sp0, got) : 0;
 }
 
 void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)

@@ -10,9 +10,18 @@
 #include "ph_internal.h"
 
 /* no-int3: the tail is written in place, no INT3 first. */
-static const int order_no_int3[3] = {STEP_NONE, STEP_TAIL, STEP_FIRST};
+static void mut_no_int3(struct ph_steps *s)
+{
+    static const int order[3] = {STEP_NONE, STEP_TAIL, STEP_FIRST};
+    memcpy(s->order, order, sizeof(s->order));
+}
+
 /* first-byte-first: the new byte 0 is written before the tail. */
-static const int order_first_byte_first[3] = {STEP_INT3, STEP_FIRST, STEP_TAIL};
+static void mut_first_byte_first(struct ph_steps *s)
+{
+    static const int order[3] = {STEP_INT3, STEP_FIRST, STEP_TAIL};
+    memcpy(s->order, order, sizeof(s->order));
+}
 
 /* skip-ack-wait: the primary publishes the next state without waiting. */
 static int await_nothing(struct ph_engine *e, uint64_t r, uint64_t t_pub)
@@ -21,11 +30,20 @@ static int await_nothing(struct ph_engine *e, uint64_t r, uint64_t t_pub)
     return 0;
 }
 
+static void mut_skip_ack_wait(struct ph_steps *s) { s->await_acks = await_nothing; }
+
 /* skip-sync-one: a secondary acks without serializing. */
 static void ack_without_sync(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
 {
     if (ph_load_relaxed(&c->acked_round) < r)
         ph_rfc_give_ack(e, c, r, ctx, 1);
+}
+
+/* (a protocol whose secondaries have no such step, the posted one, is left as it is) */
+static void mut_skip_sync_one(struct ph_steps *s)
+{
+    if (s->ack_state)
+        s->ack_state = ack_without_sync;
 }
 
 /* double-ack: the protocol's ack, and a second one that lands on the next state. */
@@ -37,12 +55,20 @@ static void ack_twice(struct ph_engine *e, struct ph_counters *c, uint64_t r, in
     ph_rfc_give_ack(e, c, r + 1, ctx, 1);
 }
 
+static void mut_double_ack(struct ph_steps *s)
+{
+    if (s->ack_state)
+        s->ack_state = ack_twice;
+}
+
 /* early-retract: the descriptor is retired without waiting for handlers' refs. */
 static int await_no_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
 {
     (void)e; (void)d; (void)site;
     return rc;
 }
+
+static void mut_early_retract(struct ph_steps *s) { s->await_refs = await_no_refs; }
 
 /* patch-sync-loop: the sync loop itself runs a site being patched (as if
  * sync_one() were a paravirt call): the RFC's unhandled case. */
@@ -55,43 +81,26 @@ static void sync_loop_runs_site(struct ph_engine *e, int st, int ctx)
         ph_exec_check(e, e->cur_ids[0], ctx, NULL);
 }
 
+static void mut_patch_sync_loop(struct ph_steps *s) { s->sync_loop_state = sync_loop_runs_site; }
+
 /* lost-tail: the tail write goes nowhere. */
 static void poke_no_tail(struct ph_engine *e, const struct ph_patch *p)
 {
     (void)e; (void)p;
 }
 
+static void mut_lost_tail(struct ph_steps *s) { s->poke_tail = poke_no_tail; }
+
+/* The table (mutants.def): each line's apply function, by its number. */
+static void (*const apply[PH_NMUTANTS])(struct ph_steps *) = {
+#define PH_MUTANT(e, name, fn, desc) [PH_MUT_##e] = fn,
+#include "mutants.def"
+#undef PH_MUTANT
+};
+
 void ph_mutant_apply(struct ph_engine *e)
 {
-    struct ph_steps *s = &e->steps;
-    switch (e->cfg.mutant) {
-    case PH_MUT_NO_INT3:
-        memcpy(s->order, order_no_int3, sizeof(s->order));
-        break;
-    case PH_MUT_FIRST_BYTE_FIRST:
-        memcpy(s->order, order_first_byte_first, sizeof(s->order));
-        break;
-    case PH_MUT_SKIP_ACK_WAIT:
-        s->await_acks = await_nothing;
-        break;
-    case PH_MUT_SKIP_SYNC_ONE:
-        if (s->ack_state)
-            s->ack_state = ack_without_sync;
-        break;
-    case PH_MUT_DOUBLE_ACK:
-        if (s->ack_state)
-            s->ack_state = ack_twice;
-        break;
-    case PH_MUT_EARLY_RETRACT:
-        s->await_refs = await_no_refs;
-        break;
-    case PH_MUT_PATCH_SYNC_LOOP:
-        s->sync_loop_state = sync_loop_runs_site;
-        break;
-    case PH_MUT_LOST_TAIL:
-        s->poke_tail = poke_no_tail;
-        break;
-    default:
-        break;
-    }
+    if (e->cfg.mutant > 0 && e->cfg.mutant < PH_NMUTANTS && apply[e->cfg.mutant])
+        apply[e->cfg.mutant](&e->steps);
 }
+

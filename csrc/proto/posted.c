@@ -269,4 +269,5 @@ const struct ph_proto ph_proto_posted = {
     .stuck = posted_stuck,
     .ack_state = NULL,              /* its secondaries' acks are its own sync loop's */
     .await_acks = wait_for_acks,
+    .secsyncs = 1u << PH_SECSYNC_ACK,  /* stop_machine: no executors, no membarrier */
 };

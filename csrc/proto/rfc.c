@@ -247,4 +247,5 @@ const struct ph_proto ph_proto_rfc = {
     .stuck = rfc_stuck,
     .ack_state = ph_rfc_sync_and_ack,
     .await_acks = wait_for_acks,
+    .secsyncs = 1u << PH_SECSYNC_ACK | 1u << PH_SECSYNC_MEMBARRIER,
 };

@@ -43,14 +43,6 @@ int ph_membarrier_sync_core_supported(void)
     return (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) != 0;
 }
 
-int ph_sync_method_available(int sync)
-{
-    switch (sync) {
-    case PH_SYNC_CPUID: case PH_SYNC_IRET: return 1;
-    case PH_SYNC_SERIALIZE: return ph_cpu_has_serialize();
-    default: return 0;
-    }
-}
 
 /*
  * Each instruction wrapper returns a token that only the instruction can
@@ -108,27 +100,52 @@ __attribute__((noinline)) static uint64_t sync_serialize(void)
     return 1;
 }
 
-/* Callers must have checked ph_sync_method_available(). */
-uint64_t ph_sync_token(int sync)
-{
-    switch (sync) {
-    case PH_SYNC_IRET: return sync_iret();
-    case PH_SYNC_SERIALIZE: return sync_serialize();
-    default: return sync_cpuid();
-    }
-}
-
 /* The token each method must return, found without the wrappers above
  * (CPUID's vendor through the compiler's own cpuid.h). */
-uint64_t ph_sync_token_expect(int sync)
+static uint64_t expect_vendor(void)
 {
     unsigned a, b = 0, c, d;
-    switch (sync) {
-    case PH_SYNC_IRET: case PH_SYNC_SERIALIZE: return 1;
-    default:
-        __get_cpuid(0, &a, &b, &c, &d);
-        return b;
-    }
+    __get_cpuid(0, &a, &b, &c, &d);
+    return b;
+}
+
+static uint64_t expect_one(void) { return 1; }
+static int always(void) { return 1; }
+
+/* A sync method: one entry (sync.def names it). */
+struct sync_ops {
+    uint64_t (*token)(void);       /* the instruction, returning its token */
+    uint64_t (*expect)(void);      /* the token it must return */
+    int (*available)(void);        /* this CPU has it */
+};
+
+static const struct sync_ops sync_m_cpuid = {sync_cpuid, expect_vendor, always};
+static const struct sync_ops sync_m_iret = {sync_iret, expect_one, always};
+static const struct sync_ops sync_m_serialize = {sync_serialize, expect_one, ph_cpu_has_serialize};
+
+static const struct sync_ops *const methods[PH_NSYNCS] = {
+#define PH_SYNC_METHOD(e, name, ops, desc) [PH_SYNC_##e] = &ops,
+#include "sync.def"
+#undef PH_SYNC_METHOD
+};
+
+int ph_sync_method_available(int sync)
+{
+    return sync >= 0 && sync < PH_NSYNCS && methods[sync]->available();
+}
+
+/* Callers must have checked ph_sync_method_available().  CPUID's wrapper
+ * is called directly: it is the default, and a sync is on every ack. */
+uint64_t ph_sync_token(int sync)
+{
+    if (sync == PH_SYNC_CPUID)
+        return sync_cpuid();
+    return methods[sync >= 0 && sync < PH_NSYNCS ? sync : PH_SYNC_CPUID]->token();
+}
+
+uint64_t ph_sync_token_expect(int sync)
+{
+    return methods[sync >= 0 && sync < PH_NSYNCS ? sync : PH_SYNC_CPUID]->expect();
 }
 
 void ph_sync_one(int sync)

@@ -94,36 +94,12 @@ static void chain_trap(int sig, siginfo_t *si, void *uc)
     old_trap.sa_handler(sig);
 }
 
-/* Upstream's int3_emulate_*: run the new single instruction in the context. */
-static int emulate(struct ph_patch *p, ucontext_t *uc)
+/* Upstream's int3_emulate_*: run the new single instruction in the context,
+ * as the site's kind does it (kinds/kinds.c). */
+static int emulate(struct ph_engine *e, int site, struct ph_patch *p, ucontext_t *uc)
 {
-    greg_t *g = uc->uc_mcontext.gregs;
-    int32_t rel;
-    memcpy(&rel, p->text + 1, 4);
-    switch (p->text[0]) {
-    case 0xb8:                                    /* mov eax, imm32 */
-        g[REG_RAX] = (greg_t)(uint64_t)(uint32_t)rel;
-        g[REG_RIP] = (greg_t)(p->addr + 5);
-        return 0;
-    case 0xe8: {                                  /* call rel32 */
-        uint64_t sp = (uint64_t)g[REG_RSP] - 8;
-        *(uint64_t *)sp = p->addr + 5;
-        g[REG_RSP] = (greg_t)sp;
-        g[REG_RIP] = (greg_t)(p->addr + 5 + (int64_t)rel);
-        return 0;
-    }
-    case 0xe9:                                    /* jmp rel32 */
-        g[REG_RIP] = (greg_t)(p->addr + 5 + (int64_t)rel);
-        return 0;
-    case 0x0f:                                    /* nopl 0(%rax,%rax) */
-        if (p->len == 5 && p->text[1] == 0x1f) {
-            g[REG_RIP] = (greg_t)(p->addr + 5);
-            return 0;
-        }
-        return -1;
-    default:
-        return -1;                                /* not one instruction */
-    }
+    const struct ph_kind_ops *k = ph_kinds[e->sites[site].kind];
+    return k->emulate ? k->emulate(p, uc) : -1;     /* not one instruction */
 }
 
 void ph_record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, uint64_t rip)
@@ -251,7 +227,7 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         }
         uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */
         ph_count(&c->bp_native, 1);
-    } else if (emulate(p, uc) == 0) {
+    } else if (emulate(e, site, p, uc) == 0) {
         ph_count(&c->bp_emulated, 1);
     } else {
         /* upstream BUG()s here.  Name the real cause: a descriptor retired

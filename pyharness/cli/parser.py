@@ -9,11 +9,9 @@ import sys
 from ..errors import EXIT_USAGE
 from ..units import parse_duration
 
-POKES = ("mprotect", "alias", "rwx")
-SYNCS = ("cpuid", "iret", "serialize")
-BPS = ("native", "emulate")
-SECONDARY_SYNCS = ("ack", "membarrier")
-PROTOCOLS = ("rfc", "rfc-as-posted")
+from ..engine import BPS, KINDS, POKES, PROTOCOLS, SECSYNCS as SECONDARY_SYNCS, STRESS, SYNCS
+from ..engine import table_descriptions
+from .._ffi import lib
 PLACEMENTS = ("default", "spread", "one-per-core", "smt-pairs", "cross-package")
 
 
@@ -147,26 +145,26 @@ def build_parser():
     r.add_argument("--retest", type=_nonneg_int, default=0, metavar="N",
                    help="on failure: rerun N times (the same seed, then new ones) for a "
                         "reproduction rate, then move the roles around to localize it")
-    r.add_argument("--poke", default="mprotect", choices=POKES, help="how the text is written")
-    r.add_argument("--sync", default="cpuid", choices=SYNCS, help="the serializing instruction")
-    r.add_argument("--bp", default=None, choices=BPS,
+    r.add_argument("--poke", default="mprotect", choices=tuple(POKES), help="how the text is written")
+    r.add_argument("--sync", default="cpuid", choices=tuple(SYNCS), help="the serializing instruction")
+    r.add_argument("--bp", default=None, choices=tuple(BPS),
                    help="the breakpoint path (default: the scenario's)")
-    r.add_argument("--secondary-sync", default=None, choices=SECONDARY_SYNCS,
+    r.add_argument("--secondary-sync", default=None, choices=tuple(SECONDARY_SYNCS),
                    help="how secondaries are serialized (default: the scenario's)")
-    r.add_argument("--site-kinds", default=None, help="comma list of movret,call,jmpnop,block")
+    r.add_argument("--site-kinds", default=None, help="comma list of " + ",".join(KINDS))
     r.add_argument("--nmi-rate", type=_nonneg_float, default=None, help="NMIs per second per thread")
     r.add_argument("--executors", type=_nonneg_int, default=None,
                    help="threads that execute sites at full speed")
     r.add_argument("--batch", type=_pos_int, default=None, help="sites per poke_sync round")
-    r.add_argument("--protocol", default="rfc", choices=PROTOCOLS,
-                   help="rfc: the RFC's steps with pyharness's acks; rfc-as-posted: the RFC's "
-                        "code as posted")
+    r.add_argument("--protocol", default="rfc", choices=tuple(PROTOCOLS),
+                   help="; ".join(f"{n}: {d}" for n, d in
+                                  table_descriptions(lib.PH_TABLE_PROTOCOL).items()))
     r.add_argument("--nmi-mode", action="store_true", default=None,
                    help="the RFC's NMI mode (patch 19): the primary patches, and each secondary "
                         "runs its finish loop, inside its own NMI")
     r.add_argument("--stress", default=None,
-                   help="the RFC selftest's conditions: comma list of neighbour-nmi, "
-                        "sync-loop-exec, primary-exec, paired; or all, or none")
+                   help="the RFC selftest's conditions: comma list of " + ", ".join(STRESS) +
+                        "; or all, or none")
     r.add_argument("--nmi-level", type=_nonneg_int, default=None,
                    help="NMI handler: 1 run the site, 2 also take a lock shared by all threads, "
                         "3 also hold it 1 us")
