@@ -6,7 +6,7 @@
 Each mutant is (name, the real bug it models, scenarios, extra flags,
 expected invariants, a file hint, the code as it is, the code with the bug,
 [equivalent: why no x86 execution can tell it apart]).  The snippet is
-looked up in csrc/**/*.c (it must occur exactly once; where two protocols share
+looked up in csrc/**/*.[ch] (it must occur exactly once; where two protocols share
 a line, csrc/proto/rfc.c is meant), so a refactor that moves code only needs this
 script run again -- tests/test_observer.py fails when a patch stops
 applying.  A snippet that no longer matches is an error (exit 1): the bug
@@ -59,8 +59,8 @@ mut("ack-before-sync", "a secondary acks the state before it serializes (two lin
     '''    ph_sync_core(e);
     if (ctx != PH_CTX_THREAD)
         ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    ph_rfc_give_ack(e, c, r, ctx, 1);''',
-    '''    ph_rfc_give_ack(e, c, r, ctx, 1);
+    ph_ack_word(e, c, r, ctx, 1);''',
+    '''    ph_ack_word(e, c, r, ctx, 1);
     ph_sync_core(e);
     if (ctx != PH_CTX_THREAD)
         ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);''')
@@ -120,12 +120,12 @@ mut("tail-write-includes-byte0", "the tail write starts at byte 0 (an off-by-one
 }''')
 mut("primary-bp-byte0-first", "the primary's breakpoint path writes byte 0 before the tail when it "
     "finishes a site locally", "rfc-native", "", "int3-guard", "csrc/trap/trap.c",
-    '''            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-            ph_text_poke(e, p->addr, p->text, 1);
-            /* sync_one(): the posted RFC uses CPUID in NMI context */''',
-    '''            ph_text_poke(e, p->addr, p->text, 1);
-            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-            /* sync_one(): the posted RFC uses CPUID in NMI context */''')
+    '''    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+    ph_text_poke(e, p->addr, p->text, 1);
+    ph_sync_core_method(e, sync);''',
+    '''    ph_text_poke(e, p->addr, p->text, 1);
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+    ph_sync_core_method(e, sync);''')
 mut("emulate-rel32-zero-extended", "emulation zero-extends rel32 (a cast through uint32_t): every "
     "backward call or jump goes 4 GiB forward", "upstream-emulated", "", "no-fault",
     "csrc/trap/trap.c",
@@ -170,10 +170,10 @@ mut("sync-loop-acks-done", "the sync loop's exit test is off by one (> instead o
     "acked inside the sync loop", "rfc-native", "", "ack-once", "csrc/core/driver.c",
     '''        if (st >= PH_SYNC_DONE)
             break;
-        if (e->cfg.force_nmi & 2''',
+        PH_STEP(e, ack_state''',
     '''        if (st > PH_SYNC_DONE)
             break;
-        if (e->cfg.force_nmi & 2''')
+        PH_STEP(e, ack_state''')
 mut("int3-at-wrong-offset", "the INT3 is written one byte into the site (address arithmetic "
     "slip)", "rfc-native", "", "int3-guard", "csrc/core/driver.c",
     '''                ph_text_poke(e, p->addr, &int3, 1);
@@ -190,17 +190,17 @@ mut("batch-unsorted", "the batch is no longer sorted by address, so the handler'
     '''    if (n > 1)
         qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */''',
     '''    (void)cmp_int;''')
-mut("wait-change-relaxed", "the wait for a state change loads the round relaxed instead of "
-    "acquire", "rfc-native", "", "",
-    "csrc/core/driver.c",
-    '''        /* Pairs with the release store of the round in publish(). */
-        uint64_t r = ph_load_acquire(&e->sh->round);
-        if (r != prev) {''',
-    '''        /* Pairs with the release store of the round in publish(). */
-        uint64_t r = ph_load_relaxed(&e->sh->round);
-        if (r != prev) {''',
+mut("wait-change-relaxed", "the read of the published state (every wait's, ph_state_read) loads "
+    "the round relaxed instead of acquire", "rfc-native", "", "",
+    "csrc/include/ph_internal.h",
+    '''    uint64_t r = ph_load_acquire(&e->sh->round);
+    struct ph_counters *c = ph_self.c;
+    if (c && r != c->ev_seen[ctx & 3]) {''',
+    '''    uint64_t r = ph_load_relaxed(&e->sh->round);
+    struct ph_counters *c = ph_self.c;
+    if (c && r != c->ev_seen[ctx & 3]) {''',
     equivalent="x86-64 is TSO: an acquire load is a plain MOV, and the loop's load cannot move "
-               "across its opaque calls; the compiled protocol.o is byte-identical")
+               "across its opaque calls; the compiled objects are byte-identical")
 mut("spin-without-pause", "the spin loops' PAUSE replaced by a compiler barrier", "rfc-native", "", "",
     "csrc/core/driver.c",
     '''    if (n <= e->cfg.spin_pauses)
@@ -221,7 +221,7 @@ shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)
 missing = []
 for i, m in enumerate(M, 1):
-    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.c"), recursive=True))
+    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.[ch]"), recursive=True))
             if open(f).read().count(m["old"]) == 1]
     if len(hits) > 1:   # the same line in both protocols: the default one is meant
         hits = [h for h in hits if h.endswith(os.path.join("proto", "rfc.c"))]

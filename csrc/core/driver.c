@@ -125,10 +125,11 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     /* first step: INT3 over byte 0 (e->steps.order: the write of each step) */
     if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, e->steps.order[0])))
         goto out;
-    if (e->cfg.force_nmi & 1)
-        ph_nmi_self(e);     /* hit our own INT3 in NMI context */
-    if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
-        ph_exec_check(e, ids[0], ph_current_ctx(), NULL);  /* the RFC selftest's primary */
+    struct ph_ev x;         /* every participant acked SYNC_0: its subscribers (stress) */
+    x.c = c;
+    x.r = PH_ROUND(e->seq, PH_SYNC_0);
+    x.site = ids[0];
+    ph_emit(e, PH_E_STATE_ACKED, &x);
     /* second step: the tail */
     if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, e->steps.order[1])))
         goto out;
@@ -146,8 +147,8 @@ out:
          * error such as a failed membarrier):
          * complete the round's bytes, so that no INT3 outlives it for NMIs
          * and the verification to trap on forever.  Not a protocol step:
-         * the observer stands down (it stopped at the abort). */
-        e->orc.active = 0;
+         * the run ends here, and the observer stands down at the abort. */
+        ph_abort_run(e);
         for (int i = 0; i < n; i++) {
             ph_text_poke(e, vec[i].addr + 1, vec[i].text + 1, (size_t)vec[i].len - 1);
             ph_text_poke(e, vec[i].addr, vec[i].text, 1);
@@ -218,7 +219,9 @@ static int primary_session(struct ph_engine *e, int64_t nsites, uint64_t until_n
         ph_beat(c);
         if ((rc = patch_batch(e, ids, n)) < 0)
             break;
-        ph_chk_round_end(e);
+        struct ph_ev x;
+        x.c = c;
+        ph_emit(e, PH_E_ROUND_END, &x);
         done += n;
     }
     /* After the last site: DONE, with release (pairs with every acquire
@@ -310,7 +313,9 @@ static int primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
     int sessions = e->cfg.sessions > 1 ? e->cfg.sessions : 1, rc = 0;
     uint64_t t0 = ph_now_ns();
     e->sh->t_start = t0;
-    ph_chk_start(e);
+    struct ph_ev x;
+    x.c = c;
+    ph_emit(e, PH_E_RUN_START, &x);
     for (int k = 0; k < sessions && !rc; k++) {
         int last = k == sessions - 1;
         /* This session's share of the sites, or of the time. */
@@ -343,7 +348,7 @@ static int primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
             break;
     }
     e->sh->t_end = ph_now_ns();
-    ph_chk_final(e);
+    ph_emit(e, PH_E_RUN_END, &x);
     /* running -> done, unless a deadline already marked the run aborted. */
     uint64_t running = STATUS_RUNNING;
     __atomic_compare_exchange_n(&e->sh->status, &running, STATUS_DONE, 0,
@@ -423,10 +428,8 @@ static int executor_run(struct ph_engine *e)
     if (!c || ph_self.e != e)
         return -EPERM;
     c->where = PH_WHERE_EXECUTING;
-    uint64_t last = 0;
     for (uint64_t k = 0;; k++) {
-        /* Pairs with the release store in publish(). */
-        uint64_t r = ph_load_acquire(&e->sh->round);
+        uint64_t r = ph_state_read(e, PH_CTX_THREAD);
         int st = PH_ROUND_STATE(r);
         /* DONE ends the run only after the last session; between sessions
          * executors keep running sites. */
@@ -438,18 +441,11 @@ static int executor_run(struct ph_engine *e)
             e->proto->executor_ack(e, c, r);
         /* Pairs: patch_batch() cur_n. */
         int32_t n = ph_load_acquire(&e->cur_n);
-        if (r != last) {
-            last = r;
-            if (e->cfg.aim & PH_AIM_EXECUTOR)
-                for (int32_t i = 0; i < n && i < 4; i++)
-                    ph_exec_check(e, e->cur_ids[i], PH_CTX_THREAD, NULL);
-            ph_chk_seen(e, c, r, PH_CTX_THREAD);
-        }
         uint64_t rnd = ph_splitmix(&ph_self.rng);
         /* Half the time a site being patched. */
         int site = (n > 0 && (rnd & 1)) ? e->cur_ids[(rnd >> 1) % (uint64_t)n]
                                         : (int)((rnd >> 1) % (uint64_t)e->cfg.nsites);
-        ph_exec_check(e, site, PH_CTX_THREAD, NULL);
+        ph_site_run(e, site, PH_CTX_THREAD, NULL);
         if ((k & 255) == 0)
             ph_beat(c);
     }
@@ -510,13 +506,12 @@ int ph_verify_run(struct ph_engine *e)
     c->where = PH_WHERE_VERIFY;
     ph_sync_core(e);    /* like any CPU leaving stop_machine */
     for (int s = 0; s < e->cfg.nsites; s++) {
-        /* The schedule's variant, not the primary's record of it. */
-        int want = ph_load_relaxed(&e->orc.variant[s]);
-        uint32_t v;
-        int got = ph_exec_check(e, s, PH_CTX_THREAD, &v);
-        if (got >= 0 && got != want)
-            ph_violation(e, PH_INV_NEW_AFTER_DONE, ph_self.idx, s, PH_CTX_THREAD, r, v,
-                         e->sites[s].value[want]);
+        struct ph_ev x;     /* its subscriber holds it to the schedule's variant */
+        x.c = c;
+        x.r = r;
+        x.site = s;
+        x.arg = ph_site_run(e, s, PH_CTX_THREAD, &x.value);
+        ph_emit(e, PH_E_VERIFIED, &x);
         ph_count(&c->verified, 1);
     }
     return 0;

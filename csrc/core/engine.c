@@ -133,7 +133,9 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     }
     /* Pairs with the acquire loads of ph_engine_live in the handlers. */
     ph_store_release(&ph_engine_live, e);
-    ph_chk_sync_build(e);   /* the serializing instruction is in this build */
+    struct ph_ev x;         /* its subscriber: the serializing instruction is in this build */
+    x.c = NULL;
+    ph_emit(e, PH_E_ENGINE_READY, &x);
     *out = e;
     return 0;
 fail:
@@ -189,7 +191,7 @@ int ph_site_exec(struct ph_engine *e, int site, uint32_t *value)
 {
     if (site < 0 || site >= e->cfg.nsites)
         return -EINVAL;
-    int v = ph_exec_check(e, site, ph_current_ctx(), value);
+    int v = ph_site_run(e, site, ph_current_ctx(), value);
     return v < 0 ? -EPROTO : v;
 }
 
@@ -210,7 +212,8 @@ int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
     struct ph_patch *p = e->patches + (e->seq & 1) * PH_MAX_BATCH;
     struct ph_site *s = &e->sites[site];
     static const uint8_t int3 = PH_INT3;
-    e->orc.active = 0;      /* a test of the handler alone, outside any round */
+    /* A test of the handler alone, outside any run: the observer, active
+     * only between RUN_START and RUN_END, judges nothing here. */
     ph_fill_patch(e, p, site);
     int rc = ph_text_open(e, p->addr, p->addr + (uint64_t)p->len);
     if (rc < 0)
@@ -222,7 +225,7 @@ int ph_test_trap_site(struct ph_engine *e, int site, uint32_t *value)
     ph_store_release(&d->refs, 1);      /* pairs: desc_try_get() */
     ph_store_release(&e->bp_desc, d);   /* pairs: desc_try_get() */
     ph_text_poke(e, p->addr, &int3, 1);
-    int got = ph_exec_check(e, site, PH_CTX_THREAD, value);
+    int got = ph_site_run(e, site, PH_CTX_THREAD, value);
     /* Emulation leaves the text alone: finish it here. */
     ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
     ph_text_poke(e, p->addr, p->text, 1);

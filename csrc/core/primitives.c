@@ -81,7 +81,7 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
     uint64_t spins = 0, t0 = 0, deadline = 0;
     for (;;) {
         /* Pairs with the release store of the round in publish(). */
-        uint64_t r = ph_load_acquire(&e->sh->round);
+        uint64_t r = ph_state_read(e, ctx);
         if (r != prev) {
             *waited = t0;
             return r;
@@ -125,11 +125,15 @@ uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
      * Pairs with the acquire loads of the round in the protocols' waits,
      * sync loops and finish loops, and in the executors. */
     ph_store_release(&e->sh->round, r);
-    /* The observer's publication checks, now: the secondaries take the
-     * state meanwhile, so the checks cost no hand-off.  They still see the
-     * bytes as they were at the store: only this thread writes text, and
-     * it writes the next step only after this. */
-    ph_chk_publish(e, prev, r);
+    /* The publication's subscribers (the observer's checks), now: the
+     * secondaries take the state meanwhile, so the checks cost no
+     * hand-off.  They still see the bytes as they were at the store: only
+     * this thread writes text, and it writes the next step only after this. */
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.prev = prev;
+    x.r = r;
+    ph_emit(e, PH_E_PUBLISH, &x);
     return ph_publish_trace(e, r, step);
 }
 
@@ -137,7 +141,11 @@ uint64_t ph_publish(struct ph_engine *e, uint64_t r, int step)
  * nothing of ours in between: the observer looks just before). */
 void ph_publish_store(struct ph_engine *e, uint64_t r)
 {
-    ph_chk_publish(e, ph_load_relaxed(&e->sh->round), r);
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.prev = ph_load_relaxed(&e->sh->round);   /* only the primary stores it */
+    x.r = r;
+    ph_emit(e, PH_E_PUBLISH, &x);
     /* release: the pokes before it are visible to a secondary that sees r.
      * Pairs with the acquire loads of the round in the protocols' waits,
      * sync loops and finish loops, and in the executors. */
@@ -209,7 +217,10 @@ void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step)
             }
         }
         c->where = where;
-        ph_st_aim_primary(e, step);
+        struct ph_ev x;
+        x.c = c;
+        x.arg = step;
+        ph_emit(e, PH_E_STEP_DONE, &x);
     }
 }
 
@@ -220,3 +231,88 @@ void ph_busy_wait(uint64_t ns)
         ph_cpu_relax();
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Acks                                                                */
+
+/*
+ * The forward-only ack word (proto/rfc.c): give the ack for round r unless
+ * a later one is already there.  in_sync_loop: given from the sync loop
+ * (which must never ack SYNC_DONE).  Its subscribers hear it once it is
+ * visible.  Returns 1 if this call gave it.
+ */
+int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop)
+{
+    uint64_t old = ph_load_relaxed(&c->acked_round);
+    while (old < r) {
+        /* release: pairs with the acquire load of the ack word in the
+         * protocol's wait for acks: the primary sees our sync_one() as done. */
+        if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            struct ph_ev x;
+            x.c = c;
+            x.r = r;
+            x.ctx = ctx;
+            x.arg = in_sync_loop;
+            ph_emit(e, PH_E_ACK, &x);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The RFC's shared ack map (proto/posted.c), a bit per participant. */
+int ph_map_test(struct ph_engine *e, int i)
+{
+    /* cpumask_test_cpu(): a plain read */
+    return (int)((ph_load_relaxed(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1);
+}
+
+void ph_map_set(struct ph_engine *e, int i)
+{
+    /* cpumask_set_cpu(): a locked or.  release: pairs with the acquire
+     * loads of the map in ph_map_weight(). */
+    __atomic_fetch_or(&e->sh->sync_ack_map[i / 64], 1ULL << (i % 64), __ATOMIC_RELEASE);
+}
+
+void ph_map_clear(struct ph_engine *e)
+{
+    /* cpumask_clear(): plain stores, after the state was published. */
+    for (int w = 0; w < 16; w++)
+        ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
+}
+
+int ph_map_weight(struct ph_engine *e)
+{
+    int n = 0;
+    for (int w = 0; w < 16; w++)   /* pairs with the release fetch_or in ph_map_set() */
+        n += __builtin_popcountll(ph_load_acquire(&e->sh->sync_ack_map[w]));
+    return n;
+}
+
+/*
+ * cpumask_set_cpu(me) as an ack.  Its subscribers are told which state's
+ * map the bit landed in: the state published when the bit is seen set
+ * after the store, if it is still published (otherwise the primary may
+ * have cleared it: a lost ack, which the hang's diagnosis shows).
+ */
+void ph_ack_map(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync_loop)
+{
+    int me = ph_self.idx;
+    uint64_t r0 = ph_load_acquire(&e->sh->round);         /* pairs: ph_publish() */
+    ph_map_set(e, me);
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    ph_store_relaxed(&c->acked_round, r);                 /* for reports only */
+    /* The same state before and after the set, and the bit still there:
+     * the bit landed in that state's map.  Otherwise it is unknown which
+     * (the primary may have published and cleared in between): not
+     * credited, and the hang's diagnosis shows the map as it was. */
+    if (r0 == r && ph_map_test(e, me) && ph_load_acquire(&e->sh->round) == r) {
+        struct ph_ev x;
+        x.c = c;
+        x.r = r;
+        x.ctx = ctx;
+        x.arg = in_sync_loop;
+        ph_emit(e, PH_E_ACK, &x);
+    }
+}

@@ -295,7 +295,8 @@ struct ph_counters {
     uint64_t ool_exec[4];      /* breakpoints resolved out of line, per execution depth */
     uint64_t nmi_latch;        /* a neighbour's NMI is pending (a NMI latches, never queues) */
     uint64_t session_out;      /* the sessions this thread has left (seen their DONE) */
-    uint64_t pad2[7];          /* to a multiple of 64 bytes (asserted) */
+    uint64_t ev_seen[4];       /* per context: the last state its SEEN event carried (ph_state_read) */
+    uint64_t pad2[3];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

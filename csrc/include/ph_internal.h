@@ -13,6 +13,7 @@
 #include <time.h>
 #include <ucontext.h>
 #include "ph_api.h"
+#include "ph_events.h"
 
 #define PH_MAGIC 0x70796861726e6573ULL   /* "pyharnes" */
 #define PH_CACHELINE 64
@@ -234,6 +235,13 @@ struct ph_proto {
     /* its default steps that a seeded bug may replace (struct ph_steps) */
     void (*ack_state)(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
     int (*await_acks)(struct ph_engine *e, uint64_t r, uint64_t t_pub);
+    /* What it promises the observer: the round thread i's ack stands for,
+     * asked when r is about to be left (0: none) ... */
+    uint64_t (*acked)(struct ph_engine *e, int i, uint64_t r);
+    /* ... and what its primary does at its own breakpoint on a site under
+     * patch (native): write, sync, and return 0 to re-execute, or set the
+     * context to resume out of line and return 1 (trap.c). */
+    int (*bp_primary)(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc);
     uint32_t secsyncs;             /* 1 << PH_SECSYNC_*: the secondary syncs it can run with */
 };
 /* Every protocol's ops (protocols.def), and the table by number (core/engine.c). */
@@ -242,9 +250,7 @@ struct ph_proto {
 #undef PH_PROTOCOL
 extern const struct ph_proto *const ph_protocols[PH_NPROTOCOLS];
 
-/* The rfc protocol's ack, for the seeded bugs built from it (mutants.c). */
-void ph_rfc_give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                     int in_sync_loop);
+/* The rfc protocol's step, for the seeded bugs built from it (mutants.c). */
 void ph_rfc_sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
 /* mutants.c: replace the step the engine's mutant breaks (none: no change). */
 void ph_mutant_apply(struct ph_engine *e);
@@ -306,7 +312,6 @@ static inline const uint8_t *ph_text_bytes(struct ph_engine *e, uint64_t addr)
 int ph_site_find(struct ph_engine *e, uint64_t addr);
 uint64_t ph_site_ool(struct ph_engine *e, int site, int v);
 int ph_site_containing(struct ph_engine *e, uint64_t addr);
-int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value);
 
 /* sync.c: the serializing instructions and membarrier, each recording the
  * evidence that it ran (the observer's, in the thread's counters). */
@@ -314,31 +319,19 @@ void ph_sync_core(struct ph_engine *e);
 void ph_sync_core_method(struct ph_engine *e, int sync);
 long ph_membarrier_core(struct ph_engine *e);
 
-/* check.c: the observer.  The schedule oracle, and hooks placed where the
- * evidence arises; each records violations itself, never trusts a flag. */
+/* observe/: the schedule oracle (the rest of the observer is subscribers) */
 int ph_oracle_init(struct ph_engine *e);
 void ph_oracle_free(struct ph_engine *e);
 int ph_oracle_next(struct ph_engine *e, int n, int *ids);
-void ph_chk_start(struct ph_engine *e);
-void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r);
-void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop);
-void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
-void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len);
-void ph_chk_round_end(struct ph_engine *e);
-void ph_chk_final(struct ph_engine *e);
-void ph_st_aim_primary(struct ph_engine *e, int step);
-void ph_st_aim_secondary(struct ph_engine *e, uint64_t r);
-void ph_chk_sync_build(struct ph_engine *e);
-void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *uc);
-void ph_chk_on_nmi(int sig, siginfo_t *si, void *uc);
 void ph_record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, uint64_t rip);
 
-/* trap.c: the protocol's handlers, entered through check.c's wrappers */
+/* trap.c: the signal entries (they emit TRAP_* and NMI_*) and handlers */
 void ph_bp_handle(int sig, siginfo_t *si, void *uc);
 void ph_nmi_handle(int sig, siginfo_t *si, void *uc);
 int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
+void ph_bp_finish_locally(struct ph_engine *e, const struct ph_patch *p, int sync);
 
 /* core/tables.c */
 uint32_t ph_stress_mask(void);
@@ -367,9 +360,40 @@ int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int threa
                        uint64_t b);
 int ph_nmi_work(struct ph_engine *e);
 
-/* stress.c: aimed stress and the RFC selftest's conditions */
-void ph_st_state_seen(struct ph_engine *e, uint64_t r);
-void ph_st_sync_loop_exec(struct ph_engine *e, int ctx);
+/* stress.c: what a NMI does (the rest of stress is subscribers) */
 void ph_st_nmi_body(struct ph_engine *e, int site);
+
+/*
+ * Read the published state (acquire: pairs with the release store of the
+ * round in ph_publish()).  A value new to this thread in this context is
+ * the SEEN event: every read of the state by a protocol, an executor or a
+ * wait goes through here, so no loop can skip its subscribers.
+ */
+static inline uint64_t ph_state_read(struct ph_engine *e, int ctx)
+{
+    uint64_t r = ph_load_acquire(&e->sh->round);
+    struct ph_counters *c = ph_self.c;
+    if (c && r != c->ev_seen[ctx & 3]) {
+        c->ev_seen[ctx & 3] = r;
+        struct ph_ev x;
+        x.c = c;
+        x.r = r;
+        x.ctx = ctx;
+        ph_emit(e, PH_E_SEEN, &x);
+    }
+    return r;
+}
+
+/* core/primitives.c: the acks (the word, the RFC's map) */
+int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop);
+int ph_map_test(struct ph_engine *e, int i);
+void ph_map_set(struct ph_engine *e, int i);
+void ph_map_clear(struct ph_engine *e);
+int ph_map_weight(struct ph_engine *e);
+void ph_ack_map(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync_loop);
+
+/* kinds/text.c: run a site once (EXEC_ENTER, the call, EXEC_EXIT): its
+ * variant, or -1 (neither). */
+int ph_site_run(struct ph_engine *e, int site, int ctx, uint32_t *value);
 
 #endif

@@ -212,7 +212,12 @@ int ph_text_close(struct ph_engine *e, uint64_t lo, uint64_t hi)
  * state (poke_sync) and by their sync_one(). */
 void ph_text_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len)
 {
-    ph_chk_poke(e, addr, src, len);   /* the observer sees every write before it lands */
+    struct ph_ev x;                   /* its subscribers see every write before it lands */
+    x.c = ph_self.c;
+    x.addr = addr;
+    x.src = src;
+    x.len = len;
+    ph_emit(e, PH_E_POKE, &x);
     volatile uint8_t *dst = e->text_w + (addr - (uint64_t)e->text_x);
     for (size_t i = 0; i < len; i++)
         dst[i] = src[i];
@@ -267,4 +272,33 @@ int ph_site_containing(struct ph_engine *e, uint64_t addr)
     if (addr < base || addr >= base + (uint64_t)e->cfg.nsites * PH_SLOT)
         return -1;
     return (int)((addr - base) / PH_SLOT);
+}
+
+typedef uint32_t (*ph_site_fn)(void);
+
+/*
+ * Run a site once: it is a function returning the value of the variant
+ * that ran.  EXEC_ENTER and EXEC_EXIT frame the call for their subscribers
+ * (the observer counts the traps it took and holds it to the schedule);
+ * an unregistered caller runs it bare.  Returns its variant, or -1.
+ */
+int ph_site_run(struct ph_engine *e, int site, int ctx, uint32_t *value)
+{
+    const struct ph_site *s = &e->sites[site];
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.site = site;
+    x.ctx = ctx;
+    if (x.c)
+        ph_emit(e, PH_E_EXEC_ENTER, &x);
+    uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
+    int got = v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
+    if (value)
+        *value = v;
+    if (x.c) {
+        x.value = v;
+        x.arg = got;
+        ph_emit(e, PH_E_EXEC_EXIT, &x);
+    }
+    return got;
 }

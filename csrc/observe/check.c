@@ -182,8 +182,10 @@ static int entry_still(const struct ph_oround *rd, uint64_t seq)
     return ph_load_relaxed(&rd->seq) == seq;
 }
 
-void ph_chk_start(struct ph_engine *e)
+/* RUN_START: the observer is active from here to RUN_END. */
+void ph_obs_run_start(struct ph_engine *e, struct ph_ev *x)
 {
+    (void)x;
     e->orc.active = 1;
     e->orc.prot_last_ns = 0;
 }
@@ -249,13 +251,16 @@ static uint64_t pack8(const uint8_t *p, int len)
 }
 
 /* ------------------------------------------------------------------ */
-/* Writes to the text (called by the poke primitive, before its stores) */
+/* POKE: a write to the text, before it lands                         */
 
-void ph_chk_poke(struct ph_engine *e, uint64_t addr, const uint8_t *src, size_t len)
+void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
 {
     struct ph_oracle *o = &e->orc;
-    if (!o->active || !len)
-        return;
+    uint64_t addr = x->addr;
+    const uint8_t *src = x->src;
+    size_t len = x->len;
+    if (!o->active || !len || ph_aborted(e))
+        return;             /* after an abort the round's bytes are only completed */
     int idx = ph_self.idx, ctx = ph_current_ctx();
     if (ctx == PH_CTX_THREAD && !sampled(o->seq, POKE_EVERY))
         return;             /* sampled rounds; the breakpoint path's writes always */
@@ -322,18 +327,18 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (i == e->cfg.primary || e->thr[i].role == PH_ROLE_PRIMARY)
             continue;
-        /* Pairs with the release CAS in ph_rfc_give_ack() / fetch_or in map_set(). */
-        uint64_t a = ph_load_acquire(&e->thr[i].acked_round);
-        if (e->cfg.protocol == PH_PROTO_POSTED)   /* the RFC's map: a bit per thread */
-            a = (ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1 ? prev : 0;
+        /* What the protocol says thread i's ack stands for (struct ph_proto). */
+        uint64_t a = e->proto->acked(e, i, prev);
         if (a < prev)
             ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
                          (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
     }
 }
 
-void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
+/* PUBLISH: the primary, just before (or just after) it stores the state. */
+void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
 {
+    uint64_t prev = x->prev, r = x->r;
     struct ph_oracle *o = &e->orc;
     struct ph_counters *pc = &e->thr[e->cfg.primary];
     int idx = ph_self.idx, pst = PH_ROUND_STATE(prev), st = PH_ROUND_STATE(r);
@@ -399,10 +404,13 @@ void ph_chk_publish(struct ph_engine *e, uint64_t prev, uint64_t r)
 }
 
 /* ------------------------------------------------------------------ */
-/* Acks: the ack primitive calls this once its ack is visible           */
+/* ACK: an ack became visible (the ack primitives emit it)            */
 
-void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop)
+void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
 {
+    struct ph_counters *c = x->c;
+    uint64_t r = x->r;
+    int ctx = x->ctx, in_sync_loop = x->arg;
     int st = PH_ROUND_STATE(r);
     ph_count(&c->acks[st], 1);
     if (ctx & PH_CTX_BP)
@@ -425,13 +433,16 @@ void ph_chk_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
 }
 
 /* ------------------------------------------------------------------ */
-/* A secondary that saw state r reads the bytes back, through the view
- * that runs.  After its own ack the primary may already be writing the
- * next step, so the check allows what the next step writes, and counts
- * only if the state has not moved on meanwhile. */
+/* SEEN: a participant that read state r reads the bytes back, through
+ * the view that runs.  A primary that a false ack let go may already be
+ * writing the next step, so the check allows what the next step writes,
+ * and counts only if the state has not moved on meanwhile. */
 
-void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
+void ph_obs_seen(struct ph_engine *e, struct ph_ev *x)
 {
+    struct ph_counters *c = x->c;
+    uint64_t r = x->r;
+    int ctx = x->ctx;
     int st = PH_ROUND_STATE(r);
     uint64_t seq = PH_ROUND_SEQ(r);
     if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
@@ -447,9 +458,9 @@ void ph_chk_seen(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx
     int site = rd->sites[k], newv = rd->newv[k];
     const struct ph_site *s = &e->sites[site];
     uint8_t cur[PH_SITE_MAX_LEN];
-    const volatile uint8_t *x = (const volatile uint8_t *)s->addr;   /* the run view */
+    const volatile uint8_t *run = (const volatile uint8_t *)s->addr;   /* the run view */
     for (int i = 0; i < s->len; i++)
-        cur[i] = x[i];
+        cur[i] = run[i];
     /* Pairs with the release store of the round in publish(): the bytes
      * were read while r was still the state. */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -565,8 +576,10 @@ static void check_protection(struct ph_engine *e)
 
 static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd);
 
-void ph_chk_round_end(struct ph_engine *e)
+/* ROUND_END */
+void ph_obs_round_end(struct ph_engine *e, struct ph_ev *x)
 {
+    (void)x;
     struct ph_oracle *o = &e->orc;
     if (!o->active)
         return;
@@ -599,64 +612,113 @@ static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd)
     }
 }
 
-void ph_chk_final(struct ph_engine *e)
+/* RUN_END: the last round's bytes and the protection, then inactive (a
+ * test hook outside any run is judged by nothing). */
+void ph_obs_run_end(struct ph_engine *e, struct ph_ev *x)
 {
+    (void)x;
     if (!e->orc.active)
         return;
     const struct ph_oround *rd = round_entry(e, e->orc.seq);
     if (rd)
         runview_sweep(e, rd);
     check_protection(e);
+    e->orc.active = 0;
+}
+
+/* VERIFIED: after DONE, every site runs the variant the schedule implies
+ * (not the primary's record of it). */
+void ph_obs_verified(struct ph_engine *e, struct ph_ev *x)
+{
+    int want = ph_load_relaxed(&e->orc.variant[x->site]);
+    if (x->arg >= 0 && x->arg != want)
+        ph_violation(e, PH_INV_NEW_AFTER_DONE, ph_self.idx, x->site, PH_CTX_THREAD, x->r, x->value,
+                     e->sites[x->site].value[want]);
+}
+
+/* SYNC: a serializing instruction ran.  The round the thread had seen just
+ * before it is kept only when the instruction's token proves it ran; every
+ * ack is held to it (ph_obs_ack). */
+void ph_obs_sync(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    int sync = x->arg;
+    ph_count(&c->sync_calls, 1);
+    uint64_t expect = sync == e->cfg.sync ? ph_load_relaxed(&e->sh->sync_token_expect)
+                    : sync == PH_SYNC_CPUID ? e->cpuid_token : 1;
+    if (x->token != expect) {
+        ph_count(&c->sync_bad, 1);
+        return;
+    }
+    /* Forward mostly: a handler that serialized for a later round keeps
+     * it, unless it ran between this load and store (then the value goes
+     * back to what this thread saw; every ack below SYNC_DONE is preceded
+     * by its own sync, so an older value can only make a check stricter). */
+    if (x->r > ph_load_relaxed(&c->sync_round))
+        ph_store_relaxed(&c->sync_round, x->r);
+}
+
+/* MEMBARRIER: a return of 0 is the kernel's word that every CPU running
+ * us was serialized; the round seen before it is the evidence. */
+void ph_obs_membarrier(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    if (x->token == 0) {
+        ph_count(&x->c->mb_calls, 1);
+        ph_store_relaxed(&x->c->mb_round, x->r);
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* Executions                                                          */
 
-typedef uint32_t (*ph_site_fn)(void);
-
 /*
- * Run a site once.  Checks (a) a known variant came back; (o) how many
- * traps the execution took; (m) when the site was not being patched (or a
- * trap resolved it), that the variant is the one the schedule implies.
+ * EXEC_ENTER / EXEC_EXIT frame one run of a site (ph_site_run()).  Checks
+ * (a) a known variant came back; (o) how many traps the execution took;
+ * (m) when the site was not being patched (or a trap resolved it), that
+ * the variant is the one the schedule implies.  The frame (x->f): the
+ * nesting slot, the slot's counts it saved, the round and the site's last
+ * round as the execution began.
  */
-int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
+void ph_obs_exec_enter(struct ph_engine *e, struct ph_ev *x)
 {
-    struct ph_site *s = &e->sites[site];
-    struct ph_counters *c = ph_self.c;
+    struct ph_counters *c = x->c;
     struct ph_oracle *o = &e->orc;
-    if (!c) {
-        uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
-        if (value)
-            *value = v;
-        return v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
-    }
     int64_t d = c->exec_depth + 1;
     int slot = d < 3 ? (int)d : 3;
     c->exec_depth = d;
-    uint64_t saved = c->trap_exec[slot], saved_ool = c->ool_exec[slot];
+    x->f[0] = (uint64_t)slot;
+    x->f[1] = c->trap_exec[slot];
+    x->f[2] = c->ool_exec[slot];
     c->trap_exec[slot] = 0;
     c->ool_exec[slot] = 0;
     /* Pairs with the release stores of the round in publish() and of
      * last_seq in ph_oracle_next(). */
-    uint64_t r0 = ph_load_acquire(&e->sh->round);
-    uint64_t l1 = o->last_seq ? ph_load_acquire(&o->last_seq[site]) : 0;
-    uint32_t v = ((ph_site_fn)(uintptr_t)s->addr)();
+    x->f[3] = ph_load_acquire(&e->sh->round);
+    x->f[4] = o->last_seq ? ph_load_acquire(&o->last_seq[x->site]) : 0;
+}
+
+void ph_obs_exec_exit(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    struct ph_oracle *o = &e->orc;
+    const struct ph_site *s = &e->sites[x->site];
+    int slot = (int)x->f[0], site = x->site, ctx = x->ctx, got = x->arg;
     uint64_t traps = c->trap_exec[slot], ool = c->ool_exec[slot];
-    c->trap_exec[slot] = saved;
-    c->ool_exec[slot] = saved_ool;
-    c->exec_depth = d - 1;
-    if (value)
-        *value = v;
-    int got = v == s->value[0] ? 0 : v == s->value[1] ? 1 : -1;
+    uint64_t r0 = x->f[3], l1 = x->f[4];
+    uint32_t v = x->value;
+    c->trap_exec[slot] = x->f[1];
+    c->ool_exec[slot] = x->f[2];
+    c->exec_depth--;
     if (got < 0) {
         ph_count(&c->exec_torn, 1);
         ph_violation(e, PH_INV_KNOWN_VARIANT, ph_self.idx, site, ctx,
                      ph_load_relaxed(&e->sh->round), v, s->value[0]);
-        return -1;
+        return;
     }
     ph_count(&c->exec[got], 1);
     if (!o->active || PH_ROUND_STATE(r0) == PH_DONE)
-        return got;
+        return;
     /* Stable: the site's last round had finished (SYNC_DONE seen, so every
      * CPU serialized after its bytes) or a trap resolved the execution; and
      * no new round for it was issued while it ran (same last_seq after). */
@@ -664,27 +726,20 @@ int ph_exec_check(struct ph_engine *e, int site, int ctx, uint32_t *value)
     int want = ph_load_acquire(&o->variant[site]);
     uint64_t l2 = ph_load_acquire(&o->last_seq[site]);
     if (l1 != l2)
-        return got;
+        return;
     int stable = traps > 0 || l1 < seq0 || (l1 == seq0 && PH_ROUND_STATE(r0) >= PH_SYNC_DONE);
     if (!stable)
-        return got;
+        return;
     if (ool)               /* run out of line by the primary: the old variant */
         want = !want;
     ph_count(&c->exec_checked, 1);
     if (got != want)   /* a: value, b: the scheduled variant's value, traps in bit 32+ */
         ph_violation(e, PH_INV_SCHEDULE, ph_self.idx, site, ctx, r0,
                      v, s->value[want] | (traps << 32) | (1ULL << 63));
-    return got;
 }
 
 /* ------------------------------------------------------------------ */
-/* Signal entry wrappers                                               */
-
-static int in_our_text(struct ph_engine *e, uint64_t ip)
-{
-    uint64_t lo = (uint64_t)e->text_x;
-    return ip >= lo && ip < lo + e->text_len;
-}
+/* TRAP_* and NMI_*: what the kernel delivered (trap.c's signal entries) */
 
 /*
  * After an emulated breakpoint: the context must be what the scheduled
@@ -701,98 +756,81 @@ static int emulation_wrong(struct ph_engine *e, int site, int v, ucontext_t *uc,
     return k->emulated_check ? k->emulated_check(s, v, ph_site_target(e, site, v), uc, sp0, got) : 0;
 }
 
-void ph_chk_on_sigtrap(int sig, siginfo_t *si, void *ucv)
+/* TRAP_ENTER: count the trap against the execution it interrupts, and
+ * keep what the trap found (x->f: the stack pointer, the site's last
+ * round, the schedule's variant) for the verdict at TRAP_EXIT. */
+void ph_obs_trap_enter(struct ph_engine *e, struct ph_ev *x)
 {
-    int saved_errno = errno;
-    ucontext_t *uc = ucv;
-    /* Pairs with the release store in ph_engine_create(). */
-    struct ph_engine *e = ph_load_acquire(&ph_engine_live);
-    struct ph_counters *c = ph_self.c;
-    uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
-    int ours = e && c && ph_self.e == e && si->si_code == SI_KERNEL && in_our_text(e, ip);
-    int tsite = ours ? ph_site_find(e, ip) : -1;     /* one lookup for all below */
-    if (ours) {
-        int64_t d = c->exec_depth;
-        int slot = d < 3 ? (int)d : 3;
-        uint64_t n = c->trap_exec[slot] + 1;
-        c->trap_exec[slot] = n;
-        ph_count(&c->traps, 1);
-        c->in_bp++;
-        if (tsite >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
-            e->orc.trap_seq[tsite] = e->orc.seq;
-        if (n == PH_TRAP_BOUND + 1)   /* a: traps so far, b: the trap address */
-            ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, tsite, ph_current_ctx(),
-                         ph_load_relaxed(&e->sh->round), n, ip);
-        if (n >= PH_TRAP_HARD) {
-            /* a livelock of traps: end the worker with the evidence */
-            ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
-            syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
-        }
-        /* Probe: send ourselves a NMI from inside the breakpoint handler on
-         * every 16th trap.  Held off as promised, it stays pending until we
-         * return; delivered now, its wrapper sees in_bp and says so.  (In
-         * NMI mode NMIs are allowed there: no probe.) */
-        if ((c->traps & 15) == 1 && !e->cfg.nmi_mode) {
-            ph_count(&c->probes, 1);
-            ph_nmi_self(e);
-        }
+    struct ph_counters *c = x->c;
+    int tsite = x->site;
+    uint64_t ip = x->addr;
+    int64_t d = c->exec_depth;
+    int slot = d < 3 ? (int)d : 3;
+    uint64_t n = c->trap_exec[slot] + 1;
+    c->trap_exec[slot] = n;
+    ph_count(&c->traps, 1);
+    c->in_bp++;
+    if (tsite >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
+        e->orc.trap_seq[tsite] = e->orc.seq;
+    if (n == PH_TRAP_BOUND + 1)   /* a: traps so far, b: the trap address */
+        ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, tsite, ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), n, ip);
+    if (n >= PH_TRAP_HARD) {
+        /* a livelock of traps: end the worker with the evidence */
+        ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
+        syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
     }
-    uint64_t sp0 = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
+    x->f[0] = (uint64_t)x->uc->uc_mcontext.gregs[REG_RSP];
     /* The schedule's variant as the trap found it: once the handler let go
      * of its descriptor the primary may move on and flip the site again. */
-    uint64_t l0 = tsite >= 0 && e->orc.last_seq ? ph_load_acquire(&e->orc.last_seq[tsite]) : 0;
-    int v0 = tsite >= 0 ? ph_load_acquire(&e->orc.variant[tsite]) : 0;
-    ph_bp_handle(sig, si, ucv);
-    if (ours) {
-        int site = tsite;
-        uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = rip;
-        int wrong = 0;
-        if (site >= 0 && e->orc.last_seq && ph_load_acquire(&e->orc.last_seq[site]) != l0)
-            site = -1;      /* a new round for it began meanwhile: no verdict */
-        /* Native: resume exactly at the site, to run it anew.  Emulated:
-         * resumed elsewhere, the context is what the scheduled instruction
-         * does (rewound: a late trap, re-executed). */
-        /* Native on the primary, a block: out of line, the old variant. */
-        uint64_t ool_old = site >= 0 ? ph_site_ool(e, site, !v0) : 0;
-        if (site >= 0 && rip != ip && e->orc.active && !(ool_old && rip == ool_old)) {
-            wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, v0, uc, sp0, &got);
-        } else if (ool_old && rip == ool_old) {
-            int64_t d2 = c->exec_depth;
-            ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
-        }
-        if (wrong)
-            ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
-                         ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);
-        c->in_bp--;
-    }
-    errno = saved_errno;
+    x->f[1] = tsite >= 0 && e->orc.last_seq ? ph_load_acquire(&e->orc.last_seq[tsite]) : 0;
+    x->f[2] = tsite >= 0 ? (uint64_t)ph_load_acquire(&e->orc.variant[tsite]) : 0;
 }
 
-void ph_chk_on_nmi(int sig, siginfo_t *si, void *ucv)
+/* TRAP_EXIT: where the handler resumed the context. */
+void ph_obs_trap_exit(struct ph_engine *e, struct ph_ev *x)
 {
-    int saved_errno = errno;
-    struct ph_engine *e = ph_load_acquire(&ph_engine_live);  /* pairs: ph_engine_create() */
-    struct ph_counters *c = ph_self.c;
-    int ours = e && c && ph_self.e == e;
-    if (ours) {
-        /* The latch a neighbour set (stress.c) opens again: another NMI may
-         * now be pending, one at most.  Pairs with its acq_rel exchange. */
-        ph_store_release(&c->nmi_latch, 0);
-        /* In NMI mode a NMI may land in a breakpoint handler (the RFC's
-         * breakpoint, NMI, breakpoint); never inside a NMI. */
-        if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)   /* a: bp depth, b: NMI depth */
-            ph_violation(e, PH_INV_NMI_HELD_OFF, ph_self.idx, -1, ph_current_ctx(),
-                         ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi);
-        c->in_nmi++;
-        if ((ph_load_relaxed(&c->nmis) & 31) == 7) {
-            ph_count(&c->probes, 1);
-            ph_nmi_self(e);          /* must wait until we return */
-        }
+    struct ph_counters *c = x->c;
+    ucontext_t *uc = x->uc;
+    uint64_t ip = x->addr, sp0 = x->f[0], l0 = x->f[1];
+    int v0 = (int)x->f[2], site = x->site;
+    uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP], got = rip;
+    int wrong = 0;
+    if (site >= 0 && e->orc.last_seq && ph_load_acquire(&e->orc.last_seq[site]) != l0)
+        site = -1;      /* a new round for it began meanwhile: no verdict */
+    /* Native: resume exactly at the site, to run it anew.  Emulated:
+     * resumed elsewhere, the context is what the scheduled instruction
+     * does (rewound: a late trap, re-executed). */
+    /* Native on the primary, a block: out of line, the old variant. */
+    uint64_t ool_old = site >= 0 ? ph_site_ool(e, site, !v0) : 0;
+    if (site >= 0 && rip != ip && e->orc.active && !(ool_old && rip == ool_old)) {
+        wrong = e->cfg.bp == PH_BP_NATIVE ? 5 : emulation_wrong(e, site, v0, uc, sp0, &got);
+    } else if (ool_old && rip == ool_old) {
+        int64_t d2 = c->exec_depth;
+        ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
     }
-    ph_nmi_handle(sig, si, ucv);
-    if (ours)
-        c->in_nmi--;
-    errno = saved_errno;
+    if (wrong)
+        ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);
+    c->in_bp--;
+}
+
+/* NMI_ENTER: in NMI mode a NMI may land in a breakpoint handler (the RFC's
+ * breakpoint, NMI, breakpoint); never inside a NMI.  a: bp depth, b: NMI
+ * depth, as the entries counted them. */
+void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)
+        ph_violation(e, PH_INV_NMI_HELD_OFF, ph_self.idx, -1, ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi);
+    c->in_nmi++;
+}
+
+void ph_obs_nmi_exit(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    x->c->in_nmi--;
 }
 
 /* ------------------------------------------------------------------ */
@@ -811,8 +849,9 @@ __attribute__((noinline)) static uint64_t plain_call(int sync)
  * instruction was optimized away, or replaced, fails both.  Best of 5
  * batches of 64 each, so a preempted batch cannot fake a cost.
  */
-void ph_chk_sync_build(struct ph_engine *e)
+void ph_obs_sync_in_build(struct ph_engine *e, struct ph_ev *x)
 {
+    (void)x;
     int sync = e->cfg.sync;
     uint64_t expect = ph_sync_token_expect(sync), tok = 0, best_s = UINT64_MAX,
              best_p = UINT64_MAX, sink = 0;

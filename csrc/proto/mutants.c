@@ -36,7 +36,7 @@ static void mut_skip_ack_wait(struct ph_steps *s) { s->await_acks = await_nothin
 static void ack_without_sync(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
 {
     if (ph_load_relaxed(&c->acked_round) < r)
-        ph_rfc_give_ack(e, c, r, ctx, 1);
+        ph_ack_word(e, c, r, ctx, 1);
 }
 
 /* (a protocol whose secondaries have no such step, the posted one, is left as it is) */
@@ -52,7 +52,7 @@ static void ack_twice(struct ph_engine *e, struct ph_counters *c, uint64_t r, in
     if (ph_load_relaxed(&c->acked_round) >= r)
         return;
     ph_rfc_sync_and_ack(e, c, r, ctx);
-    ph_rfc_give_ack(e, c, r + 1, ctx, 1);
+    ph_ack_word(e, c, r + 1, ctx, 1);
 }
 
 static void mut_double_ack(struct ph_steps *s)
@@ -78,7 +78,7 @@ static void sync_loop_runs_site(struct ph_engine *e, int st, int ctx)
         return;
     int32_t n = ph_load_acquire(&e->cur_n);  /* pairs: the release store in patch_batch() */
     if (n > 0)
-        ph_exec_check(e, e->cur_ids[0], ctx, NULL);
+        ph_site_run(e, e->cur_ids[0], ctx, NULL);
 }
 
 static void mut_patch_sync_loop(struct ph_steps *s) { s->sync_loop_state = sync_loop_runs_site; }

@@ -30,38 +30,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <ucontext.h>
 #include "ph_internal.h"
 
 /* ------------------------------------------------------------------ */
-/* The map                                                             */
-
-static int map_test(struct ph_engine *e, int i)
-{
-    /* cpumask_test_cpu(): a plain read */
-    return (int)((ph_load_relaxed(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1);
-}
-
-static void map_set(struct ph_engine *e, int i)
-{
-    /* cpumask_set_cpu(): a locked or.  release: pairs with the acquire
-     * loads of the map in wait_for_acks(). */
-    __atomic_fetch_or(&e->sh->sync_ack_map[i / 64], 1ULL << (i % 64), __ATOMIC_RELEASE);
-}
-
-static void map_clear(struct ph_engine *e)
-{
-    /* cpumask_clear(): plain stores, after the state was published. */
-    for (int w = 0; w < 16; w++)
-        ph_store_relaxed(&e->sh->sync_ack_map[w], 0);
-}
-
-static int map_weight(struct ph_engine *e)
-{
-    int n = 0;
-    for (int w = 0; w < 16; w++)   /* pairs with the release fetch_or in map_set() */
-        n += __builtin_popcountll(ph_load_acquire(&e->sh->sync_ack_map[w]));
-    return n;
-}
+/* The map: core/primitives.c (ph_map_*), cpumask's operations.         */
 
 static int state_of(uint64_t r)
 {
@@ -74,34 +47,13 @@ static void sync_one(struct ph_engine *e, int ctx)
     ph_sync_core_method(e, (ctx & PH_CTX_NMI) ? PH_SYNC_CPUID : e->cfg.sync);
 }
 
-/*
- * cpumask_set_cpu(me) as an ack.  The observer is told which state's map
- * the bit landed in: the state published when the bit is seen set after
- * the store, if it is still published (otherwise the primary may have
- * cleared it: a lost ack, which the hang's diagnosis shows).
- */
-static void posted_ack(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync_loop)
-{
-    int me = ph_self.idx;
-    uint64_t r0 = ph_load_acquire(&e->sh->round);         /* pairs: ph_publish() */
-    map_set(e, me);
-    uint64_t r = ph_load_acquire(&e->sh->round);
-    ph_store_relaxed(&c->acked_round, r);                 /* for reports only */
-    /* The same state before and after the set, and the bit still there:
-     * the bit landed in that state's map.  Otherwise it is unknown which
-     * (the primary may have published and cleared in between): not
-     * credited, and the hang's diagnosis shows the map as it was. */
-    if (r0 == r && map_test(e, me) && ph_load_acquire(&e->sh->round) == r)
-        ph_chk_ack(e, c, r, ctx, in_sync_loop);
-}
-
 /* smp_cond_load_acquire(&tps->state, VAL != prev), with our deadline. */
 static uint64_t wait_state_not(struct ph_engine *e, int prev, int ctx, int *err)
 {
     struct ph_counters *c = ph_self.c;
     uint64_t spins = 0, t0 = 0, deadline = 0;
     for (;;) {
-        uint64_t r = ph_load_acquire(&e->sh->round);      /* pairs: ph_publish() */
+        uint64_t r = ph_state_read(e, ctx);
         if (state_of(r) != prev)
             return r;
         int rc = ph_wait_step(e, &spins, &t0, &deadline);
@@ -134,21 +86,16 @@ static void posted_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
         if (err)
             break;
         /* prevstate = READ_ONCE(tps->state) */
-        r = ph_load_relaxed(&e->sh->round);
+        r = ph_state_read(e, ctx);
         prevstate = state_of(r);
         ph_store_relaxed(&c->seen_round, r);
         if (ctx != PH_CTX_THREAD)
             ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
-        ph_st_state_seen(e, r);
         c->where = PH_WHERE_SYNC_TEST;
-        acked = map_test(e, me);
+        acked = ph_map_test(e, me);
         if (prevstate < PH_SYNC_DONE && !acked) {
-            ph_st_sync_loop_exec(e, ctx);     /* the selftest: before acking */
-            if (ctx == PH_CTX_THREAD)
-                ph_st_aim_secondary(e, r);
             sync_one(e, ctx);
-            posted_ack(e, c, ctx, 1);
-            ph_chk_seen(e, c, r, ctx);
+            ph_ack_map(e, c, ctx, 1);
         }
     } while (prevstate < PH_SYNC_DONE);
     c->where = where;
@@ -162,15 +109,14 @@ static int posted_finish(struct ph_engine *e, int ctx)
     struct ph_counters *c = ph_self.c;
     int err = 0;
     for (;;) {
-        uint64_t r = ph_load_acquire(&e->sh->round);      /* pairs: ph_publish() */
+        uint64_t r = ph_state_read(e, ctx);
         int state = state_of(r);
         ph_store_relaxed(&c->seen_round, r);
         c->where = PH_WHERE_FINISH_LOOP;
         if (state == PH_SYNC_DONE) {
             /* Ack that we have seen the end of this iteration, without
              * testing the bit first, then wait for the next. */
-            posted_ack(e, c, ctx, 0);
-            ph_st_state_seen(e, r);
+            ph_ack_map(e, c, ctx, 0);
             c->where = PH_WHERE_FINISH_WAIT;
             wait_state_not(e, PH_SYNC_DONE, ctx, &err);
             if (err)
@@ -202,14 +148,14 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     int64_t where = c->where;
     int num_acks = (int)e->sh->num_acks;
     c->where = PH_WHERE_WAIT_ACKS;
-    map_set(e, ph_self.idx);                 /* the primary's own bit */
-    while (map_weight(e) < num_acks) {
+    ph_map_set(e, ph_self.idx);              /* the primary's own bit */
+    while (ph_map_weight(e) < num_acks) {
         ph_beat(c);
         int timed_out = ph_spin_step(e, &spins, deadline) < 0;
         if (timed_out || ph_aborted(e)) {
             /* b: the weight reached, and num_acks */
             int rc = ph_ack_wait_failed(e, r, timed_out, ph_self.idx, ph_current_ctx(),
-                                        ((uint64_t)map_weight(e) << 16) | (uint64_t)num_acks |
+                                        ((uint64_t)ph_map_weight(e) << 16) | (uint64_t)num_acks |
                                         (2ULL << 40));
             c->where = where;
             return rc;
@@ -234,7 +180,7 @@ static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, in
     /* smp_store_release(&tps->state, state); then cpumask_clear(), nothing
      * of ours between them (the trace comes after). */
     ph_publish_store(e, r);
-    map_clear(e);
+    ph_map_clear(e);
     uint64_t t_pub = ph_publish_trace(e, r, step);
     sync_one(e, ph_current_ctx());
     ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
@@ -255,9 +201,26 @@ static int posted_stuck(struct ph_engine *e, int *out, int max)
         return 0;
     int n = 0;
     for (int i = 0; i < e->cfg.nthreads && n < max; i++)
-        if (i != e->cfg.primary && !map_test(e, i))
+        if (i != e->cfg.primary && !ph_map_test(e, i))
             out[n++] = i;
     return n;
+}
+
+/* What an ack means to the observer: a bit in the one map, for the state
+ * published (the map is cleared after each). */
+static uint64_t posted_acked(struct ph_engine *e, int i, uint64_t r)
+{
+    return (ph_load_acquire(&e->sh->sync_ack_map[i / 64]) >> (i % 64)) & 1 ? r : 0;   /* pairs: ph_map_set() */
+}
+
+/* The primary's own breakpoint: the posted code finishes the site locally,
+ * whatever its length, with sync_one() (CPUID in NMI context). */
+static int posted_bp_primary(struct ph_engine *e, const struct ph_patch *p, int site,
+                             ucontext_t *uc)
+{
+    (void)site; (void)uc;
+    ph_bp_finish_locally(e, p, ph_self.c->nmi_active ? PH_SYNC_CPUID : e->cfg.sync);
+    return 0;
 }
 
 const struct ph_proto ph_proto_posted = {
@@ -269,5 +232,7 @@ const struct ph_proto ph_proto_posted = {
     .stuck = posted_stuck,
     .ack_state = NULL,              /* its secondaries' acks are its own sync loop's */
     .await_acks = wait_for_acks,
+    .acked = posted_acked,
+    .bp_primary = posted_bp_primary,
     .secsyncs = 1u << PH_SECSYNC_ACK,  /* stop_machine: no executors, no membarrier */
 };

@@ -26,28 +26,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include "ph_internal.h"
-
-/*
- * Give the ack for round r.  in_sync_loop: called from the sync loop (which
- * must never ack SYNC_DONE).  The observer counts it and holds it to the
- * serialization evidence once it is visible.
- */
-void ph_rfc_give_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
-                     int in_sync_loop)
-{
-    uint64_t old = ph_load_relaxed(&c->acked_round);
-    while (old < r) {
-        /* release: pairs with the acquire load of the ack word in
-         * wait_for_acks(): the primary sees our sync_one() as done. */
-        if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            ph_chk_ack(e, c, r, ctx, in_sync_loop);
-            return;
-        }
-    }
-}
 
 /* The secondary's handling of one observed state below SYNC_DONE. */
 void ph_rfc_sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
@@ -57,7 +38,7 @@ void ph_rfc_sync_and_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r,
     ph_sync_core(e);
     if (ctx != PH_CTX_THREAD)
         ph_trace(e, PH_EV_SYNC, ctx, -1, r, 0);
-    ph_rfc_give_ack(e, c, r, ctx, 1);
+    ph_ack_word(e, c, r, ctx, 1);
 }
 
 /*
@@ -79,8 +60,7 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
     int64_t where = c->where;
     if (ctx == PH_CTX_THREAD)
         c->where = PH_WHERE_SYNC_LOOP;
-    /* Pairs with the release store of the round in publish(). */
-    uint64_t r = ph_load_acquire(&e->sh->round), waited = 0;
+    uint64_t r = ph_state_read(e, ctx), waited = 0;
     while (PH_ROUND_SEQ(r) < min_seq) {
         int err = 0;
         r = ph_wait_round_change(e, r, ctx, &err, &waited);
@@ -94,20 +74,11 @@ static void rfc_sync_site(struct ph_engine *e, int ctx, uint64_t min_seq)
         ph_store_relaxed(&c->seen_round, r);
         if (ctx != PH_CTX_THREAD)   /* where state jumps happen */
             ph_trace(e, PH_EV_STATE_SEEN, ctx, -1, r, 0);
-        ph_st_state_seen(e, r);
         if (e->steps.sync_loop_state)
             e->steps.sync_loop_state(e, st, ctx);
         if (st >= PH_SYNC_DONE)
             break;
-        if (e->cfg.force_nmi & 2 && ctx == PH_CTX_THREAD && st == PH_SYNC_0 &&
-            ph_load_relaxed(&c->acked_round) < r)
-            ph_nmi_self(e);         /* take the breakpoint in NMI context */
-        if (ctx == PH_CTX_THREAD)
-            ph_st_aim_secondary(e, r);
-        if (ph_load_relaxed(&c->acked_round) < r)
-            ph_st_sync_loop_exec(e, ctx);   /* the selftest: run the site before acking */
         PH_STEP(e, ack_state, ph_rfc_sync_and_ack, e, c, r, ctx);
-        ph_chk_seen(e, c, r, ctx);
         ph_account_wait(c, waited);
         r = ph_wait_round_change(e, r, ctx, &err, &waited);
         if (err)
@@ -132,7 +103,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (!acks_from(e, i))
             continue;
-        /* Pairs with the release CAS of the ack word in ph_rfc_give_ack(). */
+        /* Pairs with the release CAS of the ack word in ph_ack_word(). */
         while (ph_load_acquire(&e->thr[i].acked_round) < r) {
             ph_beat(c);
             int timed_out = ph_spin_step(e, &spins, deadline) < 0;
@@ -182,8 +153,7 @@ static int rfc_finish(struct ph_engine *e, int ctx)
     c->where = PH_WHERE_FINISH_LOOP;
     int err = 0;
     uint64_t waited = 0;
-    /* Pairs with the release store in publish(). */
-    uint64_t r = ph_load_acquire(&e->sh->round);
+    uint64_t r = ph_state_read(e, ctx);
     for (;;) {
         int st = PH_ROUND_STATE(r);
         ph_store_relaxed(&c->seen_round, r);
@@ -191,16 +161,14 @@ static int rfc_finish(struct ph_engine *e, int ctx)
             break;
         if (st < PH_SYNC_DONE) {
             rfc_sync_site(e, ctx, 0);
-            r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+            r = ph_state_read(e, ctx);
             if (ph_aborted(e))
                 return -ECANCELED;
             continue;
         }
         /* SYNC_DONE: acked here, in thread context, after the sync loop
          * (and any breakpoint context) has been left. */
-        ph_rfc_give_ack(e, c, r, ctx, 0);
-        ph_chk_seen(e, c, r, ctx);
-        ph_st_state_seen(e, r);
+        ph_ack_word(e, c, r, ctx, 0);
         ph_account_wait(c, waited);
         r = ph_wait_round_change(e, r, ctx, &err, &waited);
         if (err)
@@ -217,7 +185,7 @@ static void rfc_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_
     if (PH_ROUND_STATE(r) < PH_SYNC_DONE)
         PH_STEP(e, ack_state, ph_rfc_sync_and_ack, e, c, r, PH_CTX_THREAD);
     else
-        ph_rfc_give_ack(e, c, r, PH_CTX_THREAD, 0);
+        ph_ack_word(e, c, r, PH_CTX_THREAD, 0);
 }
 
 static int rfc_stuck(struct ph_engine *e, int *out, int max)
@@ -232,11 +200,37 @@ static int rfc_stuck(struct ph_engine *e, int *out, int max)
     }
     int n = 0;
     for (int i = 0; i < e->cfg.nthreads && n < max; i++)
-        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: ph_rfc_give_ack() */
+        if (acks_from(e, i) && ph_load_acquire(&e->thr[i].acked_round) < r)   /* pairs: ph_ack_word() */
             out[n++] = i;
     return n;
 }
 
+/* What an ack of thread i means to the observer: the last round in its word. */
+static uint64_t rfc_acked(struct ph_engine *e, int i, uint64_t r)
+{
+    (void)r;
+    return ph_load_acquire(&e->thr[i].acked_round);   /* pairs: ph_ack_word() */
+}
+
+/*
+ * The primary's own breakpoint (a NMI during its patching).  A block (a
+ * site its kind runs out of line): another CPU may be between its
+ * instructions (it entered before the INT3), so finishing the site here
+ * would tear that execution; run the old variant out of line instead and
+ * write nothing -- the state machine writes the rest once every CPU acked.
+ * (The RFC as posted finishes locally: a finding, README.)  A single
+ * instruction: finish it locally.  Returns 1 when resumed out of line.
+ */
+static int rfc_bp_primary(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc)
+{
+    uint64_t ool = ph_site_ool(e, site, !p->new_variant);
+    if (ool) {
+        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ool;
+        return 1;
+    }
+    ph_bp_finish_locally(e, p, e->cfg.sync);
+    return 0;
+}
 
 const struct ph_proto ph_proto_rfc = {
     .name = "rfc",
@@ -247,5 +241,7 @@ const struct ph_proto ph_proto_rfc = {
     .stuck = rfc_stuck,
     .ack_state = ph_rfc_sync_and_ack,
     .await_acks = wait_for_acks,
+    .acked = rfc_acked,
+    .bp_primary = rfc_bp_primary,
     .secsyncs = 1u << PH_SECSYNC_ACK | 1u << PH_SECSYNC_MEMBARRIER,
 };

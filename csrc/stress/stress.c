@@ -8,14 +8,16 @@
  *   - a secondary runs the site under patch from its own sync loop before
  *     acking, guarded against recursion (PH_STRESS_SYNC_LOOP_EXEC);
  *   - the primary runs the site in thread context right after SYNC_0
- *     (PH_STRESS_PRIMARY_EXEC, protocol.c);
+ *     (PH_STRESS_PRIMARY_EXEC);
  *   - the NMI handler's levels: (1) run the site, (2) also take a lock
  *     shared by all threads, (3) also hold it for 1 us (cfg.nmi_level);
  *   - paired sites, a lock and its unlock switched together
  *     (PH_STRESS_PAIRED): a NMI runs the lock site, the lock, the unlock
  *     site, and the two must be the same variant (invariant t).
  *
- * Everything here may run in a signal handler: async-signal-safe.
+ * Each condition is a subscriber (include/subscribers.def): the protocols
+ * never call it.  Everything here may run in a signal handler:
+ * async-signal-safe.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,11 +25,19 @@
 #include <unistd.h>
 #include "ph_internal.h"
 
+/* Stress acts on the secondaries' view of the run: their thread's role. */
+static int is_role(const struct ph_ev *x, int role)
+{
+    return x->c && x->c->role == role;
+}
+
 /* ------------------------------------------------------------------ */
 /* Aim: executions and NMIs into the windows between a round's pokes.  */
 
-void ph_st_aim_primary(struct ph_engine *e, int step)
+/* STEP_DONE: the primary wrote one step (x->arg) of a round. */
+void ph_st_aim_primary(struct ph_engine *e, struct ph_ev *x)
 {
+    int step = x->arg;
     if (!(e->cfg.aim & PH_AIM_PRIMARY) || !e->orc.active)
         return;
     /* Round k aims a NMI at step k % 4 (INT3, tail, byte 0); the fourth
@@ -39,27 +49,103 @@ void ph_st_aim_primary(struct ph_engine *e, int step)
     else if (aim == 4 && step == 1) {
         int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
         if (n > 0)
-            ph_exec_check(e, e->cur_ids[0], PH_CTX_THREAD, NULL);
+            ph_site_run(e, e->cur_ids[0], PH_CTX_THREAD, NULL);
     }
 }
 
-void ph_st_aim_secondary(struct ph_engine *e, uint64_t r)
+/* SYNC_BEGIN: a secondary NMIs itself on a new state, before it
+ * serializes and acks it; the states rotate with the round, so each state
+ * of each site gets hit. */
+void ph_st_aim_secondary(struct ph_engine *e, struct ph_ev *x)
 {
-    struct ph_counters *c = ph_self.c;
-    if (!(e->cfg.aim & PH_AIM_SECONDARY) || !e->orc.active || !c || c->in_nmi || c->in_bp)
+    struct ph_counters *c = x->c;
+    if (!(e->cfg.aim & PH_AIM_SECONDARY) || !e->orc.active || !is_role(x, PH_ROLE_SECONDARY) ||
+        x->ctx != PH_CTX_THREAD || c->in_nmi || c->in_bp || PH_ROUND_STATE(x->r) >= PH_SYNC_DONE)
         return;
-    /* States rotate with the round, so each state of each site gets hit. */
-    if ((int)(PH_ROUND_SEQ(r) & 3) == PH_ROUND_STATE(r))
+    if ((int)(PH_ROUND_SEQ(x->r) & 3) == PH_ROUND_STATE(x->r))
         ph_nmi_self(e);
+}
+
+/* SEEN (without acks) or the executor's own ACK (with them: the window
+ * before the next poke): executors run the sites under patch at once. */
+void ph_st_aim_executor(struct ph_engine *e, struct ph_ev *x)
+{
+    if (!(e->cfg.aim & PH_AIM_EXECUTOR) || !is_role(x, PH_ROLE_EXECUTOR) ||
+        x->ctx != PH_CTX_THREAD || PH_ROUND_STATE(x->r) == PH_DONE)
+        return;
+    /* with acks, at the ack (its ACK event); without, at the state (SEEN) */
+    if ((e->cfg.secsync == PH_SECSYNC_ACK) != (x->c->acked_round == x->r))
+        return;
+    int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
+    for (int32_t i = 0; i < n && i < 4; i++)
+        ph_site_run(e, e->cur_ids[i], PH_CTX_THREAD, NULL);
+}
+
+/* SYNC_BEGIN: --force-nmi 2, a secondary NMIs itself before it acks
+ * SYNC_0, to take the breakpoint in NMI context. */
+void ph_st_force_nmi(struct ph_engine *e, struct ph_ev *x)
+{
+    if ((e->cfg.force_nmi & 2) && is_role(x, PH_ROLE_SECONDARY) && x->ctx == PH_CTX_THREAD &&
+        PH_ROUND_STATE(x->r) == PH_SYNC_0 && ph_load_relaxed(&x->c->acked_round) < x->r)
+        ph_nmi_self(e);
+}
+
+/* STATE_ACKED (SYNC_0): --force-nmi 1, the primary NMIs itself to hit its
+ * own INT3 in NMI context; the RFC selftest's primary runs the site in
+ * thread context. */
+void ph_st_primary_exec(struct ph_engine *e, struct ph_ev *x)
+{
+    if (PH_ROUND_STATE(x->r) != PH_SYNC_0)
+        return;
+    if (e->cfg.force_nmi & 1)
+        ph_nmi_self(e);
+    if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
+        ph_site_run(e, x->site, ph_current_ctx(), NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Probes: NMIs sent where the protocol promises to hold them off; the  */
+/* observer's NMI_ENTER sees whether they were (invariant nmi-held-off). */
+
+/* TRAP_ENTER, after the observer counted it: every 16th trap sends a NMI
+ * from inside the breakpoint handler.  Held off as promised, it stays
+ * pending until the handler returns.  (In NMI mode NMIs are allowed
+ * there: no probe.) */
+void ph_st_trap_probe(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    if ((c->traps & 15) == 1 && !e->cfg.nmi_mode) {
+        ph_count(&c->probes, 1);
+        ph_nmi_self(e);
+    }
+}
+
+/* NMI_ENTER: every 32nd NMI sends another, which must wait until it returns. */
+void ph_st_nmi_probe(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    if ((ph_load_relaxed(&c->nmis) & 31) == 7) {
+        ph_count(&c->probes, 1);
+        ph_nmi_self(e);
+    }
+}
+
+/* NMI_ENTER, first: the latch a neighbour set (ph_st_neighbour_nmi) opens
+ * again -- another NMI may now be pending, one at most.  Pairs with its
+ * acq_rel exchange. */
+void ph_st_nmi_latch(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    ph_store_release(&x->c->nmi_latch, 0);
 }
 
 /* ------------------------------------------------------------------ */
 /* The RFC selftest's conditions                                       */
 
-void ph_st_state_seen(struct ph_engine *e, uint64_t r)
+/* SEEN: a secondary NMIs its neighbour at every state change. */
+void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
 {
-    (void)r;
-    if (!(e->cfg.stress & PH_STRESS_NEIGHBOUR_NMI) || ph_self.idx == e->cfg.primary)
+    if (!(e->cfg.stress & PH_STRESS_NEIGHBOUR_NMI) || !is_role(x, PH_ROLE_SECONDARY))
         return;
     int n = (ph_self.idx + 1) % e->cfg.nthreads;
     pid_t tid = (pid_t)ph_load_relaxed(&e->thr[n].tid);
@@ -67,27 +153,30 @@ void ph_st_state_seen(struct ph_engine *e, uint64_t r)
      * would queue (a real-time signal), and a target that spends a session
      * inside its own NMI would collect thousands, up to the queue's limit,
      * after which no NMI could be sent at all.  acq_rel: pairs with the
-     * release store that clears the latch in the NMI wrapper (check.c). */
+     * release store that clears the latch (ph_st_nmi_latch). */
     if (tid > 0 && !__atomic_exchange_n(&e->thr[n].nmi_latch, 1, __ATOMIC_ACQ_REL)) {
         if (syscall(SYS_tgkill, getpid(), tid, e->nmi_signal) < 0)
             ph_store_release(&e->thr[n].nmi_latch, 0);   /* not sent: not pending */
     }
 }
 
-void ph_st_sync_loop_exec(struct ph_engine *e, int ctx)
+/* SYNC_BEGIN: a secondary runs the site under patch from its own sync
+ * loop, before it serializes and acks a state below SYNC_DONE (in the
+ * posted code: between its test_bit and its set_bit, as patch 21 does). */
+void ph_st_sync_loop_exec(struct ph_engine *e, struct ph_ev *x)
 {
-    struct ph_counters *c = ph_self.c;
+    struct ph_counters *c = x->c;
     /* From the thread's own sync loop only: not from a breakpoint handler's
      * re-entry (a NMI may have taken the breakpoint before the thread's
      * execution set the guard), where running the site would recurse. */
-    if (!(e->cfg.stress & PH_STRESS_SYNC_LOOP_EXEC) || c->guard || (ctx & PH_CTX_BP) ||
-        c->bp_depth)
+    if (!(e->cfg.stress & PH_STRESS_SYNC_LOOP_EXEC) || !is_role(x, PH_ROLE_SECONDARY) ||
+        PH_ROUND_STATE(x->r) >= PH_SYNC_DONE || c->guard || (x->ctx & PH_CTX_BP) || c->bp_depth)
         return;
     int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
     if (n <= 0)
         return;
     c->guard = 1;                             /* the per-thread recursion guard */
-    ph_exec_check(e, e->cur_ids[0], ctx, NULL);
+    ph_site_run(e, e->cur_ids[0], x->ctx, NULL);
     c->guard = 0;
 }
 
@@ -129,20 +218,20 @@ void ph_st_nmi_body(struct ph_engine *e, int site)
     if (e->cfg.stress & PH_STRESS_PAIRED) {
         int lk = site & ~1, un = lk + 1;
         uint32_t vl, vu;
-        int a = ph_exec_check(e, lk, PH_CTX_NMI, &vl);
+        int a = ph_site_run(e, lk, PH_CTX_NMI, &vl);
         int locked = level >= 2 && st_lock(e) == 0;
         if (locked && level >= 3)
             ph_busy_wait(1000);
         if (locked)
             st_unlock(e);
-        int b = ph_exec_check(e, un, PH_CTX_NMI, &vu);
+        int b = ph_site_run(e, un, PH_CTX_NMI, &vu);
         ph_count(&c->pair_checks, 1);
         if (a >= 0 && b >= 0 && a != b)   /* a: lock's variant, b: unlock's */
             ph_violation(e, PH_INV_PAIRED, ph_self.idx, lk, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), (uint64_t)a, (uint64_t)b);
         return;
     }
-    ph_exec_check(e, site, PH_CTX_NMI, NULL);
+    ph_site_run(e, site, PH_CTX_NMI, NULL);
     if (level >= 2 && st_lock(e) == 0) {
         if (level >= 3)
             ph_busy_wait(1000);

@@ -153,9 +153,10 @@ void ph_sync_one(int sync)
     (void)ph_sync_token(sync);
 }
 
-/* sync_one() for a participant: the round it had seen when it serialized,
- * kept only when the instruction's token proves the instruction ran.  The
- * observer holds every ack to it (check.c, ph_chk_ack). */
+/* sync_one() for a participant: the SYNC event carries the round it had
+ * seen just before the instruction and the token the instruction returned;
+ * the observer keeps the round only when the token proves the instruction
+ * ran, and holds every ack to it (observe/check.c). */
 void ph_sync_core(struct ph_engine *e)
 {
     ph_sync_core_method(e, e->cfg.sync);
@@ -165,39 +166,35 @@ void ph_sync_core(struct ph_engine *e)
  * NMI context, the configured method otherwise). */
 void ph_sync_core_method(struct ph_engine *e, int sync)
 {
-    struct ph_counters *c = ph_self.c;
+    struct ph_ev x;
     /* Pairs with the release store of the round in publish(): what we saw
      * before the instruction is what the instruction serializes after. */
-    uint64_t seen = ph_load_acquire(&e->sh->round);
-    uint64_t tok = ph_sync_token(sync);
-    if (!c)
-        return;
-    ph_count(&c->sync_calls, 1);
-    uint64_t expect = sync == e->cfg.sync ? ph_load_relaxed(&e->sh->sync_token_expect)
-                    : sync == PH_SYNC_CPUID ? e->cpuid_token : 1;
-    if (tok != expect) {
-        ph_count(&c->sync_bad, 1);
-        return;
-    }
-    /* Forward mostly: a handler that serialized for a later round keeps
-     * it, unless it ran between this load and store (then the value goes
-     * back to what this thread saw; every ack below SYNC_DONE is preceded
-     * by its own sync, so an older value can only make a check stricter). */
-    if (seen > ph_load_relaxed(&c->sync_round))
-        ph_store_relaxed(&c->sync_round, seen);
+    x.r = ph_load_acquire(&e->sh->round);
+    x.c = ph_self.c;
+    /* the context as the signal entries counted it (not the protocol's flags) */
+    x.ctx = x.c ? (x.c->in_nmi ? PH_CTX_NMI : 0) | (x.c->in_bp ? PH_CTX_BP : 0) : PH_CTX_THREAD;
+    x.arg = sync;
+    if (x.c)
+        ph_emit(e, PH_E_SYNC_BEGIN, &x);
+    x.token = ph_sync_token(sync);
+    if (x.c)
+        ph_emit(e, PH_E_SYNC, &x);
 }
 
 /* membarrier(PRIVATE_EXPEDITED_SYNC_CORE) for the primary, upstream style:
  * a return of 0 is the kernel's word that every CPU running us was
- * serialized; the round seen before it is the evidence (check.c). */
+ * serialized; the round seen before it goes with the MEMBARRIER event. */
 long ph_membarrier_core(struct ph_engine *e)
 {
-    struct ph_counters *c = ph_self.c;
-    uint64_t seen = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
     long rc = syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
-    if (rc == 0 && c) {
-        ph_count(&c->mb_calls, 1);
-        ph_store_relaxed(&c->mb_round, seen);
+    if (x.c) {
+        int err = errno;                        /* the caller reads it */
+        x.token = (uint64_t)rc;
+        ph_emit(e, PH_E_MEMBARRIER, &x);
+        errno = err;
     }
     return rc;
 }

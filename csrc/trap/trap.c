@@ -2,8 +2,10 @@
  * trap.c -- the breakpoint path (SIGTRAP), the "NMI" (a per-thread signal)
  * and the fault recorder (SIGILL/SIGSEGV/SIGBUS).
  *
- * The kernel enters the breakpoint and NMI handlers through the observer's
- * wrappers (check.c), which count what the kernel delivered and save errno.
+ * The kernel enters the breakpoint and NMI handlers through the entries
+ * below, which save errno and emit TRAP_ENTER/TRAP_EXIT and
+ * NMI_ENTER/NMI_EXIT around them: the observer counts what the kernel
+ * delivered there (ph_events.h), never on the handlers' word.
  * All handlers are async-signal-safe: they save errno, touch only
  * lock-free shared state and the interrupted context, and never call into
  * Python.  They run on each participant's alternate signal stack.
@@ -127,7 +129,7 @@ void ph_record_crash(struct ph_engine *e, int signo, int code, uint64_t addr, ui
     ph_store_release(&sh->crash.valid, 1);
 }
 
-/* Entered through ph_chk_on_sigtrap() (check.c), which saves errno. */
+/* Entered through on_sigtrap() below, which saves errno. */
 void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
 {
     ucontext_t *uc = ucv;
@@ -199,27 +201,14 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
         ph_count(&c->bp_late, 1);
     } else if (d->native) {
-        if (ph_self.idx == e->cfg.primary && p->len > 5 && e->cfg.protocol == PH_PROTO_RFC) {
-            /* Primary, a multi-instruction block: another CPU may be between
-             * its instructions (it entered before the INT3), so finishing the
-             * site here would tear its execution.  Run the old variant out of
-             * line instead and write nothing; the state machine writes the
-             * rest once every CPU acked.  (The RFC as posted finishes locally:
-             * a finding, README.) */
-            uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ph_site_ool(e, site, !p->new_variant);
-            ph_count(&c->bp_native, 1);
-            goto resolved;
-        } else if (ph_self.idx == e->cfg.primary) {
-            /* Primary (an NMI during its own patching), a single instruction:
-             * finish the site locally, tail then first byte, and serialize
-             * only ourselves.  Secondaries may run stale code: the state
-             * machine resumes and forces their sync_one() later; one
-             * instruction is fetched whole, so none can run half of it. */
-            ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
-            ph_text_poke(e, p->addr, p->text, 1);
-            /* sync_one(): the posted RFC uses CPUID in NMI context */
-            ph_sync_core_method(e, e->cfg.protocol == PH_PROTO_POSTED && c->nmi_active
-                                       ? PH_SYNC_CPUID : e->cfg.sync);
+        if (ph_self.idx == e->cfg.primary) {
+            /* Primary (an NMI during its own patching): what its protocol
+             * does there (struct ph_proto bp_primary), then re-execute or,
+             * out of line, resume where it said. */
+            if (e->proto->bp_primary(e, p, site, uc)) {
+                ph_count(&c->bp_native, 1);
+                goto resolved;
+            }
         } else {
             /* Secondary: keep the primary moving -- ack the remaining states
              * re-entrantly until SYNC_DONE is seen. */
@@ -296,6 +285,64 @@ void ph_nmi_handle(int sig, siginfo_t *si, void *ucv)
     c->nmi_bp_base = base;
 }
 
+static int in_our_text(struct ph_engine *e, uint64_t ip)
+{
+    uint64_t lo = (uint64_t)e->text_x;
+    return ip >= lo && ip < lo + e->text_len;
+}
+
+/* The kernel's SIGTRAP: TRAP_ENTER, the breakpoint handler, TRAP_EXIT. */
+static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
+{
+    int saved_errno = errno;
+    ucontext_t *uc = ucv;
+    /* Pairs with the release store in ph_engine_create(). */
+    struct ph_engine *e = ph_load_acquire(&ph_engine_live);
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.si = si;
+    x.uc = uc;
+    x.addr = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] - 1;   /* the INT3 */
+    x.ours = e && x.c && ph_self.e == e && si->si_code == SI_KERNEL && in_our_text(e, x.addr);
+    x.site = x.ours ? ph_site_find(e, x.addr) : -1;
+    if (x.ours)
+        ph_emit(e, PH_E_TRAP_ENTER, &x);
+    ph_bp_handle(sig, si, ucv);
+    if (x.ours)
+        ph_emit(e, PH_E_TRAP_EXIT, &x);
+    errno = saved_errno;
+}
+
+/* The NMI signal: NMI_ENTER, the NMI handler, NMI_EXIT. */
+static void on_nmi(int sig, siginfo_t *si, void *ucv)
+{
+    int saved_errno = errno;
+    struct ph_engine *e = ph_load_acquire(&ph_engine_live);  /* pairs: ph_engine_create() */
+    struct ph_ev x;
+    x.c = ph_self.c;
+    x.si = si;
+    x.uc = ucv;
+    x.ours = e && x.c && ph_self.e == e;
+    if (x.ours)
+        ph_emit(e, PH_E_NMI_ENTER, &x);
+    ph_nmi_handle(sig, si, ucv);
+    if (x.ours)
+        ph_emit(e, PH_E_NMI_EXIT, &x);
+    errno = saved_errno;
+}
+
+/* A primary's breakpoint that finishes a single instruction locally, tail
+ * then first byte, and serializes only itself with `sync` (the protocols'
+ * bp_primary).  Secondaries may run stale code: the state machine resumes
+ * and forces their sync_one() later; one instruction is fetched whole, so
+ * none can run half of it. */
+void ph_bp_finish_locally(struct ph_engine *e, const struct ph_patch *p, int sync)
+{
+    ph_text_poke(e, p->addr + 1, p->text + 1, (size_t)p->len - 1);
+    ph_text_poke(e, p->addr, p->text, 1);
+    ph_sync_core_method(e, sync);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *ucv)
 {
     int saved_errno = errno;
@@ -319,7 +366,7 @@ int ph_signals_install(struct ph_engine *e)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = ph_chk_on_sigtrap;   /* the observer's entry, then ours */
+    sa.sa_sigaction = on_sigtrap;          /* its events, then the handler */
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     if (!e->cfg.nmi_mode)
@@ -328,7 +375,7 @@ int ph_signals_install(struct ph_engine *e)
         return -errno;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = ph_chk_on_nmi;
+    sa.sa_sigaction = on_nmi;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigemptyset(&sa.sa_mask);                      /* the NMI signal itself is blocked while it runs */
     if (sigaction(e->nmi_signal, &sa, &old_nmi) < 0)
