@@ -102,7 +102,9 @@ def diagnose(view, config, violations, status):
     published = sh.abort_round & ((1 << 63) - 1) if frozen else sh.round
     amap = _abort_map(view) if frozen else view.ack_map()
     waits = thread_waits(view, config, frozen)
-    posted = config.protocol == "rfc-as-posted"
+    from .protocols import get
+    proto = get(config.protocol)
+    posted = proto.ack_map        # the RFC's shared map: what the diagnosis shows
     d = {"frozen_at_abort": frozen, "published": _st(published),
          "num_acks": sh.num_acks if posted else None,
          "map": sorted(amap) if posted else None, "map_weight": len(amap) if posted else None,
@@ -115,31 +117,10 @@ def diagnose(view, config, violations, status):
                                   "threads": list(threads)})
     hung = status in ("hung", "aborted") or "deadline" in names
     prim = next((w for w in waits if w["role"] == "primary"), None)
-    if hung and posted and prim and prim["where"] == "wait-acks":
-        for w in waits:
-            if w["role"] != "secondary" or w["bit_in_map"]:
-                continue
-            seen = w["last_seen"]
-            same_round = seen == d["published"]
-            if w["where"].startswith("finish-loop: waiting") and same_round:
-                find("lost-ack", f"the primary waits for acks of {seen['state']} (seq {seen['seq']}) "
-                                 f"with {len(amap)} of {sh.num_acks} bits; thread {w['thread']} saw "
-                                 f"that state, set its bit, and waits for the state to change -- its "
-                                 f"bit is not in the map", [w["thread"]])
-            elif w["where"].startswith("sync-loop: waiting") and same_round:
-                find("stale-bit", f"the primary waits for acks of {seen['state']} (seq {seen['seq']}); "
-                                  f"thread {w['thread']} saw exactly that state, did not ack it, and "
-                                  f"waits for it to change: its bit test found an ack that the "
-                                  f"clear then removed", [w["thread"]])
-            elif w["where"].startswith("sync-loop: waiting") and seen["state"] == d["published"]["state"] \
-                    and seen["seq"] < d["published"]["seq"]:
-                find("same-value", f"thread {w['thread']} waits for the state to leave "
-                                   f"{seen['state']}, which it saw for seq {seen['seq']}; the primary "
-                                   f"published {seen['state']} again for seq "
-                                   f"{d['published']['seq']} and waits for its ack: the same value",
-                     [w["thread"]])
+    if hung and prim and prim["where"] == "wait-acks":
+        proto.diagnose_hang(view, config, d, waits, amap, find)   # its own findings
     for v in violations:
-        if v["invariant"] == "ack-once" and "inside the sync loop" in v.get("detail", "") and posted:
+        if v.get("reason") == "done-in-sync-loop" and posted:
             find("split-ack", v["detail"], [v.get("thread")])
         elif (v["invariant"] == "known-variant" and v.get("site") is not None
               and _kind(config, v["site"]) == "block"

@@ -16,7 +16,7 @@ import random
 import signal
 import threading
 import time
-from typing import List, Optional
+from typing import List
 
 from . import cpus as cpumod
 from ._ffi import ffi, lib
@@ -172,9 +172,10 @@ class Config:
         for st in self.stress:
             if st not in STRESS:
                 raise UsageError(f"unknown --stress '{st}'; choose from {', '.join(STRESS)}")
-        if self.protocol == "rfc-as-posted" and (self.executors or self.secondary_sync != "ack"):
-            raise UsageError("the RFC as posted runs in stop_machine: no --executors, and "
-                             "--secondary-sync ack (membarrier is the upstream style)")
+        from .protocols import get as protocol   # each protocol's own constraints
+        problem = protocol(self.protocol).check(self)
+        if problem:
+            raise UsageError(problem)
         if not 0 <= self.nmi_level <= 3:
             raise UsageError("--nmi-level must be 1, 2 or 3")
         if not 1 <= self.sessions <= 1_000_000:
@@ -286,7 +287,8 @@ class SharedView:
                 continue  # slot still being written when the worker died
             out.append({"invariant": v.invariant - 1, "thread": v.thread, "site": v.site,
                         "state": STATE_NAMES.get(v.state, str(v.state)), "ctx": CTX_NAMES.get(v.ctx),
-                        "round": v.round, "seq": v.round >> 3, "ts": v.ts, "a": v.a, "b": v.b})
+                        "round": v.round, "seq": v.round >> 3, "ts": v.ts, "reason": v.reason,
+                        "a": v.a, "b": v.b, "c": v.c})
         return out
 
     def crash(self):

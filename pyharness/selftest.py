@@ -27,10 +27,20 @@ PLAN = [
     ("patch-sync-loop", "rfc-native", {}),
     # A dropped tail write: only (g) bytes and (c) the final variant can see it.
     ("lost-tail", "rfc-native", {"site_kinds": "movret"}),
-    # ... and the RFC's code as posted does not (not a seeded bug: its findings,
-    # diagnosed; README "What pyharness finds in the RFC as posted").
-    ("rfc-as-posted", "rfc-selftest", {"protocol": "rfc-as-posted", "deadline": 1.0}),
 ]
+
+
+def _known_to_fail():
+    """Protocols known to fail (pyharness/protocols/, must_fail), as rows of
+    the plan: the RFC's code as posted is no seeded bug, but its findings,
+    diagnosed (README "What pyharness finds in the RFC as posted")."""
+    from .protocols import REGISTRY
+    return [(p.name, p.must_fail[0], {"protocol": p.name, **p.must_fail[1]})
+            for p in REGISTRY.values() if p.must_fail]
+
+
+PLAN += _known_to_fail()
+PROTOCOL_ROWS = {name for name, _, _ in _known_to_fail()}
 
 
 def options(cpus, mutant, seconds, **extra):
@@ -53,7 +63,7 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
     rows = []
     for mutant, scenario, extra in PLAN:
         dur = seconds if mutant == "none" else MUTANT_CAP_S
-        spec = resolve(scenario, options(cpus, "none" if mutant == "rfc-as-posted" else mutant, dur,
+        spec = resolve(scenario, options(cpus, "none" if mutant in PROTOCOL_ROWS else mutant, dur,
                                          **extra))
         spec.stop_on_violation = mutant != "none"
         t0 = time.monotonic()
@@ -73,7 +83,7 @@ def run_selftest(seconds=3.0, cpus=None, progress=False):
             after = rep["elapsed_s"]
         ok = (not caught and rep["status"] == "complete") if mutant == "none" else (
             caught and after is not None and after <= MUTANT_CAP_S)
-        if mutant == "rfc-as-posted":
+        if mutant in PROTOCOL_ROWS:
             invs = sorted(f["id"] for f in rep.get("diagnosis", {}).get("findings", [])) or invs
         rows.append({"mutant": mutant, "scenario": scenario, "caught": caught, "invariants": invs,
                      "after_s": after, "wall_s": wall, "status": rep["status"], "ok": ok,

@@ -22,7 +22,8 @@ EXPECTED = {
     "patch-sync-loop": "bp-depth",
     "lost-tail": "bytes-intended",
 }
-PLAN = {m: (sc, extra) for m, sc, extra in selftest.PLAN if m not in ("none", "rfc-as-posted")}
+PLAN = {m: (sc, extra) for m, sc, extra in selftest.PLAN
+        if m != "none" and m not in selftest.PROTOCOL_ROWS}
 
 
 def contained(mutant, scenario, seconds, stop=True, invariant=None, **extra):
@@ -107,3 +108,26 @@ def test_counter_checks_fail_on_bad_counts_and_pass_on_good_ones():
     bad[1].update(acks=[4, 3, 3, 3], sync_bad=1, bp_hits=3, bp_depth_max=2, verified=9)
     names = {v["invariant"] for v in counter_violations(bad, cfg, complete=True)}
     assert names == {"ack-once", "serialized", "int3-resolved", "bp-depth", "new-variant-after-done"}
+
+
+def test_every_reason_belongs_to_an_invariant_and_its_sentence_fills_in():
+    """The reasons table (csrc/observe/invariants.def): each reason names
+    one invariant, reason names are unique within it, and each sentence
+    formats from a violation's fields -- a typo in a sentence fails here,
+    not in a user's report."""
+    from pyharness._ffi import lib
+    from pyharness.checker import REASONS, _detail
+    assert REASONS[0][0] == "none" and len(REASONS) == lib.PH_NREASONS > 40
+    seen = set()
+    for code, (name, sentence) in enumerate(REASONS[1:], 1):
+        inv = lib.ph_reason_invariant(code)
+        assert 0 <= inv < len(NAMES), name
+        assert (inv, name) not in seen
+        seen.add((inv, name))
+        v = {"a": 3, "b": 2, "c": 1, "site": 7, "seq": 5, "state": "SYNC_1", "thread": 1}
+        text = _detail(code, v)
+        assert text and not text.startswith("a=") and "{" not in text, (name, text)
+    assert lib.ph_reason_invariant(0) == -1 and lib.ph_reason_invariant(lib.PH_NREASONS) == -1
+    # every invariant the core records has at least one reason
+    core = {lib.ph_reason_invariant(i) for i in range(1, len(REASONS))}
+    assert {NAMES[i] for i in range(len(NAMES))} - {NAMES[i] for i in core} == {"machine-health"}

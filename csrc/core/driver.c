@@ -59,9 +59,9 @@ static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int r
     /* Pairs with the release decrement in desc_put(). */
     while (ph_load_acquire(&d->refs) != 0) {
         if (ph_spin_step(e, &spins, deadline) < 0) {
-            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, site, PH_CTX_THREAD,
+            ph_violation(e, PH_R_REFS_WAIT, ph_self.idx, site, PH_CTX_THREAD,
                          ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
-                         (uint64_t)ph_load_relaxed(&d->refs));
+                         (uint64_t)ph_load_relaxed(&d->refs), 0);
             ph_abort_run(e);
             rc = rc ? rc : -ETIMEDOUT;
             break;
@@ -266,8 +266,8 @@ static int in_nmi(struct ph_engine *e, int work)
     }
     if (c->nmi_work) {
         c->nmi_work = 0;
-        ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, PH_CTX_THREAD,
-                     ph_load_relaxed(&e->sh->round), 0, 4ULL << 40);
+        ph_violation(e, PH_R_NMI_QUEUE, ph_self.idx, -1, PH_CTX_THREAD,
+                     ph_load_relaxed(&e->sh->round), 0, 0, 0);
         ph_abort_run(e);
         return -ECANCELED;
     }
@@ -294,9 +294,8 @@ static int rendezvous(struct ph_engine *e, uint64_t k, int leaving)
             if (ph_aborted(e) || ph_load_acquire(&e->sh->stop))
                 return 0;
             if (ph_spin_step(e, &spins, deadline) < 0) {
-                ph_violation(e, PH_INV_DEADLINE, i, -1, PH_CTX_THREAD,
-                             ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
-                             (leaving ? 5ULL : 3ULL) << 40);
+                ph_violation(e, leaving ? PH_R_SESSION_EXIT : PH_R_SESSION_ENTRY, i, -1,
+                             PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns, 0, 0);
                 ph_abort_run(e);
                 return -ETIMEDOUT;
             }
@@ -393,8 +392,8 @@ static int secondary_run(struct ph_engine *e)
                 break;
             ph_beat(c);
             if (ph_spin_step(e, &spins, deadline) < 0) {
-                ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, PH_CTX_THREAD, r,
-                             e->cfg.deadline_ns, 0);
+                ph_violation(e, PH_R_SESSION_WAIT, ph_self.idx, -1, PH_CTX_THREAD, r,
+                             e->cfg.deadline_ns, 0, 0);
                 ph_abort_run(e);
                 return -ETIMEDOUT;
             }

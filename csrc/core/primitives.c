@@ -88,7 +88,7 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
         }
         int rc = ph_wait_step(e, &spins, &t0, &deadline);
         if (rc == -ETIMEDOUT) {
-            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0);
+            ph_violation(e, PH_R_STATE_CHANGE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0, 0);
             ph_abort_run(e);
         }
         if (rc < 0) {
@@ -173,16 +173,16 @@ void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0)
 
 /* A primary's ack wait that ran out of time or saw the run aborted (both
  * protocols): a timeout names its round (stuck_round) and the deadline
- * violation -- thread: whom it waited for, b: what it saw of the acks --
+ * violation -- thread: whom it waited for, reason, b, c: what it saw of the acks --
  * then the run aborts.  Called before the caller restores its `where`, so
  * the abort freezes the wait where it was.  Returns the wait's code. */
 int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
-                       uint64_t b)
+                       int reason, uint64_t b, uint64_t c)
 {
     if (timed_out) {
         ph_store_relaxed(&e->sh->stuck_round, r);
-        ph_violation(e, PH_INV_DEADLINE, thread, (int)ph_load_relaxed(&e->sh->cur_site), ctx, r,
-                     e->cfg.deadline_ns, b);
+        ph_violation(e, reason, thread, (int)ph_load_relaxed(&e->sh->cur_site), ctx, r,
+                     e->cfg.deadline_ns, b, c);
     }
     ph_abort_run(e);
     return timed_out ? -ETIMEDOUT : -ECANCELED;

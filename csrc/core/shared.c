@@ -144,10 +144,11 @@ int ph_trace_read(const void *base, int thread, struct ph_event *out, int max)
     return n;
 }
 
-void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
-                  uint64_t round, uint64_t a, uint64_t b)
+void ph_violation(struct ph_engine *e, int reason, int thread, int site, int ctx,
+                  uint64_t round, uint64_t a, uint64_t b, uint64_t c)
 {
     struct ph_shared *sh = e->sh;
+    int inv = ph_reason_invariant(reason);
     ph_trace(e, PH_EV_VIOLATION, ctx, site, round, (uint32_t)inv);
     uint64_t seen = __atomic_fetch_add(&sh->inv_count[inv & 31], 1, __ATOMIC_RELAXED);
     if (seen >= PH_MAX_PER_INVARIANT)
@@ -162,8 +163,10 @@ void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
     v->ctx = ctx;
     v->round = round;
     v->ts = ph_now_ns();
+    v->reason = reason;
     v->a = a;
     v->b = b;
+    v->c = c;
     /* Freeze the context now: the rings move on while the run goes on. */
     int n = thread >= 0 ? ph_trace_read(sh, thread, v->around, 8) : 0;
     if (sh->primary != thread)

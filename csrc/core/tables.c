@@ -53,15 +53,34 @@ static const struct entry aims[] = {
 };
 static const struct entry invariants[] = {
 #define PH_INVARIANT(e, name, desc) {name, desc, PH_INV_##e},
+#define PH_REASON(inv, e, name, text)
 #include "invariants.def"
 #undef PH_INVARIANT
+#undef PH_REASON
+};
+/* Reasons by number (0: none given); their names are "invariant.reason". */
+static const struct entry reasons[] = {
+    {"none", "", PH_R_NONE},
+#define PH_INVARIANT(e, name, desc)
+#define PH_REASON(inv, e, name, text) {name, text, PH_R_##e},
+#include "invariants.def"
+#undef PH_INVARIANT
+#undef PH_REASON
+};
+static const int reason_inv[] = {
+    -1,
+#define PH_INVARIANT(e, name, desc)
+#define PH_REASON(inv, e, name, text) PH_INV_##inv,
+#include "invariants.def"
+#undef PH_INVARIANT
+#undef PH_REASON
 };
 
 #define T(a) {a, (int)(sizeof(a) / sizeof(a[0]))}
 static const struct { const struct entry *v; int n; } tables[PH_NTABLES] = {
     [PH_TABLE_PROTOCOL] = T(protocols), [PH_TABLE_KIND] = T(kinds), [PH_TABLE_POKE] = T(pokes),
     [PH_TABLE_SYNC] = T(syncs), [PH_TABLE_MUTANT] = T(mutants), [PH_TABLE_STRESS] = T(stress),
-    [PH_TABLE_AIM] = T(aims), [PH_TABLE_INVARIANT] = T(invariants),
+    [PH_TABLE_AIM] = T(aims), [PH_TABLE_INVARIANT] = T(invariants), [PH_TABLE_REASON] = T(reasons),
 };
 #undef T
 
@@ -70,6 +89,12 @@ _Static_assert(PH_NINVARIANTS <= 32, "inv_count[] holds 32 invariants");
 _Static_assert(sizeof(protocols) / sizeof(protocols[0]) == PH_NPROTOCOLS, "protocol table");
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == PH_NKINDS, "kind table");
 _Static_assert(sizeof(mutants) / sizeof(mutants[0]) == PH_NMUTANTS, "mutant table");
+_Static_assert(sizeof(reasons) / sizeof(reasons[0]) == PH_NREASONS, "reason table");
+
+int ph_reason_invariant(int reason)
+{
+    return reason >= 0 && reason < PH_NREASONS ? reason_inv[reason] : -1;
+}
 
 static const struct entry *at(int table, int i)
 {

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 16
+#define PH_ABI_VERSION 17
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -89,9 +89,23 @@ enum ph_mutant {
  * expands the #include for cffi's cdef. */
 enum ph_invariant {
 #define PH_INVARIANT(e, name, desc) PH_INV_##e,
+#define PH_REASON(inv, e, name, text)
 #include "invariants.def"
 #undef PH_INVARIANT
+#undef PH_REASON
     PH_NINVARIANTS
+};
+
+/* What exactly a violation found (invariants.def's PH_REASON lines, each
+ * under one invariant): recorded with it, with its values a, b, c. */
+enum ph_reason {
+    PH_R_NONE = 0,
+#define PH_INVARIANT(e, name, desc)
+#define PH_REASON(inv, e, name, text) PH_R_##e,
+#include "invariants.def"
+#undef PH_INVARIANT
+#undef PH_REASON
+    PH_NREASONS
 };
 
 /* Which protocol runs: proto/protocols.def (csrc/proto/ behind struct ph_proto). */
@@ -126,7 +140,7 @@ enum ph_aim {
 enum ph_table {
     PH_TABLE_PROTOCOL = 0, PH_TABLE_KIND = 1, PH_TABLE_POKE = 2, PH_TABLE_SYNC = 3,
     PH_TABLE_MUTANT = 4, PH_TABLE_STRESS = 5, PH_TABLE_AIM = 6, PH_TABLE_INVARIANT = 7,
-    PH_NTABLES = 8
+    PH_TABLE_REASON = 8, PH_NTABLES = 9
 };
 
 enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 3 };
@@ -209,11 +223,12 @@ struct ph_violation {
     int32_t site;
     int32_t state;
     int32_t ctx;
-    int32_t pad;
+    int32_t reason;        /* enum ph_reason: what exactly, and what a, b, c are */
     uint64_t round;
     uint64_t ts;
-    uint64_t a;            /* invariant-specific values (see checker.py) */
+    uint64_t a;            /* the reason's values (its sentence in invariants.def) */
     uint64_t b;
+    uint64_t c;
     int32_t naround;       /* events frozen when the violation was recorded: */
     int32_t pad2;
     struct ph_event around[16];  /* the thread's last events, then the primary's */
@@ -380,6 +395,7 @@ int ph_table_size(int table);                   /* entries, or -EINVAL */
 const char *ph_table_name(int table, int i);    /* NULL outside the table */
 const char *ph_table_description(int table, int i);
 int64_t ph_table_code(int table, int i);        /* the enum's value (a bit for stress, aim) */
+int ph_reason_invariant(int reason);            /* the invariant a reason belongs to, or -1 */
 uint64_t ph_sync_token_expect(int sync);
 
 /* Encodings (pure; for tests) ------------------------------------------ */

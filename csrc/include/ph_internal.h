@@ -271,8 +271,9 @@ extern __thread struct ph_self ph_self __attribute__((tls_model("initial-exec"))
 void ph_trace(struct ph_engine *e, int type, int ctx, int site, uint64_t round, uint32_t arg);
 void ph_trace_at(struct ph_engine *e, uint64_t ts, int type, int ctx, int site, uint64_t round,
                  uint32_t arg);
-void ph_violation(struct ph_engine *e, int inv, int thread, int site, int ctx,
-                  uint64_t round, uint64_t a, uint64_t b);
+/* A violation: its reason (PH_R_*, which names the invariant) and values. */
+void ph_violation(struct ph_engine *e, int reason, int thread, int site, int ctx,
+                  uint64_t round, uint64_t a, uint64_t b, uint64_t c);
 void ph_series_add(struct ph_engine *e, int series, uint64_t ns);
 void ph_bp_sample(struct ph_engine *e, int thread, uint64_t ns);
 uint64_t ph_splitmix(uint64_t *state);
@@ -357,7 +358,7 @@ void ph_busy_wait(uint64_t ns);
 void ph_poke_step(struct ph_engine *e, struct ph_patch *vec, int n, int step);
 void ph_ack_wait_done(struct ph_engine *e, uint64_t r, uint64_t t0);
 int ph_ack_wait_failed(struct ph_engine *e, uint64_t r, int timed_out, int thread, int ctx,
-                       uint64_t b);
+                       int reason, uint64_t b, uint64_t c);
 int ph_nmi_work(struct ph_engine *e);
 
 /* stress.c: what a NMI does (the rest of stress is subscribers) */

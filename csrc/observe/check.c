@@ -269,7 +269,7 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
     const struct ph_site *s = site >= 0 ? &e->sites[site] : NULL;
     if (!s || addr < s->addr || addr + len > s->addr + (uint64_t)s->len) {
         /* a: the address, b: the length */
-        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, addr, (uint64_t)len | (1ULL << 32));
+        ph_violation(e, PH_R_OUTSIDE_SITE, idx, site, ctx, round, addr, (uint64_t)len, 0);
         return;
     }
     if (ctx == PH_CTX_THREAD) {
@@ -282,7 +282,7 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
             uint64_t stride = (uint64_t)((n + GUARD_SITES - 1) / GUARD_SITES);
             if ((uint64_t)site % stride != o->seq % stride) {
                 if (ph_load_relaxed(&o->last_seq[site]) != o->seq)
-                    ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, o->seq, 2ULL << 32);
+                    ph_violation(e, PH_R_NOT_THIS_ROUND, idx, site, ctx, round, o->seq, 0, 0);
                 return;
             }
         }
@@ -293,25 +293,24 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
     if (same(cur + off, src, len))
         return;             /* changes nothing (e.g. a site the primary's trap finished) */
     if (ph_load_relaxed(&o->last_seq[site]) != o->seq) {
-        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, o->seq, 2ULL << 32);
+        ph_violation(e, PH_R_NOT_THIS_ROUND, idx, site, ctx, round, o->seq, 0, 0);
         return;             /* the current round does not patch this site */
     }
     const uint8_t *nw = s->text[ph_load_relaxed(&o->variant[site])];
     if (off == 0 && len == 1 && src[0] == PH_INT3)
         return;             /* the first step */
     if (!same(src, nw + off, len)) {
-        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, pack8(src, (int)len),
-                     (3ULL << 32) | off);
+        ph_violation(e, PH_R_WRONG_BYTES, idx, site, ctx, round, pack8(src, (int)len), off, 0);
         return;             /* bytes that are neither INT3 nor the scheduled variant */
     }
     if (off == 0) {
         /* byte 0 last: alone, after the whole tail is in place */
         if (len > 1 || !same(cur + 1, nw + 1, (size_t)s->len - 1))
-            ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, cur[0],
-                         (len > 1 ? 4ULL : 5ULL) << 32);
+            ph_violation(e, len > 1 ? PH_R_BYTE0_WITH_TAIL : PH_R_BYTE0_EARLY, idx, site, ctx,
+                         round, cur[0], 0, 0);
     } else if (cur[0] != PH_INT3) {
         /* the tail only behind INT3 */
-        ph_violation(e, PH_INV_INT3_GUARD, idx, site, ctx, round, cur[0], 6ULL << 32);
+        ph_violation(e, PH_R_TAIL_UNGUARDED, idx, site, ctx, round, cur[0], 0, 0);
     }
 }
 
@@ -330,8 +329,8 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
         /* What the protocol says thread i's ack stands for (struct ph_proto). */
         uint64_t a = e->proto->acked(e, i, prev);
         if (a < prev)
-            ph_violation(e, PH_INV_ACKED_BEFORE_PUBLISH, i,
-                         (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a);
+            ph_violation(e, PH_R_ACK_MISSING, i,
+                         (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a, 0);
     }
 }
 
@@ -353,18 +352,18 @@ void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
                  : st == PH_SYNC_DONE && pst == PH_DONE ? seq_r == pseq   /* a session begins */
                  : (seq_r == pseq && st == pst + 1);
     if (!in_order)
-        ph_violation(e, PH_INV_STATE_ORDER, idx, -1, PH_CTX_THREAD, r, prev, r);
+        ph_violation(e, PH_R_OUT_OF_ORDER, idx, -1, PH_CTX_THREAD, r, prev, r, 0);
     check_prev_acked(e, prev, r);
     if (PH_ROUND_SEQ(prev) > 0 && pst < PH_SYNC_DONE) {
         /* The primary serialized itself after publishing prev (RFC and
          * upstream alike); sync.c's evidence, not the protocol's word. */
         uint64_t sr = ph_load_relaxed(&pc->sync_round);
         if (sr < prev)
-            ph_violation(e, PH_INV_SERIALIZED, idx, -1, PH_CTX_THREAD, prev, prev, sr);
+            ph_violation(e, PH_R_PRIMARY_UNSYNCED, idx, -1, PH_CTX_THREAD, prev, prev, sr, 0);
         if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
             uint64_t mr = ph_load_relaxed(&pc->mb_round);
             if (mr < prev)
-                ph_violation(e, PH_INV_MEMBARRIER, idx, -1, PH_CTX_THREAD, prev, prev, mr);
+                ph_violation(e, PH_R_MB_MISSING, idx, -1, PH_CTX_THREAD, prev, prev, mr, 0);
         }
     }
     if (st > PH_SYNC_DONE || (st == PH_SYNC_DONE && pst == PH_DONE))
@@ -373,7 +372,7 @@ void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
         return;             /* sampled rounds (GUARD_EVERY) */
     const struct ph_oround *rd = round_entry(e, PH_ROUND_SEQ(r));
     if (!rd) {   /* a round the schedule never issued */
-        ph_violation(e, PH_INV_SCHEDULE, idx, -1, PH_CTX_THREAD, r, PH_ROUND_SEQ(r), o->seq);
+        ph_violation(e, PH_R_UNISSUED_ROUND, idx, -1, PH_CTX_THREAD, r, PH_ROUND_SEQ(r), o->seq, 0);
         return;
     }
     uint64_t seq = PH_ROUND_SEQ(r);
@@ -396,8 +395,8 @@ void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
                : st == PH_SYNC_1 ? pat == PAT_INT3_NEW || finished_early
                : pat == PAT_NEW;
         if (!ok)   /* a: the pattern found, b: the bytes */
-            ph_violation(e, PH_INV_STATE_BYTES, idx, site, PH_CTX_THREAD, r, (uint64_t)pat,
-                         pack8(cur, s->len));
+            ph_violation(e, PH_R_PUBLISHED_BYTES, idx, site, PH_CTX_THREAD, r, (uint64_t)pat,
+                         pack8(cur, s->len), 0);
         else if (st == PH_SYNC_DONE)
             ph_store_relaxed(&e->sh->flips_observed, ph_load_relaxed(&e->sh->flips_observed) + 1);
     }
@@ -417,7 +416,7 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
         ph_count(&c->acks_bp, 1);
     if (in_sync_loop && st == PH_SYNC_DONE) {
         ph_count(&c->acks_done_in_sync_loop, 1);
-        ph_violation(e, PH_INV_ACK_ONCE, ph_self.idx, -1, ctx, r, r, 1);
+        ph_violation(e, PH_R_DONE_IN_SYNC_LOOP, ph_self.idx, -1, ctx, r, r, 0, 0);
     }
     /* SYNC_0..2 need a serializing instruction that ran after this thread
      * saw the state: sync.c kept the round it had seen, if the token
@@ -425,8 +424,8 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     uint64_t sr = ph_load_relaxed(&c->sync_round);
     int synced = st >= PH_SYNC_DONE || sr >= r;
     if (!synced)
-        ph_violation(e, PH_INV_SERIALIZED, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
-                     ctx, r, r, sr);
+        ph_violation(e, PH_R_ACK_UNSYNCED, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
+                     ctx, r, r, sr, 0);
     /* Traced after the ack is visible, off the primary's critical path;
      * arg bit 8: the serialization evidence was there. */
     ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
@@ -473,8 +472,8 @@ void ph_obs_seen(struct ph_engine *e, struct ph_ev *x)
            : pat == PAT_NEW;
     ph_count(&c->bytes_checked, 1);
     if (!ok)
-        ph_violation(e, PH_INV_STATE_BYTES, ph_self.idx, site, ctx, r, (uint64_t)pat | 0x100,
-                     pack8(cur, s->len));
+        ph_violation(e, PH_R_SEEN_BYTES, ph_self.idx, site, ctx, r, (uint64_t)pat,
+                     pack8(cur, s->len), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -557,8 +556,8 @@ static void check_protection(struct ph_engine *e)
     if (check_range_perms(buf, lo, hi, m->run_perms, &at, bad, &covered) < 0 || !covered) {
         uint64_t p4 = 0;
         memcpy(&p4, bad, 4);
-        ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
-                     ph_load_relaxed(&e->sh->round), at, p4);
+        ph_violation(e, PH_R_RUN_VIEW_PERMS, ph_self.idx, -1, PH_CTX_THREAD,
+                     ph_load_relaxed(&e->sh->round), at, p4, 0);
         return;
     }
     if (m->write_perms) {
@@ -568,8 +567,8 @@ static void check_protection(struct ph_engine *e)
         if (check_range_perms(buf, wlo, whi, m->write_perms, &at, bad, &covered) < 0) {
             uint64_t p4 = 0;
             memcpy(&p4, bad, 4);
-            ph_violation(e, PH_INV_TEXT_PROT, ph_self.idx, -1, PH_CTX_THREAD,
-                         ph_load_relaxed(&e->sh->round), at, p4 | (1ULL << 40));
+            ph_violation(e, PH_R_WRITE_VIEW_PERMS, ph_self.idx, -1, PH_CTX_THREAD,
+                         ph_load_relaxed(&e->sh->round), at, p4, 0);
         }
     }
 }
@@ -604,9 +603,9 @@ static void runview_sweep(struct ph_engine *e, const struct ph_oround *rd)
         const volatile uint8_t *x = (const volatile uint8_t *)s->addr;  /* the run view */
         for (int k = 0; k < s->len; k++)
             if (x[k] != nw[k]) {   /* a: offset, b: found << 8 | intended */
-                ph_violation(e, PH_INV_BYTES_INTENDED, ph_self.idx, rd->sites[i],
-                             PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), (uint64_t)k,
-                             ((uint64_t)x[k] << 8) | nw[k]);
+                ph_violation(e, PH_R_RUN_VIEW_BYTE, ph_self.idx, rd->sites[i],
+                             PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), (uint64_t)k, x[k],
+                             nw[k]);
                 break;
             }
     }
@@ -632,8 +631,8 @@ void ph_obs_verified(struct ph_engine *e, struct ph_ev *x)
 {
     int want = ph_load_relaxed(&e->orc.variant[x->site]);
     if (x->arg >= 0 && x->arg != want)
-        ph_violation(e, PH_INV_NEW_AFTER_DONE, ph_self.idx, x->site, PH_CTX_THREAD, x->r, x->value,
-                     e->sites[x->site].value[want]);
+        ph_violation(e, PH_R_STALE_AFTER_DONE, ph_self.idx, x->site, PH_CTX_THREAD, x->r, x->value,
+                     e->sites[x->site].value[want], 0);
 }
 
 /* SYNC: a serializing instruction ran.  The round the thread had seen just
@@ -712,8 +711,8 @@ void ph_obs_exec_exit(struct ph_engine *e, struct ph_ev *x)
     c->exec_depth--;
     if (got < 0) {
         ph_count(&c->exec_torn, 1);
-        ph_violation(e, PH_INV_KNOWN_VARIANT, ph_self.idx, site, ctx,
-                     ph_load_relaxed(&e->sh->round), v, s->value[0]);
+        ph_violation(e, PH_R_TORN, ph_self.idx, site, ctx,
+                     ph_load_relaxed(&e->sh->round), v, s->value[0], 0);
         return;
     }
     ph_count(&c->exec[got], 1);
@@ -733,9 +732,9 @@ void ph_obs_exec_exit(struct ph_engine *e, struct ph_ev *x)
     if (ool)               /* run out of line by the primary: the old variant */
         want = !want;
     ph_count(&c->exec_checked, 1);
-    if (got != want)   /* a: value, b: the scheduled variant's value, traps in bit 32+ */
-        ph_violation(e, PH_INV_SCHEDULE, ph_self.idx, site, ctx, r0,
-                     v, s->value[want] | (traps << 32) | (1ULL << 63));
+    if (got != want)   /* a: value, b: the scheduled variant's value, c: traps */
+        ph_violation(e, traps ? PH_R_STALE_AFTER_TRAP : PH_R_STALE_EXEC, ph_self.idx, site, ctx, r0,
+                     v, s->value[want], traps);
 }
 
 /* ------------------------------------------------------------------ */
@@ -773,8 +772,8 @@ void ph_obs_trap_enter(struct ph_engine *e, struct ph_ev *x)
     if (tsite >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
         e->orc.trap_seq[tsite] = e->orc.seq;
     if (n == PH_TRAP_BOUND + 1)   /* a: traps so far, b: the trap address */
-        ph_violation(e, PH_INV_TRAP_BOUND, ph_self.idx, tsite, ph_current_ctx(),
-                     ph_load_relaxed(&e->sh->round), n, ip);
+        ph_violation(e, PH_R_TRAPS_EXCEEDED, ph_self.idx, tsite, ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), n, ip, 0);
     if (n >= PH_TRAP_HARD) {
         /* a livelock of traps: end the worker with the evidence */
         ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
@@ -810,8 +809,9 @@ void ph_obs_trap_exit(struct ph_engine *e, struct ph_ev *x)
         ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
     }
     if (wrong)
-        ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ph_current_ctx(),
-                     ph_load_relaxed(&e->sh->round), got, (4ULL << 32) | (uint64_t)wrong);
+        ph_violation(e, wrong == 5 ? PH_R_RESUMED_ELSEWHERE : wrong == 1 ? PH_R_EMULATED_RIP
+                        : wrong == 2 ? PH_R_EMULATED_RAX : PH_R_EMULATED_RETURN,
+                     ph_self.idx, site, ph_current_ctx(), ph_load_relaxed(&e->sh->round), got, 0, 0);
     c->in_bp--;
 }
 
@@ -822,8 +822,8 @@ void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
 {
     struct ph_counters *c = x->c;
     if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)
-        ph_violation(e, PH_INV_NMI_HELD_OFF, ph_self.idx, -1, ph_current_ctx(),
-                     ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi);
+        ph_violation(e, PH_R_NMI_NESTED, ph_self.idx, -1, ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi, 0);
     c->in_nmi++;
 }
 
@@ -877,7 +877,7 @@ void ph_obs_sync_in_build(struct ph_engine *e, struct ph_ev *x)
      * tens of cycles anywhere.  a: cost, b: plain cost (bit 63: token bad). */
     uint64_t margin = sync == PH_SYNC_SERIALIZE ? 0 : 4;
     if (tok != expect)
-        ph_violation(e, PH_INV_SYNC_IN_BUILD, -1, -1, PH_CTX_THREAD, 0, tok, expect | (1ULL << 63));
+        ph_violation(e, PH_R_SYNC_TOKEN, -1, -1, PH_CTX_THREAD, 0, tok, expect, 0);
     else if (best_s <= best_p + margin * 64)
-        ph_violation(e, PH_INV_SYNC_IN_BUILD, -1, -1, PH_CTX_THREAD, 0, best_s / 64, best_p / 64);
+        ph_violation(e, PH_R_SYNC_COST, -1, -1, PH_CTX_THREAD, 0, best_s / 64, best_p / 64, 0);
 }

@@ -58,10 +58,10 @@ static uint64_t wait_state_not(struct ph_engine *e, int prev, int ctx, int *err)
             return r;
         int rc = ph_wait_step(e, &spins, &t0, &deadline);
         if (rc == -ETIMEDOUT) {
-            /* a: how long, b: the state waited on (bit 32: in the sync loop) */
-            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns,
-                         (uint64_t)(prev & 0xff) | (1ULL << 40) |
-                         ((uint64_t)(c->where == PH_WHERE_SYNC_WAIT) << 32));
+            /* a: how long, b: the state waited on, in the sync or the finish loop */
+            ph_violation(e, c->where == PH_WHERE_SYNC_WAIT ? PH_R_SYNC_LOOP_WAIT
+                                                           : PH_R_FINISH_LOOP_WAIT,
+                         ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, (uint64_t)(prev & 0xff), 0);
             ph_abort_run(e);
         }
         if (rc < 0) {
@@ -128,8 +128,8 @@ static int posted_finish(struct ph_engine *e, int ctx)
         } else {
             /* BUG(): a state the finish loop never expects (a: the state,
              * b: the context it was seen in). */
-            ph_violation(e, PH_INV_RFC_BUG, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
-                         ctx, r, (uint64_t)state, (uint64_t)ctx);
+            ph_violation(e, PH_R_FINISH_BUG, ph_self.idx, (int)ph_load_relaxed(&e->sh->cur_site),
+                         ctx, r, (uint64_t)state, (uint64_t)ctx, 0);
             ph_abort_run(e);
             return -ECANCELED;
         }
@@ -153,10 +153,10 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
         ph_beat(c);
         int timed_out = ph_spin_step(e, &spins, deadline) < 0;
         if (timed_out || ph_aborted(e)) {
-            /* b: the weight reached, and num_acks */
+            /* b: the weight reached, c: num_acks */
             int rc = ph_ack_wait_failed(e, r, timed_out, ph_self.idx, ph_current_ctx(),
-                                        ((uint64_t)ph_map_weight(e) << 16) | (uint64_t)num_acks |
-                                        (2ULL << 40));
+                                        PH_R_ACK_MAP_WAIT, (uint64_t)ph_map_weight(e),
+                                        (uint64_t)num_acks);
             c->where = where;
             return rc;
         }

@@ -109,8 +109,8 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
             int timed_out = ph_spin_step(e, &spins, deadline) < 0;
             if (timed_out || ph_aborted(e)) {
                 /* names the thread that never acked, and its last ack */
-                int rc = ph_ack_wait_failed(e, r, timed_out, i, PH_CTX_THREAD,
-                                            ph_load_relaxed(&e->thr[i].acked_round));
+                int rc = ph_ack_wait_failed(e, r, timed_out, i, PH_CTX_THREAD, PH_R_ACK_WORD_WAIT,
+                                            ph_load_relaxed(&e->thr[i].acked_round), 0);
                 c->where = where;
                 return rc;
             }

@@ -193,9 +193,10 @@ static int st_lock(struct ph_engine *e)
         zero = 0;
         ph_cpu_relax();
         if ((++spins & 1023) == 0 && ph_now_ns() > deadline) {
-            ph_violation(e, PH_INV_DEADLINE, ph_self.idx, -1, ph_current_ctx(),
+            /* b: the thread holding it (the lock word is its index + 1) */
+            ph_violation(e, PH_R_NMI_LOCK, ph_self.idx, -1, ph_current_ctx(),
                          ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
-                         ph_load_relaxed(&e->st_lock) << 32);
+                         ph_load_relaxed(&e->st_lock) - 1, 0);
             ph_abort_run(e);
             c->where = where;
             return -1;
@@ -227,8 +228,8 @@ void ph_st_nmi_body(struct ph_engine *e, int site)
         int b = ph_site_run(e, un, PH_CTX_NMI, &vu);
         ph_count(&c->pair_checks, 1);
         if (a >= 0 && b >= 0 && a != b)   /* a: lock's variant, b: unlock's */
-            ph_violation(e, PH_INV_PAIRED, ph_self.idx, lk, ph_current_ctx(),
-                         ph_load_relaxed(&e->sh->round), (uint64_t)a, (uint64_t)b);
+            ph_violation(e, PH_R_PAIR_MISMATCH, ph_self.idx, lk, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), (uint64_t)a, (uint64_t)b, 0);
         return;
     }
     ph_site_run(e, site, PH_CTX_NMI, NULL);

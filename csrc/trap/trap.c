@@ -149,8 +149,9 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
              * itself, so record it like a fault and end the worker.
              * a: the address, b: the site holding it (-1: a fill byte). */
             int holder = ph_site_containing(e, ip);
-            ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, holder, ph_current_ctx(),
-                         ph_load_relaxed(&e->sh->round), ip, (uint64_t)(int64_t)holder | (3ULL << 32));
+            ph_violation(e, holder < 0 ? PH_R_FILL_BYTE : PH_R_MID_SITE, ph_self.idx, holder,
+                         ph_current_ctx(), ph_load_relaxed(&e->sh->round), ip,
+                         (uint64_t)(int64_t)holder, 0);
             ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
             syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
         }
@@ -181,7 +182,7 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         /* A breakpoint while handling a breakpoint: the site is on the
          * handler's own path (the RFC's unhandled case).  Returning would
          * recurse forever; record it and end the worker. */
-        ph_violation(e, PH_INV_BP_DEPTH, ph_self.idx, site, ctx, round, (uint64_t)depth, ip);
+        ph_violation(e, PH_R_RECURSION, ph_self.idx, site, ctx, round, (uint64_t)depth, ip, 0);
         ph_record_crash(e, SIGTRAP, PH_EXIT_RECURSION, ip, ip);
         syscall(SYS_exit_group, PH_EXIT_RECURSION);
     }
@@ -226,8 +227,8 @@ void ph_bp_handle(int sig, siginfo_t *si, void *ucv)
         int reused = ph_load_acquire(&d->retired) || ph_load_relaxed(&d->gen) != gen ||
                      (memcmp(p->text, st->text[0], (size_t)st->len) != 0 &&
                       memcmp(p->text, st->text[1], (size_t)st->len) != 0);
-        ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ctx, round,
-                     reused ? gen : p->text[0], reused ? 2 : 1);
+        ph_violation(e, reused ? PH_R_DESC_RETIRED : PH_R_NOT_EMULABLE, ph_self.idx, site, ctx,
+                     round, reused ? gen : p->text[0], 0, 0);
         ph_record_crash(e, SIGTRAP, PH_EXIT_UNRESOLVED, ip, ip);
         syscall(SYS_exit_group, PH_EXIT_UNRESOLVED);
     }
@@ -237,8 +238,8 @@ resolved:
         /* Pairs with the release store of retired in patch_batch(): the
          * primary must not retire a descriptor we still hold. */
         if (ph_load_acquire(&d->retired) || ph_load_relaxed(&d->gen) != gen)
-            ph_violation(e, PH_INV_INT3_RESOLVED, ph_self.idx, site, ctx,
-                         ph_load_relaxed(&e->sh->round), gen, 2);
+            ph_violation(e, PH_R_DESC_RETIRED, ph_self.idx, site, ctx,
+                         ph_load_relaxed(&e->sh->round), gen, 0, 0);
         desc_put(d);
     }
     ph_bp_sample(e, ph_self.idx, ph_now_ns() - t0);
@@ -351,8 +352,8 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     uint64_t rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
     if (e) {
         ph_record_crash(e, sig, si->si_code, (uint64_t)si->si_addr, rip);
-        ph_violation(e, PH_INV_NO_FAULT, ph_self.idx, ph_site_containing(e, rip), ph_current_ctx(),
-                     ph_load_relaxed(&e->sh->round), (uint64_t)sig, rip);
+        ph_violation(e, PH_R_FAULT, ph_self.idx, ph_site_containing(e, rip), ph_current_ctx(),
+                     ph_load_relaxed(&e->sh->round), (uint64_t)sig, rip, 0);
     }
     /* Hand the fault back to whoever had it before (Python's faulthandler,
      * or the default action): returning re-executes the faulting access. */
