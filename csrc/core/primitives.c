@@ -261,6 +261,14 @@ int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
     return 0;
 }
 
+/* What an ack word means to the observer (struct ph_proto acked): the
+ * last round thread i acked. */
+uint64_t ph_ack_word_acked(struct ph_engine *e, int i, uint64_t r)
+{
+    (void)r;
+    return ph_load_acquire(&e->thr[i].acked_round);   /* pairs: ph_ack_word() */
+}
+
 /* The RFC's shared ack map (proto/posted.c), a bit per participant. */
 int ph_map_test(struct ph_engine *e, int i)
 {

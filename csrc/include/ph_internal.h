@@ -333,6 +333,7 @@ int ph_signals_install(struct ph_engine *e);
 void ph_signals_restore(struct ph_engine *e);
 void ph_nmi_self(struct ph_engine *e);
 void ph_bp_finish_locally(struct ph_engine *e, const struct ph_patch *p, int sync);
+int ph_bp_primary_default(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc);
 
 /* core/tables.c */
 uint32_t ph_stress_mask(void);
@@ -387,6 +388,7 @@ static inline uint64_t ph_state_read(struct ph_engine *e, int ctx)
 
 /* core/primitives.c: the acks (the word, the RFC's map) */
 int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop);
+uint64_t ph_ack_word_acked(struct ph_engine *e, int i, uint64_t r);
 int ph_map_test(struct ph_engine *e, int i);
 void ph_map_set(struct ph_engine *e, int i);
 void ph_map_clear(struct ph_engine *e);

@@ -26,7 +26,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 #include "ph_internal.h"
 
@@ -205,33 +204,6 @@ static int rfc_stuck(struct ph_engine *e, int *out, int max)
     return n;
 }
 
-/* What an ack of thread i means to the observer: the last round in its word. */
-static uint64_t rfc_acked(struct ph_engine *e, int i, uint64_t r)
-{
-    (void)r;
-    return ph_load_acquire(&e->thr[i].acked_round);   /* pairs: ph_ack_word() */
-}
-
-/*
- * The primary's own breakpoint (a NMI during its patching).  A block (a
- * site its kind runs out of line): another CPU may be between its
- * instructions (it entered before the INT3), so finishing the site here
- * would tear that execution; run the old variant out of line instead and
- * write nothing -- the state machine writes the rest once every CPU acked.
- * (The RFC as posted finishes locally: a finding, README.)  A single
- * instruction: finish it locally.  Returns 1 when resumed out of line.
- */
-static int rfc_bp_primary(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc)
-{
-    uint64_t ool = ph_site_ool(e, site, !p->new_variant);
-    if (ool) {
-        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ool;
-        return 1;
-    }
-    ph_bp_finish_locally(e, p, e->cfg.sync);
-    return 0;
-}
-
 const struct ph_proto ph_proto_rfc = {
     .name = "rfc",
     .poke_sync = rfc_poke_sync,
@@ -241,7 +213,7 @@ const struct ph_proto ph_proto_rfc = {
     .stuck = rfc_stuck,
     .ack_state = ph_rfc_sync_and_ack,
     .await_acks = wait_for_acks,
-    .acked = rfc_acked,
-    .bp_primary = rfc_bp_primary,
+    .acked = ph_ack_word_acked,
+    .bp_primary = ph_bp_primary_default,
     .secsyncs = 1u << PH_SECSYNC_ACK | 1u << PH_SECSYNC_MEMBARRIER,
 };

@@ -344,6 +344,27 @@ void ph_bp_finish_locally(struct ph_engine *e, const struct ph_patch *p, int syn
     ph_sync_core_method(e, sync);
 }
 
+/*
+ * The primary's own breakpoint (a NMI during its patching), as the RFC's
+ * steps with a fix have it (proto/rfc.c).  A block (a site its kind runs
+ * out of line): another CPU may be between its instructions (it entered
+ * before the INT3), so finishing the site here would tear that execution;
+ * run the old variant out of line instead and write nothing -- the state
+ * machine writes the rest once every CPU acked.  (The RFC as posted
+ * finishes locally: a finding, README.)  A single instruction: finish it
+ * locally.  Returns 1 when resumed out of line (struct ph_proto bp_primary).
+ */
+int ph_bp_primary_default(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc)
+{
+    uint64_t ool = ph_site_ool(e, site, !p->new_variant);
+    if (ool) {
+        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ool;
+        return 1;
+    }
+    ph_bp_finish_locally(e, p, e->cfg.sync);
+    return 0;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *ucv)
 {
     int saved_errno = errno;
