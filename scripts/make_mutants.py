@@ -187,9 +187,8 @@ mut("primary-no-self-sync", "the primary does not serialize itself after publish
     '''    uint64_t t_pub = ph_publish(e, r, step);''')
 mut("batch-unsorted", "the batch is no longer sorted by address, so the handler's binary search "
     "misses sites", "batch", "", "trap-bound,deadline", "csrc/core/driver.c",
-    '''    if (n > 1)
-        qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */''',
-    '''    (void)cmp_int;''')
+    '''    sort_sites(e, ids, n);      /* the descriptor's vec is address-ordered */''',
+    '''    (void)sort_sites;           /* the descriptor's vec is address-ordered */''')
 mut("wait-change-relaxed", "the read of the published state (every wait's, ph_state_read) loads "
     "the round relaxed instead of acquire", "rfc-native", "", "",
     "csrc/include/ph_internal.h",

@@ -35,6 +35,35 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/*
+ * A round's sites in address order (= site order: the text lays them out
+ * so), for the descriptor's binary search.  Where the layout's bitmap is
+ * at most a few words per site of the round, set a bit per site and read
+ * them back in order (consuming them, so the map is zero for the next
+ * round): no comparison, no indirect call -- qsort() was a quarter of a
+ * site's time in a batch of 256.  Larger layouts sort by comparison.
+ */
+static void sort_sites(struct ph_engine *e, int *ids, int n)
+{
+    uint64_t words = ((uint64_t)e->cfg.nsites + 63) / 64;
+    if (n < 2)
+        return;
+    if (words > 4 * (uint64_t)n || !e->site_map) {
+        qsort(ids, (size_t)n, sizeof(int), cmp_int);
+        return;
+    }
+    uint64_t *m = e->site_map;
+    for (int i = 0; i < n; i++)
+        m[ids[i] >> 6] |= 1ULL << (ids[i] & 63);
+    int k = 0;
+    for (uint64_t w = 0; k < n && w < words; w++) {
+        uint64_t b = m[w];
+        m[w] = 0;
+        for (; b; b &= b - 1)
+            ids[k++] = (int)(w * 64 + (uint64_t)__builtin_ctzll(b));
+    }
+}
+
 /* One site's entry in a round: its new bytes are the other variant's. */
 void ph_fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
 {
@@ -88,8 +117,7 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
 {
     struct ph_counters *c = ph_self.c;
     uint64_t t0 = ph_now_ns();
-    if (n > 1)
-        qsort(ids, (size_t)n, sizeof(int), cmp_int);  /* the descriptor's vec is address-ordered */
+    sort_sites(e, ids, n);      /* the descriptor's vec is address-ordered */
     e->seq++;
     struct ph_bp_desc *d = &e->desc[e->seq & 1];
     struct ph_patch *vec = e->patches + (e->seq & 1) * PH_MAX_BATCH;

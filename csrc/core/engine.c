@@ -117,7 +117,8 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
     e->sites = calloc((size_t)cfg->nsites, sizeof(*e->sites));
     e->patches = calloc(2 * PH_MAX_BATCH, sizeof(*e->patches));
     e->cur_ids = calloc(PH_MAX_BATCH, sizeof(int32_t));
-    if (!e->sites || !e->patches || !e->cur_ids) { rc = -ENOMEM; goto fail; }
+    e->site_map = calloc(((size_t)cfg->nsites + 63) / 64, sizeof(uint64_t));
+    if (!e->sites || !e->patches || !e->cur_ids || !e->site_map) { rc = -ENOMEM; goto fail; }
     if ((rc = ph_oracle_init(e)) < 0)
         goto fail;
     if ((rc = ph_text_create(e)) < 0)
@@ -146,6 +147,7 @@ fail:
     free(e->sites);
     free(e->patches);
     free(e->cur_ids);
+    free(e->site_map);
     free(e);
     ph_store_release(&ph_engine_live, NULL);   /* pairs: the handlers' acquire */
     return rc;
@@ -168,6 +170,7 @@ void ph_engine_destroy(struct ph_engine *e)
     free(e->sites);
     free(e->patches);
     free(e->cur_ids);
+    free(e->site_map);
     free(e);
 }
 

@@ -187,6 +187,7 @@ struct ph_engine {
     struct ph_bp_desc *bp_desc;    /* published descriptor or NULL */
     struct ph_patch *patches;      /* PH_MAX_BATCH */
     int32_t *cur_ids;              /* sites in the current round (for NMIs) */
+    uint64_t *site_map;            /* a bit per site, zero between rounds (sort_sites) */
     int32_t cur_n;
     uint64_t seq;
     int registered;
