@@ -311,7 +311,9 @@ struct ph_counters {
     uint64_t nmi_latch;        /* a neighbour's NMI is pending (a NMI latches, never queues) */
     uint64_t session_out;      /* the sessions this thread has left (seen their DONE) */
     uint64_t ev_seen[4];       /* per context: the last state its SEEN event carried (ph_state_read) */
-    uint64_t pad2[3];          /* to a multiple of 64 bytes (asserted) */
+    uint64_t seen_pending;     /* observer: a sampled state to read back at this thread's ack */
+    uint64_t seen_pending_ctx;
+    uint64_t pad2[1];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

@@ -9,10 +9,11 @@
  * such subscribers: a protocol cannot forget a check by forgetting a call,
  * nor switch the observer off, because it never calls either.
  *
- * Dispatch is static: PH_EMIT() is expanded inline with a constant event
- * type, so each emit compiles to the direct calls of that event's
- * subscribers and nothing else (no indirect call, no registration at run
- * time).  Everything a subscriber does may run in a signal handler: it
+ * Dispatch is static: ph_emit() is inlined with a constant event type, so
+ * each emit compiles to the direct calls of that event's subscribers and
+ * nothing else (no indirect call, no registration at run time), each
+ * behind its line's condition (a stress condition that is off costs a
+ * test of the configuration, not a call).  Everything a subscriber does may run in a signal handler: it
  * must be async-signal-safe.
  */
 #ifndef PH_EVENTS_H
@@ -74,19 +75,10 @@ struct ph_ev {
     uint64_t f[6];
 };
 
-/* Every subscriber's prototype, from the table. */
-#define PH_ON(ev, fn) void fn(struct ph_engine *e, struct ph_ev *x);
+/* Every subscriber's prototype, from the table.  ph_emit(), which needs
+ * the engine's layout for the subscribers' conditions, is in ph_internal.h. */
+#define PH_ON(ev, fn, when) void fn(struct ph_engine *e, struct ph_ev *x);
 #include "subscribers.def"
 #undef PH_ON
-
-/* Emit event `type` (a PH_E_* constant) to its subscribers, in table
- * order.  Inlined with a constant type, the other lines fold away. */
-static inline __attribute__((always_inline)) void ph_emit(struct ph_engine *e, int type,
-                                                          struct ph_ev *x)
-{
-#define PH_ON(ev, fn) if (type == PH_E_##ev) fn(e, x);
-#include "subscribers.def"
-#undef PH_ON
-}
 
 #endif

@@ -366,6 +366,38 @@ int ph_nmi_work(struct ph_engine *e);
 /* stress.c: what a NMI does (the rest of stress is subscribers) */
 void ph_st_nmi_body(struct ph_engine *e, int site);
 
+/* The observer's sampling (observe/check.c; SEEN's is tested inline, at
+ * the emit, so an unsampled state costs no call). */
+/* One round in `every`, the phase moving on every block of `every` rounds:
+ * a fixed residue would line up with the aimed stress (round k aims at step
+ * k mod 4) and never look at some class of rounds. */
+static inline int ph_sampled(uint64_t seq, uint64_t every)
+{
+    return seq <= 1 || seq % every == (seq / every) % every;   /* the first round: always */
+}
+#define PH_SEEN_EVERY 16     /* a secondary reads one state back every this many rounds */
+
+static inline int ph_obs_seen_wanted(const struct ph_engine *e, const struct ph_ev *x)
+{
+    uint64_t seq = PH_ROUND_SEQ(x->r);
+    int st = PH_ROUND_STATE(x->r);
+    if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
+        return 0;
+    return seq <= 1 ||
+           ph_sampled(seq + (uint64_t)ph_self.idx * 5 + (uint64_t)st * 4, PH_SEEN_EVERY);
+}
+
+/* Emit event `type` (a PH_E_* constant) to its subscribers, in table
+ * order, each when its line's condition holds.  Inlined with a constant
+ * type, the other lines fold away. */
+static inline __attribute__((always_inline)) void ph_emit(struct ph_engine *e, int type,
+                                                          struct ph_ev *x)
+{
+#define PH_ON(ev, fn, when) if (type == PH_E_##ev && (when)) fn(e, x);
+#include "subscribers.def"
+#undef PH_ON
+}
+
 /*
  * Read the published state (acquire: pairs with the release store of the
  * round in ph_publish()).  A value new to this thread in this context is

@@ -57,15 +57,11 @@
  * checked); the run view is swept every RUNVIEW_EVERY rounds and at the
  * end.  The publication checks run right after the state's store (rfc
  * protocol), while the secondaries take the new state: see ph_publish(). */
-#define SEEN_EVERY 16
+#define SEEN_EVERY PH_SEEN_EVERY
 
-/* One round in `every`, the phase moving on every block of `every` rounds:
- * a fixed residue would line up with the aimed stress (round k aims at step
- * k mod 4) and never look at some class of rounds. */
-static int sampled(uint64_t seq, uint64_t every)
-{
-    return seq <= 1 || seq % every == (seq / every) % every;   /* the first round: always */
-}
+/* One round in `every`, rotating: ph_sampled() (ph_internal.h, where
+ * SEEN's filter runs inline at the emit). */
+#define sampled ph_sampled
 #define GUARD_EVERY 4    /* rounds whose SYNC_0..2 bytes are checked */
 #define POKE_EVERY 8     /* rounds whose thread-context writes are checked ... */
 #define GUARD_SITES 8    /* ... byte by byte at this many sites of a batch (rotating) */
@@ -259,11 +255,16 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
     uint64_t addr = x->addr;
     const uint8_t *src = x->src;
     size_t len = x->len;
-    if (!o->active || !len || ph_aborted(e))
-        return;             /* after an abort the round's bytes are only completed */
-    int idx = ph_self.idx, ctx = ph_current_ctx();
+    struct ph_counters *c = x->c;
+    if (!o->active || !len)
+        return;
+    /* the context as the signal entries counted it */
+    int ctx = c ? (c->in_nmi ? PH_CTX_NMI : 0) | (c->in_bp ? PH_CTX_BP : 0) : PH_CTX_THREAD;
     if (ctx == PH_CTX_THREAD && !sampled(o->seq, POKE_EVERY))
         return;             /* sampled rounds; the breakpoint path's writes always */
+    if (ph_aborted(e))
+        return;             /* after an abort the round's bytes are only completed */
+    int idx = ph_self.idx;
     uint64_t round = ph_load_relaxed(&e->sh->round);
     int site = ph_site_containing(e, addr);
     const struct ph_site *s = site >= 0 ? &e->sites[site] : NULL;
@@ -326,8 +327,11 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
     for (int i = 0; i < e->cfg.nthreads; i++) {
         if (i == e->cfg.primary || e->thr[i].role == PH_ROLE_PRIMARY)
             continue;
-        /* What the protocol says thread i's ack stands for (struct ph_proto). */
-        uint64_t a = e->proto->acked(e, i, prev);
+        /* What the protocol says thread i's ack stands for (struct ph_proto;
+         * the ack word's promise read inline, as PH_STEP calls a step). */
+        uint64_t a = e->proto->acked == ph_ack_word_acked
+                         ? ph_load_acquire(&e->thr[i].acked_round)   /* pairs: ph_ack_word() */
+                         : e->proto->acked(e, i, prev);
         if (a < prev)
             ph_violation(e, PH_R_ACK_MISSING, i,
                          (int)ph_load_relaxed(&e->sh->cur_site), PH_CTX_THREAD, next, prev, a, 0);
@@ -402,6 +406,8 @@ void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
     }
 }
 
+static void seen_bytes(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx);
+
 /* ------------------------------------------------------------------ */
 /* ACK: an ack became visible (the ack primitives emit it)            */
 
@@ -429,26 +435,21 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     /* Traced after the ack is visible, off the primary's critical path;
      * arg bit 8: the serialization evidence was there. */
     ph_trace(e, PH_EV_ACK, ctx, -1, r, (uint32_t)st | (synced ? 0x100u : 0u));
+    if (c->seen_pending == r) {         /* a sampled state's read-back, now */
+        c->seen_pending = 0;
+        seen_bytes(e, c, r, (int)c->seen_pending_ctx);
+    }
 }
 
 /* ------------------------------------------------------------------ */
-/* SEEN: a participant that read state r reads the bytes back, through
- * the view that runs.  A primary that a false ack let go may already be
- * writing the next step, so the check allows what the next step writes,
- * and counts only if the state has not moved on meanwhile. */
-
-void ph_obs_seen(struct ph_engine *e, struct ph_ev *x)
+/* A participant that read state r reads the bytes back, through the view
+ * that runs.  After its own ack the primary may already be writing the
+ * next step, so the check allows what the next step writes, and counts
+ * only if the state has not moved on meanwhile. */
+static void seen_bytes(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx)
 {
-    struct ph_counters *c = x->c;
-    uint64_t r = x->r;
-    int ctx = x->ctx;
     int st = PH_ROUND_STATE(r);
     uint64_t seq = PH_ROUND_SEQ(r);
-    if (!e->orc.active || st > PH_SYNC_DONE || seq == 0)
-        return;
-    /* One state every SEEN_EVERY rounds, rotating (see SEEN_EVERY). */
-    if (seq > 1 && !sampled(seq + (uint64_t)ph_self.idx * 5 + (uint64_t)st * 4, SEEN_EVERY))
-        return;
     const struct ph_oround *rd = round_entry(e, seq);
     if (!rd)
         return;             /* the primary's publication check names it */
@@ -474,6 +475,22 @@ void ph_obs_seen(struct ph_engine *e, struct ph_ev *x)
     if (!ok)
         ph_violation(e, PH_R_SEEN_BYTES, ph_self.idx, site, ctx, r, (uint64_t)pat,
                      pack8(cur, s->len), 0);
+}
+
+/* SEEN: one state every SEEN_EVERY rounds, rotating (see SEEN_EVERY), is
+ * read back -- after this thread's ack of it, off the primary's critical
+ * path (ph_obs_ack), where it acks; at once where nobody waits on it (no
+ * acks: upstream style). */
+void ph_obs_seen(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    uint64_t r = x->r;          /* sampled by ph_obs_seen_wanted(), inline at the emit */
+    if (e->cfg.secsync == PH_SECSYNC_ACK) {
+        c->seen_pending = r;            /* read back at this thread's ack of r */
+        c->seen_pending_ctx = (uint64_t)x->ctx;
+        return;
+    }
+    seen_bytes(e, c, r, x->ctx);
 }
 
 /* ------------------------------------------------------------------ */
