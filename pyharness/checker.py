@@ -147,6 +147,74 @@ def counter_violations(counters, config, complete, verify=True):
     return out
 
 
+def stress_coverage(view, config, nmi_rate, live=False):
+    """What the configured stress did, counted where the kernel delivered it
+    (the observer's NMI_ENTER and TRAP_ENTER subscribers, not the stress
+    code), against a floor: a tenth of what the configuration and the run's
+    length imply, so a tenfold drop of any one fails and a wobble does not.
+    Returns {name: {"counted", "expected", "floor", "what"}}; only the items
+    the configuration asks for.  live: while the run goes on (what it
+    implies so far, up to now)."""
+    sh = view.sh
+    if not sh.t_start:
+        return {}
+    end = lib.ph_now_ns() if live else sh.t_end
+    cs = view.all_counters()
+    elapsed = max(0.0, (end - sh.t_start) / 1e9)
+    rounds = sh.oracle_rounds
+    sessions = min(max(1, config.sessions), sh.session + 1) if live else max(1, config.sessions)
+    out = {}
+
+    def item(name, counted, expected, what):
+        out[name] = {"counted": int(counted), "expected": round(expected, 1),
+                     "floor": int(expected // 10), "what": what}
+
+    cpus = list(config.cpus)
+    if nmi_rate > 0 and not config.nmi_mode:   # NMI mode holds NMIs off for whole sessions
+        for i, c in enumerate(cs):
+            share = 1.0 / max(1, cpus.count(cpus[i]))   # threads sharing its CPU take turns
+            item(f"nmis/thread-{i}", c["nmi_timer"], nmi_rate * elapsed * share,
+                 f"timer NMIs the kernel delivered to thread {i} (--nmi-rate {nmi_rate:g} for {elapsed:.1f} s"
+                 + (f", its CPU shared {cpus.count(cpus[i])} ways)" if share < 1 else ")"))
+    prim = cs[config.primary]
+    aimed = bool(config.aim & lib.PH_AIM_PRIMARY)
+    if not config.nmi_mode and (aimed or "primary-exec" in config.stress):
+        want = (rounds / 4 if aimed else 0) + (rounds if "primary-exec" in config.stress else 0)
+        item("primary-thread-breakpoints", prim["bp_thread"], want,
+             "breakpoints the primary took in thread context (its aimed rounds run a site right "
+             "after its INT3" + ("; the RFC selftest's primary after SYNC_0" if "primary-exec" in config.stress
+                                 else "") + ")")
+    execs = [i for i, r in enumerate(config.roles()) if r == lib.PH_ROLE_EXECUTOR]
+    if execs and config.aim & lib.PH_AIM_EXECUTOR:
+        share = sum(1.0 / max(1, cpus.count(cpus[i])) for i in execs)
+        item("executor-runs-under-patch", sum(cs[i]["exec_in_window"] for i in execs), rounds * share,
+             "executors' runs of a site while a round patched it (aimed at each state change, "
+             "and half their other runs)")
+    if "neighbour-nmi" in config.stress:
+        receivers = len(cs)
+        # A receiver inside its NMI-mode session holds the neighbour's NMI off
+        # until the session ends (one pending at most): about one per session.
+        want = (sessions if config.nmi_mode else rounds) * receivers
+        item("neighbour-nmis", sum(c["nmi_neighbour"] for c in cs), want,
+             "NMIs received from a neighbour's state change (queued by another thread, as the "
+             "kernel delivered them)")
+    return out
+
+
+def coverage_violations(coverage):
+    """A stress condition below its floor: the run exercised less than it claimed."""
+    out = []
+    for name, it in coverage.items():
+        if it["floor"] >= 1 and it["counted"] < it["floor"]:
+            out.append({"invariant": "stress-coverage", "reason": name.split("/")[0],
+                        "detail": f"{it['what']}: {it['counted']}, below the floor {it['floor']} "
+                                  f"(a tenth of the {it['expected']:g} the configuration and the "
+                                  f"run's length imply)",
+                        "thread": None, "cpu": None, "role": None, "site": None, "seq": None,
+                        "state": None, "ctx": None, "source": "counters"})
+    return out
+
+
 def schedule_violations(view, spec, complete, stopped=False):
     """(m) from totals: every flip the schedule issued was observed; a
     ``--sites`` run took exactly the rounds its size implies; and the

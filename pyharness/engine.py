@@ -318,6 +318,10 @@ class SharedView:
                 "executions_held_to_schedule": sum(c["exec_checked"] for c in cs),
                 "serializations_proven": sum(c["sync_calls"] - c["sync_bad"] for c in cs),
                 "membarriers_returned_0": sum(c["mb_calls"] for c in cs),
+                "membarrier_registrations": (hex(sh.mb_registrations) if sh.mb_checked else
+                                             "not checked"),
+                "breakpoint_writes_held_to_a_sync": sum(c["bp_syncs_checked"] for c in cs),
+                "nmis_delivered": sum(c["nmi_entered"] for c in cs),
                 "traps_delivered": sum(c["traps"] for c in cs),
                 "nmi_probes": sum(c["probes"] for c in cs),
                 "sync_cost_ns": sh.sync_cost_ns, "plain_call_ns": sh.plain_cost_ns,

@@ -75,6 +75,12 @@ def checks_section(view, config):
     if config.secondary_sync == "membarrier":
         gaps.append("membarrier(SYNC_CORE): the kernel's return value is the evidence that every "
                     "CPU running us was serialized; the IPI itself is not observable from user space")
+        if ev.get("membarrier_registrations") == "not checked":
+            gaps.append("membarrier registrations: not checked (MEMBARRIER_CMD_GET_REGISTRATIONS "
+                        "needs Linux 6.3)")
+    gaps.append("the primary's breakpoint path is held to its own sync_one() after it writes; "
+                "whether the return from the signal handler serializes too (it probably does on "
+                "x86 Linux) is not what the protocol may rely on, and is not observed")
     if config.poke == "rwx":
         gaps.append("--poke rwx promises no protection: the text stays writable and executable")
     return {"evidence": ev, "not_observable": gaps}
@@ -116,6 +122,19 @@ def summary_text(rep):
                      f"{ck['executions_held_to_schedule']} executions held to the schedule, "
                      f"{ck['serializations_proven']} serializations proven, "
                      f"{ck['protection_checks']} protection reads")
+    cov = rep.get("coverage") or {}
+    if cov:
+        short = {k: v for k, v in cov.items() if v["floor"] >= 1 and v["counted"] < v["floor"]}
+        nmis = [v for k, v in cov.items() if k.startswith("nmis/")]
+        parts = []
+        if nmis:
+            parts.append(f"NMIs delivered {sum(v['counted'] for v in nmis)} "
+                         f"(floor {sum(v['floor'] for v in nmis)} over {len(nmis)} threads)")
+        for k, v in cov.items():
+            if not k.startswith("nmis/"):
+                parts.append(f"{k} {v['counted']} (floor {v['floor']})")
+        lines.append("  stress coverage: " + ", ".join(parts)
+                     + (f" -- {len(short)} below the floor" if short else ""))
     h = rep.get("health") or {}
     logs = [h.get("kernel_log")] if "kernel_log" in h else [x.get("kernel_log") for x in
                                                             h.get("segments", []) if x]

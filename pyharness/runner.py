@@ -189,7 +189,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                             log.violations(checker.recorded_violations(view, cfg.cpus, cfg.roles(), 0),
                                            elapsed)
                     if (spec.stop_on_violation and caught_at is None
-                            and _has_evidence(view, cfg, spec.stop_on_invariant)):
+                            and (_has_evidence(view, cfg, spec.stop_on_invariant)
+                                 or _short_of_stress(view, spec, elapsed))):
                         caught_at = elapsed
                         if stop_sent_at is None:
                             view.stop()
@@ -307,6 +308,20 @@ def _has_evidence(view, cfg, invariant=None):
     return invariant in checker.core_counts(view) or any(v["invariant"] == invariant for v in live)
 
 
+# Stress coverage is judged live only after this much of a run: its floors
+# are a tenth of what the run implies so far, which the first moments of a
+# run (threads pinning, timers arming) do not yet say.
+COVERAGE_WARMUP_S = 2.0
+
+
+def _short_of_stress(view, spec, elapsed):
+    """A stress condition already below its floor (stop-on-violation runs)."""
+    if elapsed < COVERAGE_WARMUP_S or spec.stop_on_invariant not in (None, "stress-coverage"):
+        return False
+    return bool(checker.coverage_violations(
+        checker.stress_coverage(view, spec.config, spec.nmi_rate, live=True)))
+
+
 def _placement(spec, roles):
     from .platform.placement import describe
     return describe(spec.placement, spec.config.cpus, roles)
@@ -327,6 +342,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
     elif result and result.get("status") not in (None, "complete"):
         status = result["status"]
     violations = []
+    coverage = {}
     if laid_out:
         counters = view.all_counters()
         violations += checker.recorded_violations(view, cfg.cpus, roles)
@@ -334,6 +350,9 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
                                                  verify=True)
         violations += checker.schedule_violations(view, spec, complete=(status == "complete"),
                                                   stopped=exit_info.get("stopped_early", False))
+        coverage = checker.stress_coverage(view, cfg, spec.nmi_rate)
+        if status == "complete":     # a run cut short is judged by what it is (interrupted, hung)
+            violations += checker.coverage_violations(coverage)
     violations += checker.fate_violations(exit_info, crash, cfg.cpus, roles)
     counts = {}
     for v in violations:
@@ -370,6 +389,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "threads": rpt.thread_table(view, cfg) if laid_out else [],
         "distributions": rpt.distributions(view) if laid_out else {},
         "checks": rpt.checks_section(view, cfg) if laid_out else {},
+        "coverage": coverage,
         "crash": crash,
         "stuck_threads": exit_info.get("stuck") or [],
         "worker": {"returncode": exit_info["returncode"], "signal": exit_info["signal"],

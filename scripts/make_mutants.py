@@ -215,6 +215,44 @@ mut("bp-rewind-two-bytes", "the native breakpoint path rewinds RIP by two bytes 
     '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;   /* re-execute the new site */''',
     '''        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(ip - 1);   /* re-execute the new site */''')
 
+# Issue 16's classes: stress that silently does less, a sync path nobody
+# counted, a membarrier of the wrong kind.
+mut("aim-primary-misses-window", "the primary's aimed thread-context run lands after byte 0 "
+    "instead of right after the INT3 (a step number off by two): every thread-context "
+    "breakpoint of the primary disappears and nothing else changes", "rfc-native", "",
+    "stress-coverage", "csrc/stress/stress.c",
+    '''    else if (aim == 4 && step == 1) {''',
+    '''    else if (aim == 4 && step == 3) {''')
+mut("nmi-timer-period-x16", "the NMI timer's period taken in the wrong unit (16x too long): "
+    "the run claims --nmi-rate and delivers a sixteenth of it", "rfc-native", "",
+    "stress-coverage", "csrc/trap/trap.c",
+    '''    if (period_ns) {
+        if (!first_ns)''',
+    '''    if (period_ns) {
+        period_ns *= 16;
+        if (!first_ns)''')
+mut("neighbour-latch-never-reopens", "the NMI latch a neighbour sets is never cleared on "
+    "delivery: after its first NMI each thread gets no neighbour NMI again", "rfc-selftest", "",
+    "stress-coverage", "csrc/stress/stress.c",
+    '''    (void)e;
+    ph_store_release(&x->c->nmi_latch, 0);''',
+    '''    (void)e;
+    (void)x;''')
+mut("bp-local-finish-no-sync", "the primary's breakpoint path finishes a site locally and "
+    "returns without its sync_one() (the return from the handler 'serializes anyway')",
+    "rfc-native", "", "serialized", "csrc/trap/trap.c",
+    '''    ph_text_poke(e, p->addr, p->text, 1);
+    ph_sync_core_method(e, sync);''',
+    '''    ph_text_poke(e, p->addr, p->text, 1);
+    (void)sync;''')
+mut("membarrier-wrong-kind", "upstream style with the membarrier that orders memory but does not "
+    "serialize cores (PRIVATE_EXPEDITED registered and issued for PRIVATE_EXPEDITED_SYNC_CORE): "
+    "every call returns 0", "upstream-emulated", "", "membarrier", "csrc/sync/sync.c",
+    '''    return ph_sys_membarrier(e, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);''',
+    '''    return ph_sys_membarrier(e, MEMBARRIER_CMD_PRIVATE_EXPEDITED);''',
+    more=[('''    return ph_sys_membarrier(e, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) < 0 ? -errno : 0;''',
+           '''    return ph_sys_membarrier(e, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) < 0 ? -errno : 0;''')])
+
 out = os.path.join(ROOT, "tests", "mutants")
 shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)

@@ -123,11 +123,8 @@ int ph_engine_create(const struct ph_config *cfg, int shm_fd, struct ph_engine *
         goto fail;
     if ((rc = ph_text_create(e)) < 0)
         goto fail;
-    if (cfg->secsync == PH_SECSYNC_MEMBARRIER &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) < 0) {
-        rc = -errno;
+    if (cfg->secsync == PH_SECSYNC_MEMBARRIER && (rc = ph_membarrier_register(e)) < 0)
         goto fail;
-    }
     if ((rc = ph_signals_install(e)) < 0) {
         ph_signals_restore(e);
         goto fail;

@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 17
+#define PH_ABI_VERSION 18
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -313,6 +313,16 @@ struct ph_counters {
     uint64_t ev_seen[4];       /* per context: the last state its SEEN event carried (ph_state_read) */
     uint64_t seen_pending;     /* observer: a sampled state to read back at this thread's ack */
     uint64_t seen_pending_ctx;
+    /* The stress as the signal entries saw it arrive (observer), and the
+     * breakpoint path's writes held to a sync after them. */
+    uint64_t nmi_entered;      /* NMIs the kernel delivered (NMI_ENTER) */
+    uint64_t nmi_neighbour;    /* ... of which another thread queued (si_value: the sender) */
+    uint64_t bp_thread;        /* breakpoints taken outside any NMI (TRAP_ENTER) */
+    uint64_t bp_writes;        /* writes to the text from inside a breakpoint handler */
+    uint64_t bp_write_syncs;   /* proven syncs counted at the last such write */
+    uint64_t bp_syncs_checked; /* breakpoint handlers that wrote, held to a sync after */
+    uint64_t nmi_timer;        /* NMIs the kernel delivered from this thread's timer (SI_TIMER) */
+    uint64_t exec_in_window;   /* an executor's runs of a site while a round patched it */
     uint64_t pad2[1];          /* to a multiple of 64 bytes (asserted) */
 };
 
@@ -350,7 +360,9 @@ struct ph_shared {
                                    DONE_SITES of a larger one) */
     uint64_t flips_observed;    /* ... of which showed the new variant */
     uint64_t prot_checks;       /* /proc/self/maps reads of the text's protection */
-    uint64_t pad3[3];           /* the five above are written every round: apart from
+    uint64_t mb_registrations;  /* MEMBARRIER_CMD_GET_REGISTRATIONS at start (membarrier runs) */
+    uint64_t mb_checked;        /* 1: the kernel answered it; 0: not checked (before 6.3) */
+    uint64_t pad3[1];           /* the five above are written every round: apart from
                                    sync_token_expect, which every sync call reads */
     uint64_t sync_cost_ns;      /* per call, measured at engine start ... */
     uint64_t plain_cost_ns;     /* ... against a plain call of the same shape */

@@ -40,7 +40,6 @@ enum ph_ev_type {
                            loop: just before it acks r) */
     PH_E_SYNC,          /* a serializing instruction ran: r seen before it, arg = method,
                            token = what it returned */
-    PH_E_MEMBARRIER,    /* membarrier(SYNC_CORE) returned token (rc); r seen before it */
     PH_E_EXEC_ENTER,    /* a site is about to run: site, ctx */
     PH_E_EXEC_EXIT,     /* ... it returned value (arg: its variant, -1 neither) */
     PH_E_TRAP_ENTER,    /* SIGTRAP delivered: si, uc, addr (the INT3), site (-1), ours */

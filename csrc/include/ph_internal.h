@@ -320,6 +320,9 @@ int ph_site_containing(struct ph_engine *e, uint64_t addr);
 void ph_sync_core(struct ph_engine *e);
 void ph_sync_core_method(struct ph_engine *e, int sync);
 long ph_membarrier_core(struct ph_engine *e);
+int ph_membarrier_register(struct ph_engine *e);
+/* observe/: the one membarrier syscall wrapper (the observer's own). */
+long ph_sys_membarrier(struct ph_engine *e, int cmd);
 
 /* observe/: the schedule oracle (the rest of the observer is subscribers) */
 int ph_oracle_init(struct ph_engine *e);

@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,11 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
         return;             /* sampled rounds; the breakpoint path's writes always */
     if (ph_aborted(e))
         return;             /* after an abort the round's bytes are only completed */
+    if ((ctx & PH_CTX_BP) && c) {
+        /* a breakpoint handler writes the text: a sync must follow (TRAP_EXIT) */
+        ph_count(&c->bp_writes, 1);
+        c->bp_write_syncs = c->sync_calls - c->sync_bad;
+    }
     int idx = ph_self.idx;
     uint64_t round = ph_load_relaxed(&e->sh->round);
     int site = ph_site_containing(e, addr);
@@ -674,15 +680,54 @@ void ph_obs_sync(struct ph_engine *e, struct ph_ev *x)
         ph_store_relaxed(&c->sync_round, x->r);
 }
 
-/* MEMBARRIER: a return of 0 is the kernel's word that every CPU running
- * us was serialized; the round seen before it is the evidence. */
-void ph_obs_membarrier(struct ph_engine *e, struct ph_ev *x)
+#ifndef MEMBARRIER_CMD_GET_REGISTRATIONS
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)   /* Linux 6.3 */
+#endif
+
+/*
+ * The one membarrier syscall wrapper, the observer's: every membarrier a
+ * primitive issues comes through here, so the command is the one actually
+ * issued, not what the protocol's function says it issued.  A return of 0
+ * for PRIVATE_EXPEDITED_SYNC_CORE from a participant is the kernel's word
+ * that every CPU running us was serialized: the round seen before it is the
+ * evidence (the membarrier invariant).  Another command that returned 0
+ * there orders memory at most: named, and no evidence.
+ */
+long ph_sys_membarrier(struct ph_engine *e, int cmd)
 {
-    (void)e;
-    if (x->token == 0) {
-        ph_count(&x->c->mb_calls, 1);
-        ph_store_relaxed(&x->c->mb_round, x->r);
+    struct ph_counters *c = ph_self.c;
+    uint64_t seen = ph_load_acquire(&e->sh->round);   /* pairs: ph_publish() */
+    long rc = syscall(__NR_membarrier, cmd, 0, 0);
+    if (!c || rc != 0)
+        return rc;
+    if (cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) {
+        ph_count(&c->mb_calls, 1);
+        ph_store_relaxed(&c->mb_round, seen);
+    } else if (!(cmd & (MEMBARRIER_CMD_QUERY | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED |
+                        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE |
+                        MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED))) {
+        ph_violation(e, PH_R_MB_WRONG_COMMAND, ph_self.idx, -1, PH_CTX_THREAD, seen, (uint64_t)cmd,
+                     seen, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
     }
+    return rc;
+}
+
+/* ENGINE_READY (membarrier runs): the kernel's own list of what this
+ * process registered must hold PRIVATE_EXPEDITED_SYNC_CORE.  A kernel
+ * before 6.3 cannot say: the report says "not checked". */
+void ph_obs_mb_registrations(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)x;
+    if (e->cfg.secsync != PH_SECSYNC_MEMBARRIER)
+        return;
+    long regs = syscall(__NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+    if (regs < 0)
+        return;                          /* mb_checked stays 0 */
+    e->sh->mb_registrations = (uint64_t)regs;
+    e->sh->mb_checked = 1;
+    if (!(regs & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))
+        ph_violation(e, PH_R_MB_UNREGISTERED, -1, -1, PH_CTX_THREAD, 0, (uint64_t)regs,
+                     MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -712,6 +757,10 @@ void ph_obs_exec_enter(struct ph_engine *e, struct ph_ev *x)
      * last_seq in ph_oracle_next(). */
     x->f[3] = ph_load_acquire(&e->sh->round);
     x->f[4] = o->last_seq ? ph_load_acquire(&o->last_seq[x->site]) : 0;
+    /* an executor's run inside the window of a round that patches the site */
+    if (c->role == PH_ROLE_EXECUTOR && x->f[4] == PH_ROUND_SEQ(x->f[3]) &&
+        PH_ROUND_STATE(x->f[3]) < PH_SYNC_DONE)
+        ph_count(&c->exec_in_window, 1);
 }
 
 void ph_obs_exec_exit(struct ph_engine *e, struct ph_ev *x)
@@ -785,6 +834,8 @@ void ph_obs_trap_enter(struct ph_engine *e, struct ph_ev *x)
     uint64_t n = c->trap_exec[slot] + 1;
     c->trap_exec[slot] = n;
     ph_count(&c->traps, 1);
+    if (!c->in_nmi)
+        ph_count(&c->bp_thread, 1);     /* outside any NMI: thread context */
     c->in_bp++;
     if (tsite >= 0 && ph_self.idx == e->cfg.primary && e->orc.trap_seq)
         e->orc.trap_seq[tsite] = e->orc.seq;
@@ -801,6 +852,7 @@ void ph_obs_trap_enter(struct ph_engine *e, struct ph_ev *x)
      * of its descriptor the primary may move on and flip the site again. */
     x->f[1] = tsite >= 0 && e->orc.last_seq ? ph_load_acquire(&e->orc.last_seq[tsite]) : 0;
     x->f[2] = tsite >= 0 ? (uint64_t)ph_load_acquire(&e->orc.variant[tsite]) : 0;
+    x->f[3] = c->bp_writes;
 }
 
 /* TRAP_EXIT: where the handler resumed the context. */
@@ -825,6 +877,14 @@ void ph_obs_trap_exit(struct ph_engine *e, struct ph_ev *x)
         int64_t d2 = c->exec_depth;
         ph_count(&c->ool_exec[d2 < 3 ? d2 : 3], 1);
     }
+    /* (k) on the primary's breakpoint path: a handler that wrote the text
+     * (finished the site locally) serialized after its last write. */
+    if (c->bp_writes != x->f[3] && ph_self.idx == e->cfg.primary && e->orc.active) {
+        ph_count(&c->bp_syncs_checked, 1);
+        if (c->sync_calls - c->sync_bad <= c->bp_write_syncs)
+            ph_violation(e, PH_R_BP_UNSYNCED, ph_self.idx, x->site, ph_current_ctx(),
+                         ph_load_relaxed(&e->sh->round), 0, 0, 0);
+    }
     if (wrong)
         ph_violation(e, wrong == 5 ? PH_R_RESUMED_ELSEWHERE : wrong == 1 ? PH_R_EMULATED_RIP
                         : wrong == 2 ? PH_R_EMULATED_RAX : PH_R_EMULATED_RETURN,
@@ -838,6 +898,12 @@ void ph_obs_trap_exit(struct ph_engine *e, struct ph_ev *x)
 void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
 {
     struct ph_counters *c = x->c;
+    ph_count(&c->nmi_entered, 1);
+    if (x->si && x->si->si_code == SI_TIMER)
+        ph_count(&c->nmi_timer, 1);        /* the timer's, not an aimed one */
+    if (x->si && x->si->si_code == SI_QUEUE && x->si->si_value.sival_int > 0 &&
+        x->si->si_value.sival_int - 1 != ph_self.idx)
+        ph_count(&c->nmi_neighbour, 1);     /* another thread's, as the kernel delivered it */
     if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)
         ph_violation(e, PH_R_NMI_NESTED, ph_self.idx, -1, ph_current_ctx(),
                      ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi, 0);

@@ -21,6 +21,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "ph_internal.h"
@@ -155,7 +157,16 @@ void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
      * after which no NMI could be sent at all.  acq_rel: pairs with the
      * release store that clears the latch (ph_st_nmi_latch). */
     if (tid > 0 && !__atomic_exchange_n(&e->thr[n].nmi_latch, 1, __ATOMIC_ACQ_REL)) {
-        if (syscall(SYS_tgkill, getpid(), tid, e->nmi_signal) < 0)
+        /* Queued with the sender in si_value (the kernel delivers it), so
+         * that the receiver's entry can count a neighbour's NMI as such. */
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        si.si_signo = e->nmi_signal;
+        si.si_code = SI_QUEUE;
+        si.si_pid = getpid();
+        si.si_uid = getuid();
+        si.si_value.sival_int = ph_self.idx + 1;
+        if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, e->nmi_signal, &si) < 0)
             ph_store_release(&e->thr[n].nmi_latch, 0);   /* not sent: not pending */
     }
 }

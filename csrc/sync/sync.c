@@ -185,22 +185,18 @@ void ph_sync_core_method(struct ph_engine *e, int sync)
         ph_emit(e, PH_E_SYNC, &x);
 }
 
-/* membarrier(PRIVATE_EXPEDITED_SYNC_CORE) for the primary, upstream style:
- * a return of 0 is the kernel's word that every CPU running us was
- * serialized; the round seen before it goes with the MEMBARRIER event. */
+/* membarrier(PRIVATE_EXPEDITED_SYNC_CORE) for the primary, upstream style,
+ * through the observer's one syscall wrapper, which records the command
+ * this issues, what the kernel returned and the round seen before it. */
 long ph_membarrier_core(struct ph_engine *e)
 {
-    struct ph_ev x;
-    x.c = ph_self.c;
-    x.r = ph_load_acquire(&e->sh->round);   /* pairs: publish() */
-    long rc = syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
-    if (x.c) {
-        int err = errno;                        /* the caller reads it */
-        x.token = (uint64_t)rc;
-        ph_emit(e, PH_E_MEMBARRIER, &x);
-        errno = err;
-    }
-    return rc;
+    return ph_sys_membarrier(e, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+}
+
+/* The process's registration for it (engine start). */
+int ph_membarrier_register(struct ph_engine *e)
+{
+    return ph_sys_membarrier(e, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) < 0 ? -errno : 0;
 }
 
 int ph_set_mdwe(void)

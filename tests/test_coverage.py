@@ -1,0 +1,67 @@
+"""Stress as evidence (issue 16): what the configured stress did, counted
+where the kernel delivered it, against floors derived from the run; the
+primary's breakpoint path held to its sync; membarrier as the kernel
+reports it."""
+import json
+
+import pytest
+
+from pyharness import Config, Engine, checker
+
+
+def _run(run_cli, tmp_path, *args):
+    out = tmp_path / "r.json"
+    r = run_cli("run", *args, "--json", str(out), timeout=120)
+    return r, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("scenario,items", [
+    ("rfc-native", {"nmis/thread-0", "nmis/thread-1", "primary-thread-breakpoints"}),
+    ("rfc-selftest", {"neighbour-nmis"}),
+    ("upstream-emulated", {"executor-runs-under-patch"}),
+])
+def test_a_default_run_reports_its_coverage_above_every_floor(run_cli, tmp_path, scenario, items):
+    r, rep = _run(run_cli, tmp_path, "--scenario", scenario, "--duration", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    cov = rep["coverage"]
+    assert items <= set(cov), cov
+    for name, it in cov.items():
+        assert it["floor"] >= 1 and it["counted"] >= it["floor"], (name, it)
+        # a tenth of what the run implies: a tenfold drop fails, a wobble does not
+        assert it["floor"] == int(it["expected"] // 10)
+    assert "stress coverage:" in r.stdout
+
+
+def test_a_run_short_of_its_stress_fails_by_name(two_cpus):
+    """The floors are the run's own: a run whose counters show a tenth of
+    the NMIs its rate implies is named, per thread."""
+    class V:   # a view with the counts a broken timer would leave
+        def __init__(self, view):
+            self.sh = view.sh
+            self._cs = view.all_counters()
+
+        def all_counters(self):
+            return [dict(c, nmi_timer=c["nmi_timer"] // 20) for c in self._cs]
+    cfg = Config(cpus=two_cpus, sites=64)
+    with Engine(cfg) as e:
+        o = e.run(duration=1.5, nmi_rate=500)
+        good = checker.stress_coverage(o.view, cfg, 500)
+        assert not checker.coverage_violations(good), good
+        bad = checker.coverage_violations(checker.stress_coverage(V(o.view), cfg, 500))
+    assert {v["reason"] for v in bad} == {"nmis"} and len(bad) == 2
+    assert all(v["invariant"] == "stress-coverage" and "below the floor" in v["detail"] for v in bad)
+
+
+def test_the_primarys_breakpoint_writes_are_held_to_a_sync(run_cli, tmp_path):
+    r, rep = _run(run_cli, tmp_path, "--scenario", "rfc-native", "--duration", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rep["checks"]["evidence"]["breakpoint_writes_held_to_a_sync"] > 0
+    assert any("signal handler" in g for g in rep["checks"]["not_observable"])
+
+
+def test_membarrier_registrations_are_the_kernels_word(run_cli, tmp_path):
+    r, rep = _run(run_cli, tmp_path, "--scenario", "upstream-emulated", "--duration", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    regs = rep["checks"]["evidence"]["membarrier_registrations"]
+    # Linux 6.3+ answers MEMBARRIER_CMD_GET_REGISTRATIONS; older kernels say so
+    assert regs == "not checked" or int(regs, 16) & (1 << 6), regs
