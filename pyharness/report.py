@@ -122,6 +122,13 @@ def summary_text(rep):
                      f"{ck['executions_held_to_schedule']} executions held to the schedule, "
                      f"{ck['serializations_proven']} serializations proven, "
                      f"{ck['protection_checks']} protection reads")
+    pg = rep.get("progress") or {}
+    if pg.get("bound_s"):
+        still = pg["longest_standstill_s"]
+        lines.append("  progress: the published state "
+                     + (f"stood still at most {still:g} s" if still else
+                        "never stood still across two of the supervisor's looks")
+                     + f" (net of host steal; bound {pg['bound_s']:g} s from this run's rounds)")
     cov = rep.get("coverage") or {}
     if cov:
         short = {k: v for k, v in cov.items() if v["floor"] >= 1 and v["counted"] < v["floor"]}

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import mmap
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from typing import List, Optional
 
 from . import checker, report as rpt
 from ._ffi import ffi, lib
-from .engine import WHERE_NAMES, Config, SharedView, sync_available
+from .engine import STATE_NAMES, WHERE_NAMES, Config, SharedView, sync_available
 from .errors import (EXIT_INTERRUPTED, EXIT_PASS, EXIT_VIOLATIONS, PyharnessError,
                      SyncUnavailableError, UnsupportedError)
 from . import errors as errmod
@@ -169,6 +168,7 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     interrupted = hung = False
     overloaded = None
     watch = _ProgressWatch(view)
+    stalls = _StallWatch(view, cfg)
     caught_at = None
     try:
         if log:
@@ -181,6 +181,7 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                 elapsed = time.monotonic() - t0
                 if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
                     watch.sample()
+                    stalls.sample()
                     if stop_sent_at is None:      # after the stop: only what decides hung
                         progress(view, elapsed)
                     if log:
@@ -190,7 +191,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                                            elapsed)
                     if (spec.stop_on_violation and caught_at is None
                             and (_has_evidence(view, cfg, spec.stop_on_invariant)
-                                 or _short_of_stress(view, spec, elapsed))):
+                                 or _short_of_stress(view, spec, elapsed)
+                                 or (stalls.worst and spec.stop_on_invariant in (None, "progress")))):
                         caught_at = elapsed
                         if stop_sent_at is None:
                             view.stop()
@@ -230,12 +232,96 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     if result and not result.get("ok"):
         _raise_worker_error(result["error"])
     exit_info = {"returncode": child.returncode, "hung": hung, "stuck": stuck,
+                 "stalls": stalls.violations(),
+                 "progress": {"longest_standstill_s": round(stalls.longest, 3),
+                              "bound_s": (round(stalls.bound(), 3) if stalls.bound() else None)},
                  "overloaded_s": overloaded, "stopped_early": stop_sent_at is not None,
                  "signal": -child.returncode if child.returncode and child.returncode < 0 else None,
                  "stderr": (err or "")[-2000:]}
     if result is None and not hung and child.returncode == 1 and "Traceback" in (err or ""):
         raise errmod.CoreError("worker failed: " + (err or "").strip().splitlines()[-1])
     return build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at)
+
+
+def _steal_s(cpus):
+    """Seconds the host stole from these CPUs so far, on average per CPU
+    (/proc/stat's steal, in USER_HZ ticks); None where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            rows = {ln.split()[0]: ln.split() for ln in f if ln.startswith("cpu")}
+        hz = os.sysconf("SC_CLK_TCK")
+        vals = [int(rows[f"cpu{c}"][8]) for c in set(cpus) if f"cpu{c}" in rows]
+        return sum(vals) / len(vals) / hz if vals else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _StallWatch:
+    """Progress as evidence: how long the published state stood still while
+    the run was on (its rounds begun, DONE not yet published), net of the
+    time the host stole from the run's CPUs meanwhile.  The bound is the
+    run's own: STALL_ROUNDS times its mean round so far, never below
+    STALL_MIN_S (the supervisor's tick makes finer ones noise) nor above
+    half the deadline (past it, the deadline itself names the wait).  It is
+    judged once the run has STALL_WARMUP_ROUNDS rounds to derive it from.
+    A wait that stalls and then ends because the run stopped is recorded
+    all the same: the state stood still meanwhile."""
+
+    STALL_ROUNDS = 50
+    STALL_MIN_S = 1.0
+    STALL_WARMUP_ROUNDS = 8
+
+    def __init__(self, view, cfg):
+        self.view, self.cfg = view, cfg
+        self.last = None
+        self.since = self.since_steal = None
+        self.worst = None            # the longest stall past its bound: a dict
+        self.longest = 0.0           # the longest standstill seen, net of steal
+
+    def bound(self):
+        sh = self.view.sh
+        rounds = sh.oracle_rounds
+        if not sh.t_start or rounds < self.STALL_WARMUP_ROUNDS:
+            return None
+        mean = (lib.ph_now_ns() - sh.t_start) / 1e9 / rounds
+        return min(max(self.STALL_MIN_S, self.STALL_ROUNDS * mean), self.cfg.deadline / 2)
+
+    def sample(self):
+        sh = self.view.sh
+        r, now = sh.round, time.monotonic()
+        # DONE of the last session ends the watch; between sessions DONE
+        # is a state the run must move on from like any other.
+        running = (sh.t_start and not sh.t_end and sh.status == 0
+                   and not ((r & 7) == 4 and sh.final_session))
+        steal = _steal_s(self.cfg.cpus)
+        if not running or r != self.last:
+            self.last, self.since, self.since_steal = r, now, steal
+            return
+        stolen = (steal - self.since_steal) if steal is not None and self.since_steal is not None else 0.0
+        still = now - self.since - max(0.0, stolen)
+        self.longest = max(self.longest, still)
+        b = self.bound()
+        if b is None or still <= b or (self.worst and self.worst["since"] == self.since
+                                       and self.worst["still_s"] >= still):
+            return
+        waits = [{"thread": i, "where": WHERE_NAMES.get(c["where"], c["where"]),
+                  "last_seen": c["seen_round"]} for i, c in enumerate(self.view.all_counters())]
+        self.worst = {"since": self.since, "still_s": round(still, 3), "bound_s": round(b, 3),
+                      "stolen_s": round(max(0.0, stolen), 3), "round": r, "waits": waits}
+
+    def violations(self):
+        w = self.worst
+        if not w:
+            return []
+        who = "; ".join(f"thread {x['thread']} {x['where']}" for x in w["waits"])
+        return [{"invariant": "progress", "reason": "stall",
+                 "detail": (f"the published state stood at seq {w['round'] >> 3} "
+                            f"{STATE_NAMES.get(w['round'] & 7)} for {w['still_s']:g} s net of "
+                            f"{w['stolen_s']:g} s stolen by the host, past the bound {w['bound_s']:g} s "
+                            f"({self.STALL_ROUNDS} times this run's mean round, at least "
+                            f"{self.STALL_MIN_S:g} s): {who}"),
+                 "thread": None, "cpu": None, "role": None, "site": None, "seq": w["round"] >> 3,
+                 "state": STATE_NAMES.get(w["round"] & 7), "ctx": None, "source": "counters"}]
 
 
 class _ProgressWatch:
@@ -350,6 +436,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
                                                  verify=True)
         violations += checker.schedule_violations(view, spec, complete=(status == "complete"),
                                                   stopped=exit_info.get("stopped_early", False))
+        violations += exit_info.get("stalls", [])
         coverage = checker.stress_coverage(view, cfg, spec.nmi_rate)
         if status == "complete":     # a run cut short is judged by what it is (interrupted, hung)
             violations += checker.coverage_violations(coverage)
@@ -390,6 +477,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "distributions": rpt.distributions(view) if laid_out else {},
         "checks": rpt.checks_section(view, cfg) if laid_out else {},
         "coverage": coverage,
+        "progress": exit_info.get("progress"),
         "crash": crash,
         "stuck_threads": exit_info.get("stuck") or [],
         "worker": {"returncode": exit_info["returncode"], "signal": exit_info["signal"],

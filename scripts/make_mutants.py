@@ -253,6 +253,13 @@ mut("membarrier-wrong-kind", "upstream style with the membarrier that orders mem
     more=[('''    return ph_sys_membarrier(e, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) < 0 ? -errno : 0;''',
            '''    return ph_sys_membarrier(e, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) < 0 ? -errno : 0;''')])
 
+mut("session-rendezvous-off-by-one", "the stop_machine rendezvous numbers sessions from one too "
+    "many after the first: the primary waits at a later session's entry for a session nobody "
+    "enters, until the run's stop, which the rendezvous answers by returning as if all were in",
+    "rfc-selftest", "", "progress", "csrc/core/driver.c",
+    '''        while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k) {''',
+    '''        while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k + (k > 1)) {''')
+
 out = os.path.join(ROOT, "tests", "mutants")
 shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)

@@ -65,3 +65,45 @@ def test_membarrier_registrations_are_the_kernels_word(run_cli, tmp_path):
     regs = rep["checks"]["evidence"]["membarrier_registrations"]
     # Linux 6.3+ answers MEMBARRIER_CMD_GET_REGISTRATIONS; older kernels say so
     assert regs == "not checked" or int(regs, 16) & (1 << 6), regs
+
+
+def test_a_published_state_that_stands_still_past_the_runs_own_bound_is_named(monkeypatch):
+    """Progress as evidence: the bound is the run's (50 mean rounds, at
+    least 1 s, at most half the deadline), the standstill is net of the
+    host's steal, and the finding names each thread's wait."""
+    from pyharness import runner
+    from pyharness._ffi import lib
+
+    class Sh:
+        t_start, t_end, status, final_session, oracle_rounds, round = 1, 0, 0, 0, 1000, (7 << 3) | 1
+
+    class View:
+        sh = Sh()
+
+        def all_counters(self):
+            return [{"where": lib.PH_WHERE_WAIT_ACKS, "seen_round": 0},
+                    {"where": lib.PH_WHERE_SESSION_WAIT, "seen_round": (7 << 3) | 1}]
+
+    clock = {"t": 100.0, "ns": 2_000_000_000}           # 2 s of run, 1000 rounds: 2 ms each
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(runner, "lib", type("Lib", (), {"ph_now_ns": staticmethod(lambda: clock["ns"])}))
+    steal = {"s": 0.0}
+    monkeypatch.setattr(runner, "_steal_s", lambda cpus: steal["s"])
+    w = runner._StallWatch(View(), Config(cpus=[0, 1], sites=8))
+    assert w.bound() == pytest.approx(1.0, abs=0.3)     # 50 x 2 ms is below the 1 s floor
+    w.sample()
+    clock["t"] += 0.9
+    w.sample()
+    assert not w.violations()                           # a wobble below the bound
+    steal["s"] += 0.8                                   # the host took 0.8 s of it
+    clock["t"] += 0.7
+    w.sample()
+    assert not w.violations()                           # 1.6 s still, 0.8 s net: not a stall
+    clock["t"] += 1.5
+    w.sample()
+    (v,) = w.violations()
+    assert v["invariant"] == "progress" and v["reason"] == "stall"
+    assert "thread 0 wait-acks" in v["detail"] and "thread 1 between sessions" in v["detail"]
+    View.sh.round += 1                                  # it moved on: the watch starts again
+    w.sample()
+    assert w.last == View.sh.round

@@ -241,6 +241,17 @@ void ph_busy_wait(uint64_t ns)
  * (which must never ack SYNC_DONE).  Its subscribers hear it once it is
  * visible.  Returns 1 if this call gave it.
  */
+/* The ACK event: an ack of r became visible (both kinds of ack below). */
+static void ack_event(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_loop)
+{
+    struct ph_ev x;
+    x.c = c;
+    x.r = r;
+    x.ctx = ctx;
+    x.arg = in_loop;
+    ph_emit(e, PH_E_ACK, &x);
+}
+
 int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx, int in_sync_loop)
 {
     uint64_t old = ph_load_relaxed(&c->acked_round);
@@ -249,12 +260,7 @@ int ph_ack_word(struct ph_engine *e, struct ph_counters *c, uint64_t r, int ctx,
          * protocol's wait for acks: the primary sees our sync_one() as done. */
         if (__atomic_compare_exchange_n(&c->acked_round, &old, r, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            struct ph_ev x;
-            x.c = c;
-            x.r = r;
-            x.ctx = ctx;
-            x.arg = in_sync_loop;
-            ph_emit(e, PH_E_ACK, &x);
+            ack_event(e, c, r, ctx, in_sync_loop);
             return 1;
         }
     }
@@ -315,12 +321,6 @@ void ph_ack_map(struct ph_engine *e, struct ph_counters *c, int ctx, int in_sync
      * the bit landed in that state's map.  Otherwise it is unknown which
      * (the primary may have published and cleared in between): not
      * credited, and the hang's diagnosis shows the map as it was. */
-    if (r0 == r && ph_map_test(e, me) && ph_load_acquire(&e->sh->round) == r) {
-        struct ph_ev x;
-        x.c = c;
-        x.r = r;
-        x.ctx = ctx;
-        x.arg = in_sync_loop;
-        ph_emit(e, PH_E_ACK, &x);
-    }
+    if (r0 == r && ph_map_test(e, me) && ph_load_acquire(&e->sh->round) == r)
+        ack_event(e, c, r, ctx, in_sync_loop);
 }

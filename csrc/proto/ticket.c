@@ -24,7 +24,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <ucontext.h>
 #include "ph_internal.h"
 
 /* One line of its own: every ack takes a ticket here, the primary polls it. */
@@ -170,25 +169,6 @@ static int ticket_stuck(struct ph_engine *e, int *out, int max)
     return PH_ROUND_STATE(r) == PH_DONE ? 0 : n;
 }
 
-static uint64_t ticket_acked(struct ph_engine *e, int i, uint64_t r)
-{
-    (void)r;
-    return ph_load_acquire(&e->thr[i].acked_round);   /* pairs: ph_ack_word() */
-}
-
-/* The primary's own breakpoint: a site its kind runs out of line there,
- * else finished locally (as proto/rfc.c). */
-static int ticket_bp_primary(struct ph_engine *e, const struct ph_patch *p, int site, ucontext_t *uc)
-{
-    uint64_t ool = ph_site_ool(e, site, !p->new_variant);
-    if (ool) {
-        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ool;
-        return 1;
-    }
-    ph_bp_finish_locally(e, p, e->cfg.sync);
-    return 0;
-}
-
 const struct ph_proto ph_proto_ticket = {
     .name = "rfc-ticket",
     .poke_sync = ticket_poke_sync,
@@ -198,7 +178,7 @@ const struct ph_proto ph_proto_ticket = {
     .stuck = ticket_stuck,
     .ack_state = sync_and_ack,
     .await_acks = wait_tickets,
-    .acked = ticket_acked,
-    .bp_primary = ticket_bp_primary,
+    .acked = ph_ack_word_acked,
+    .bp_primary = ph_bp_primary_default,
     .secsyncs = 1u << PH_SECSYNC_ACK | 1u << PH_SECSYNC_MEMBARRIER,
 };
