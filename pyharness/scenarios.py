@@ -23,7 +23,7 @@ SCENARIOS = {
                    "batch": 1},
         "nmi_rate": 0.0,
         "executors": "all",
-        "aim": ("executor",),
+        "aim": ("executor", "descriptor"),
     },
     "batch": {
         "description": "text_poke_bp_batch: many sites per poke_sync round; the breakpoint "

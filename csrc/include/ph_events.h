@@ -44,6 +44,8 @@ enum ph_ev_type {
     PH_E_EXEC_EXIT,     /* ... it returned value (arg: its variant, -1 neither) */
     PH_E_TRAP_ENTER,    /* SIGTRAP delivered: si, uc, addr (the INT3), site (-1), ours */
     PH_E_TRAP_EXIT,     /* ... the breakpoint handler returned */
+    PH_E_DESC_FOUND,    /* a handler found the published descriptor (addr), no reference yet */
+    PH_E_DESC_HELD,     /* ... and took a reference to it */
     PH_E_NMI_ENTER,     /* the NMI signal delivered: ours */
     PH_E_NMI_EXIT,
     PH_E_ROUND_END,     /* the primary finished a round (the descriptor retired) */

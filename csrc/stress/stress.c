@@ -83,6 +83,37 @@ void ph_st_aim_executor(struct ph_engine *e, struct ph_ev *x)
         ph_site_run(e, e->cur_ids[i], PH_CTX_THREAD, NULL);
 }
 
+/* DESC_FOUND (--aim descriptor): on one executor trap in four, wait
+ * before taking the reference until the primary retracts the descriptor:
+ * a get after retire, which must find its count at zero and take none.
+ * Bounded (RETIRE_WAIT_NS): with acks owed the primary cannot retract
+ * meanwhile, and the wait only delays. */
+#define RETIRE_WAIT_NS 50000
+#define HOLD_NS 20000
+
+void ph_st_aim_desc_retire(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    if (!is_role(x, PH_ROLE_EXECUTOR) || (c->traps & 3) != 1)
+        return;
+    const struct ph_bp_desc *d = (const struct ph_bp_desc *)(uintptr_t)x->addr;
+    uint64_t end = ph_now_ns() + RETIRE_WAIT_NS;
+    /* Pairs with the primary's release stores retracting it (patch_batch()). */
+    while (ph_load_acquire(&e->bp_desc) == d && ph_load_acquire(&d->refs) != 0 &&
+           ph_now_ns() < end)
+        ph_cpu_relax();
+}
+
+/* DESC_HELD (--aim descriptor): on another trap in four, hold the
+ * reference a while: the primary must wait for it before it retires the
+ * descriptor, and reuse it two rounds later only after the put. */
+void ph_st_aim_desc_hold(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    if (is_role(x, PH_ROLE_EXECUTOR) && (x->c->traps & 3) == 3)
+        ph_busy_wait(HOLD_NS);
+}
+
 /* SYNC_BEGIN: --force-nmi 2, a secondary NMIs itself before it acks
  * SYNC_0, to take the breakpoint in NMI context. */
 void ph_st_force_nmi(struct ph_engine *e, struct ph_ev *x)

@@ -39,6 +39,10 @@ static struct ph_bp_desc *desc_try_get(struct ph_engine *e)
     struct ph_bp_desc *d = ph_load_acquire(&e->bp_desc);
     if (!d)
         return NULL;
+    struct ph_ev x;          /* found, no reference yet (and held, below): aimed stress */
+    x.c = ph_self.c;
+    x.addr = (uint64_t)(uintptr_t)d;
+    ph_emit(e, PH_E_DESC_FOUND, &x);
     int32_t r = ph_load_relaxed(&d->refs);
     do {
         if (r == 0)
@@ -46,6 +50,7 @@ static struct ph_bp_desc *desc_try_get(struct ph_engine *e)
         /* acquire: pairs with the release store of refs = 1 on publish. */
     } while (!__atomic_compare_exchange_n(&d->refs, &r, r + 1, 1,
                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+    ph_emit(e, PH_E_DESC_HELD, &x);
     return d;
 }
 

@@ -9,7 +9,7 @@ import sys
 from ..errors import EXIT_USAGE
 from ..units import parse_duration
 
-from ..engine import BPS, KINDS, POKES, PROTOCOLS, SECSYNCS as SECONDARY_SYNCS, STRESS, SYNCS
+from ..engine import AIMS, BPS, KINDS, POKES, PROTOCOLS, SECSYNCS as SECONDARY_SYNCS, STRESS, SYNCS
 from ..engine import table_descriptions
 from .._ffi import lib
 PLACEMENTS = ("default", "spread", "one-per-core", "smt-pairs", "cross-package")
@@ -172,7 +172,7 @@ def build_parser():
                    help="stop_machine calls in the run (the run's sites or time split among them)")
     r.add_argument("--aim", default=None,
                    help="aim NMIs and executions at the windows between pokes: comma list of "
-                        "primary,secondary,executor, or all, or none (default: the scenario's)")
+                        + ",".join(AIMS) + ", or all, or none (default: the scenario's)")
     r.add_argument("--trace", type=_nonneg_int, default=4096,
                    help="trace events kept per thread (power of two; 0 = off)")
     r.add_argument("--mutant", default="none", help="run a deliberately broken protocol")
