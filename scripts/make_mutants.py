@@ -260,6 +260,30 @@ mut("session-rendezvous-off-by-one", "the stop_machine rendezvous numbers sessio
     '''        while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k) {''',
     '''        while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k + (k > 1)) {''')
 
+mut("desc-retired-before-refs", "the descriptor is marked retired before the primary waits for its "
+    "references (two lines swapped): a handler still holding it resolves its breakpoint from a "
+    "descriptor the primary already gave up", "upstream-emulated", "", "int3-resolved",
+    "csrc/core/driver.c",
+    '''    if (__atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL) != 1)
+        rc = e->steps.await_refs(e, d, ids[0], rc);
+    /* Pairs with the acquire load of retired in the breakpoint handler. */
+    ph_store_release(&d->retired, 1);''',
+    '''    /* Pairs with the acquire load of retired in the breakpoint handler. */
+    ph_store_release(&d->retired, 1);
+    if (__atomic_fetch_sub(&d->refs, 1, __ATOMIC_ACQ_REL) != 1)
+        rc = e->steps.await_refs(e, d, ids[0], rc);''')
+mut("nmi-mode-session-in-thread", "NMI mode's secondary runs its session in thread context and tells "
+    "its finish loop it is in NMI context (the NMI hand-off skipped): every check that trusts the "
+    "protocol's context flag is satisfied", "rfc-selftest", "", "nmi-held-off",
+    "csrc/core/driver.c",
+    '''        if (e->cfg.nmi_mode) {
+            rc = in_nmi(e, 2);     /* marks the entry inside the NMI (ph_nmi_work) */''',
+    '''        if (e->cfg.nmi_mode) {
+            ph_store_release(&c->session_in, ph_load_acquire(&e->sh->session) + 1);
+            c->nmi_active = 1;
+            rc = e->proto->finish(e, PH_CTX_NMI);
+            c->nmi_active = 0;''')
+
 out = os.path.join(ROOT, "tests", "mutants")
 shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)

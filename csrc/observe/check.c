@@ -422,6 +422,11 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     struct ph_counters *c = x->c;
     uint64_t r = x->r;
     int ctx = x->ctx, in_sync_loop = x->arg;
+    /* NMI mode: a secondary's session, its acks included, runs inside its
+     * own NMI -- as the signal entries counted, not as the protocol's
+     * context flag says. */
+    if (e->cfg.nmi_mode && c->role == PH_ROLE_SECONDARY && !c->in_nmi && e->orc.active)
+        ph_violation(e, PH_R_SESSION_OUTSIDE_NMI, ph_self.idx, -1, ctx, r, r, 0, 0);
     int st = PH_ROUND_STATE(r);
     ph_count(&c->acks[st], 1);
     if (ctx & PH_CTX_BP)
