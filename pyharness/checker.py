@@ -165,9 +165,9 @@ def stress_coverage(view, config, nmi_rate, live=False):
     sessions = min(max(1, config.sessions), sh.session + 1) if live else max(1, config.sessions)
     out = {}
 
-    def item(name, counted, expected, what):
+    def item(name, counted, expected, what, floor=None):
         out[name] = {"counted": int(counted), "expected": round(expected, 1),
-                     "floor": int(expected // 10), "what": what}
+                     "floor": int(expected // 10) if floor is None else int(floor), "what": what}
 
     cpus = list(config.cpus)
     if nmi_rate > 0 and not config.nmi_mode:   # NMI mode holds NMIs off for whole sessions
@@ -184,7 +184,32 @@ def stress_coverage(view, config, nmi_rate, live=False):
              "breakpoints the primary took in thread context (its aimed rounds run a site right "
              "after its INT3" + ("; the RFC selftest's primary after SYNC_0" if "primary-exec" in config.stress
                                  else "") + ")")
-    execs = [i for i, r in enumerate(config.roles()) if r == lib.PH_ROLE_EXECUTOR]
+    if not config.nmi_mode and aimed:
+        # Round k aims at step k % 4 (the fourth runs a site instead): a
+        # quarter of the rounds each, counted where the NMI landed.
+        for k, step in enumerate(("int3", "tail", "first-byte")):
+            item(f"primary-aim/{step}", prim["nmi_in_step"][k], rounds / 4,
+                 f"NMIs that reached the primary between its {step} writes and their publication "
+                 "(aimed at a quarter of the rounds)")
+    roles = config.roles()
+    secs = [i for i, r in enumerate(roles) if r == lib.PH_ROLE_SECONDARY]
+    if (not config.nmi_mode and config.aim & lib.PH_AIM_SECONDARY and secs
+            and config.secondary_sync == "ack"):
+        # Round k aims each secondary at state k % 4 (SYNC_0..2; none for 3).
+        for st in range(3):
+            item(f"secondary-aim/SYNC_{st}", sum(cs[i]["nmi_in_state"][st] for i in secs),
+                 rounds / 4 * len(secs),
+                 f"NMIs that reached a secondary between its reading SYNC_{st} and its ack "
+                 "(aimed at a quarter of the rounds, each secondary)")
+    if config.sessions > 1 and rounds:
+        # Every secondary takes part in every session (stop_machine): all
+        # but the one a stop may have cut short.
+        ran = sh.session + 1
+        for i in secs:
+            item(f"sessions/thread-{i}", min(cs[i]["sessions_seen"], cs[i]["sessions_done"]), ran,
+                 f"sessions thread {i} entered and left (read a state of, and its DONE) of the {ran} "
+                 "the primary ran", floor=ran - 1)
+    execs = [i for i, r in enumerate(roles) if r == lib.PH_ROLE_EXECUTOR]
     if execs and config.aim & lib.PH_AIM_EXECUTOR:
         share = sum(1.0 / max(1, cpus.count(cpus[i])) for i in execs)
         item("executor-runs-under-patch", sum(cs[i]["exec_in_window"] for i in execs), rounds * share,

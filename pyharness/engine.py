@@ -56,7 +56,8 @@ WHERE_NAMES = {0: "none", 1: "registered", 2: "finish-loop", 3: "sync-loop", 4: 
                5: "nmi-handler", 6: "poke", 7: "wait-acks", 8: "wait-refs", 9: "executing",
                10: "verify", 11: "exited", 12: "sync-loop: waiting for the state to change",
                13: "finish-loop: waiting for SYNC_DONE to change", 14: "sync-loop: testing its bit",
-               15: "between sessions", 16: "taking the NMI lock"}
+               15: "between sessions", 16: "taking the NMI lock",
+               17: "session entry rendezvous", 18: "session exit rendezvous"}
 POKE_STEP_NAMES = {1: "int3", 2: "tail", 3: "first-byte"}
 SERIES = {"site_ns": lib.PH_SERIES_SITE_NS, "ack_ns_SYNC_0": lib.PH_SERIES_ACK_NS_0,
           "ack_ns_SYNC_1": lib.PH_SERIES_ACK_NS_1, "ack_ns_SYNC_2": lib.PH_SERIES_ACK_NS_2,
@@ -276,6 +277,16 @@ class SharedView:
         for i in range(self.nthreads):
             c = lib.ph_shared_counters(self.base, i)
             out.append((c.tid, c.where, tuple(getattr(c, f) for f in self.PROGRESS_FIELDS)))
+        return out
+
+    def wait_stalls(self):
+        """[(thread, stall_ns, stall_end, awaited, where, on)]: each thread's
+        longest wait stall as its wait steps kept it, read field by field."""
+        out = []
+        for i in range(self.nthreads):
+            c = lib.ph_shared_counters(self.base, i)
+            if c.stall_ns:
+                out.append((i, c.stall_ns, c.stall_end, c.stall_for, c.stall_where, c.stall_on))
         return out
 
     def violations(self):

@@ -192,7 +192,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                     if (spec.stop_on_violation and caught_at is None
                             and (_has_evidence(view, cfg, spec.stop_on_invariant)
                                  or _short_of_stress(view, spec, elapsed)
-                                 or (stalls.worst and spec.stop_on_invariant in (None, "progress")))):
+                                 or ((stalls.worst or stalls.wait_worst)
+                                     and spec.stop_on_invariant in (None, "progress")))):
                         caught_at = elapsed
                         if stop_sent_at is None:
                             view.stop()
@@ -212,6 +213,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
                     break
     finally:
         stuck = watch.stuck(cfg, child.pid) if hung else []
+        if lib.ph_shared_check(view.base, view.sh.size or 1) == 0:
+            stalls.sample(final=True)         # the waits' records as the run left them
         if child.poll() is None:
             child.kill()
         try:
@@ -234,7 +237,8 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     exit_info = {"returncode": child.returncode, "hung": hung, "stuck": stuck,
                  "stalls": stalls.violations(),
                  "progress": {"longest_standstill_s": round(stalls.longest, 3),
-                              "bound_s": (round(stalls.bound(), 3) if stalls.bound() else None)},
+                              "bound_s": (round(stalls.bound(), 3) if stalls.bound() else None),
+                              "longest_waits": stalls.wait_table()},
                  "overloaded_s": overloaded, "stopped_early": stop_sent_at is not None,
                  "signal": -child.returncode if child.returncode and child.returncode < 0 else None,
                  "stderr": (err or "")[-2000:]}
@@ -257,19 +261,29 @@ def _steal_s(cpus):
 
 
 class _StallWatch:
-    """Progress as evidence: how long the published state stood still while
-    the run was on (its rounds begun, DONE not yet published), net of the
-    time the host stole from the run's CPUs meanwhile.  The bound is the
-    run's own: STALL_ROUNDS times its mean round so far, never below
-    STALL_MIN_S (the supervisor's tick makes finer ones noise) nor above
-    half the deadline (past it, the deadline itself names the wait).  It is
-    judged once the run has STALL_WARMUP_ROUNDS rounds to derive it from.
-    A wait that stalls and then ends because the run stopped is recorded
-    all the same: the state stood still meanwhile."""
+    """Progress as evidence, two ways.
+
+    The run's: how long the published state stood still while the run was
+    on (its rounds begun, DONE not yet published), net of the time the host
+    stole from the run's CPUs meanwhile.
+
+    Each wait's: every protocol wait's step (ph_spin_step) keeps the
+    waiting thread's longest stall -- how long the thread it waited for
+    showed no progress (the observer's SEEN, ACK, PUBLISH and STEP_DONE) --
+    with whom and what it waited on and when the stall last grew; here it
+    is netted of the host's steal over that stretch.
+
+    The bound is the run's own: STALL_ROUNDS times its mean round so far,
+    never below STALL_MIN_S (the supervisor's tick makes finer ones noise)
+    nor above half the deadline (past it, the deadline itself names the
+    wait).  It is judged once the run has STALL_WARMUP_ROUNDS rounds to
+    derive it from.  A wait that stalls and then ends because the run
+    stopped is recorded all the same."""
 
     STALL_ROUNDS = 50
     STALL_MIN_S = 1.0
     STALL_WARMUP_ROUNDS = 8
+    STEAL_KEEP = 4096            # steal samples kept (decimated beyond)
 
     def __init__(self, view, cfg):
         self.view, self.cfg = view, cfg
@@ -277,6 +291,9 @@ class _StallWatch:
         self.since = self.since_steal = None
         self.worst = None            # the longest stall past its bound: a dict
         self.longest = 0.0           # the longest standstill seen, net of steal
+        self.steal = []              # [(ph_now_ns, stolen s)], for the waits' stretches
+        self.waits = {}              # thread -> its longest wait stall (a dict)
+        self.wait_worst = {}         # thread -> the same, past the bound
 
     def bound(self):
         sh = self.view.sh
@@ -286,7 +303,29 @@ class _StallWatch:
         mean = (lib.ph_now_ns() - sh.t_start) / 1e9 / rounds
         return min(max(self.STALL_MIN_S, self.STALL_ROUNDS * mean), self.cfg.deadline / 2)
 
-    def sample(self):
+    def _stolen_between(self, t0_ns, t1_ns):
+        """Steal over [t0, t1] from the samples (linear between them)."""
+        pts = self.steal
+        if len(pts) < 2:
+            return 0.0
+
+        def at(t):
+            if t <= pts[0][0]:
+                return pts[0][1]
+            if t >= pts[-1][0]:
+                return pts[-1][1]
+            lo, hi = 0, len(pts) - 1
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if pts[mid][0] <= t:
+                    lo = mid
+                else:
+                    hi = mid
+            (ta, sa), (tb, sb) = pts[lo], pts[hi]
+            return sa + (sb - sa) * (t - ta) / max(1, tb - ta)
+        return max(0.0, at(t1_ns) - at(t0_ns))
+
+    def sample(self, final=False):
         sh = self.view.sh
         r, now = sh.round, time.monotonic()
         # DONE of the last session ends the watch; between sessions DONE
@@ -294,6 +333,13 @@ class _StallWatch:
         running = (sh.t_start and not sh.t_end and sh.status == 0
                    and not ((r & 7) == 4 and sh.final_session))
         steal = _steal_s(self.cfg.cpus)
+        if steal is not None:
+            self.steal.append((lib.ph_now_ns(), steal))
+            if len(self.steal) > self.STEAL_KEEP:
+                self.steal = self.steal[::2]
+        self._sample_waits()
+        if final:
+            return
         if not running or r != self.last:
             self.last, self.since, self.since_steal = r, now, steal
             return
@@ -309,19 +355,60 @@ class _StallWatch:
         self.worst = {"since": self.since, "still_s": round(still, 3), "bound_s": round(b, 3),
                       "stolen_s": round(max(0.0, stolen), 3), "round": r, "waits": waits}
 
+    def _sample_waits(self):
+        """Each thread's longest wait stall, read field by field (cheap for
+        many threads), netted of steal and held to the bound."""
+        b = self.bound()
+        for i, ns, end, awaited, where, on in self.view.wait_stalls():
+            old = self.waits.get(i)
+            if old and old["ns"] == ns:
+                continue
+            stolen = self._stolen_between(end - ns, end)
+            net = max(0.0, ns / 1e9 - stolen)
+            rec = {"thread": i, "ns": ns, "stall_s": round(ns / 1e9, 3), "net_s": round(net, 3),
+                   "stolen_s": round(stolen, 3), "awaited": int(awaited),
+                   "where": WHERE_NAMES.get(where, where),
+                   "on_seq": on >> 3, "on_state": STATE_NAMES.get(on & 7)}
+            self.waits[i] = rec
+            if b is not None and net > b:
+                self.wait_worst[i] = dict(rec, bound_s=round(b, 3))
+
+    @staticmethod
+    def _awaited(rec):
+        a = rec["awaited"]
+        return (f"thread {a}" if a >= 0 else "the published state" if a == -1
+                else "any other thread")
+
+    def wait_table(self, top=5):
+        """The longest wait stalls, longest first (the run's JSON)."""
+        rows = sorted(self.waits.values(), key=lambda w: -w["net_s"])[:top]
+        return [{"thread": w["thread"], "stall_s": w["stall_s"], "net_s": w["net_s"],
+                 "awaited": self._awaited(w), "where": w["where"],
+                 "on_seq": w["on_seq"], "on_state": w["on_state"]} for w in rows]
+
     def violations(self):
+        out = []
         w = self.worst
-        if not w:
-            return []
-        who = "; ".join(f"thread {x['thread']} {x['where']}" for x in w["waits"])
-        return [{"invariant": "progress", "reason": "stall",
-                 "detail": (f"the published state stood at seq {w['round'] >> 3} "
-                            f"{STATE_NAMES.get(w['round'] & 7)} for {w['still_s']:g} s net of "
-                            f"{w['stolen_s']:g} s stolen by the host, past the bound {w['bound_s']:g} s "
-                            f"({self.STALL_ROUNDS} times this run's mean round, at least "
-                            f"{self.STALL_MIN_S:g} s): {who}"),
-                 "thread": None, "cpu": None, "role": None, "site": None, "seq": w["round"] >> 3,
-                 "state": STATE_NAMES.get(w["round"] & 7), "ctx": None, "source": "counters"}]
+        if w:
+            who = "; ".join(f"thread {x['thread']} {x['where']}" for x in w["waits"])
+            out.append({"invariant": "progress", "reason": "stall",
+                        "detail": (f"the published state stood at seq {w['round'] >> 3} "
+                                   f"{STATE_NAMES.get(w['round'] & 7)} for {w['still_s']:g} s net of "
+                                   f"{w['stolen_s']:g} s stolen by the host, past the bound {w['bound_s']:g} s "
+                                   f"({self.STALL_ROUNDS} times this run's mean round, at least "
+                                   f"{self.STALL_MIN_S:g} s): {who}"),
+                        "thread": None, "cpu": None, "role": None, "site": None, "seq": w["round"] >> 3,
+                        "state": STATE_NAMES.get(w["round"] & 7), "ctx": None, "source": "counters"})
+        for i, w in sorted(self.wait_worst.items()):
+            out.append({"invariant": "progress", "reason": "wait-stall",
+                        "detail": (f"thread {i}'s wait ({w['where']}, on seq {w['on_seq']} "
+                                   f"{w['on_state']}) saw {self._awaited(w)} make no progress for "
+                                   f"{w['net_s']:g} s net of {w['stolen_s']:g} s stolen by the host, past "
+                                   f"the bound {w['bound_s']:g} s ({self.STALL_ROUNDS} times this run's "
+                                   f"mean round, at least {self.STALL_MIN_S:g} s)"),
+                        "thread": i, "cpu": None, "role": None, "site": None, "seq": w["on_seq"],
+                        "state": w["on_state"], "ctx": None, "source": "counters"})
+        return out
 
 
 class _ProgressWatch:

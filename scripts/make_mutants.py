@@ -6,7 +6,7 @@
 Each mutant is (name, the real bug it models, scenarios, extra flags,
 expected invariants, a file hint, the code as it is, the code with the bug,
 [equivalent: why no x86 execution can tell it apart]).  The snippet is
-looked up in csrc/**/*.[ch] (it must occur exactly once; where two protocols share
+looked up in csrc/**/*.[ch] and *.def (it must occur exactly once; where two protocols share
 a line, csrc/proto/rfc.c is meant), so a refactor that moves code only needs this
 script run again -- tests/test_observer.py fails when a patch stops
 applying.  A snippet that no longer matches is an error (exit 1): the bug
@@ -284,12 +284,43 @@ mut("nmi-mode-session-in-thread", "NMI mode's secondary runs its session in thre
             rc = e->proto->finish(e, PH_CTX_NMI);
             c->nmi_active = 0;''')
 
+
+mut("step-event-before-writes", "a refactor moves the primary's step event to the top of its "
+    "step: the aim it drives now fires before the step's writes, right after the previous "
+    "publication, in no window between a poke and its publication", "rfc-native", "",
+    "stress-coverage", "csrc/core/primitives.c",
+    """        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        for (int i = 0; i < n; i++) {""",
+    """        int64_t where = c->where;
+        c->where = PH_WHERE_POKE;
+        struct ph_ev x0;
+        x0.c = c;
+        x0.arg = step;
+        ph_emit(e, PH_E_STEP_DONE, &x0);
+        for (int i = 0; i < n; i++) {""",
+    more=(("""        c->where = where;
+        struct ph_ev x;
+        x.c = c;
+        x.arg = step;
+        ph_emit(e, PH_E_STEP_DONE, &x);
+    }""", """        c->where = where;
+    }"""),))
+
+mut("secondary-aim-after-sync", "the secondary aim's table line subscribes it to the sync event "
+    "(after the serializing instruction) instead of the one before it: its NMIs land after the "
+    "sync, outside the window between reading a state and serializing it", "rfc-native", "",
+    "stress-coverage", "csrc/include/subscribers.def",
+    """PH_ON(SYNC_BEGIN, ph_st_aim_secondary, e->cfg.aim & PH_AIM_SECONDARY)""",
+    """PH_ON(SYNC, ph_st_aim_secondary, e->cfg.aim & PH_AIM_SECONDARY)""")
+
 out = os.path.join(ROOT, "tests", "mutants")
 shutil.rmtree(out, ignore_errors=True)
 os.makedirs(out)
 missing = []
 for i, m in enumerate(M, 1):
-    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.[ch]"), recursive=True))
+    hits = [f for f in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.[ch]"), recursive=True)
+                         + glob.glob(os.path.join(ROOT, "csrc", "**", "*.def"), recursive=True))
             if open(f).read().count(m["old"]) == 1]
     if len(hits) > 1:   # the same line in both protocols: the default one is meant
         hits = [h for h in hits if h.endswith(os.path.join("proto", "rfc.c"))]

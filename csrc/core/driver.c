@@ -87,7 +87,7 @@ static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int r
     c->where = PH_WHERE_WAIT_REFS;
     /* Pairs with the release decrement in desc_put(). */
     while (ph_load_acquire(&d->refs) != 0) {
-        if (ph_spin_step(e, &spins, deadline) < 0) {
+        if (ph_spin_step(e, &spins, deadline, PH_AWAIT_ANY, ph_load_relaxed(&e->sh->round)) < 0) {
             ph_violation(e, PH_R_REFS_WAIT, ph_self.idx, site, PH_CTX_THREAD,
                          ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns,
                          (uint64_t)ph_load_relaxed(&d->refs), 0);
@@ -313,23 +313,31 @@ static int in_nmi(struct ph_engine *e, int work)
 static int rendezvous(struct ph_engine *e, uint64_t k, int leaving)
 {
     uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
-    for (int i = 0; i < e->cfg.nthreads; i++) {
+    struct ph_counters *c = ph_self.c;
+    int64_t where = c->where;
+    int rc = 0;
+    c->where = leaving ? PH_WHERE_SESSION_EXIT : PH_WHERE_SESSION_ENTRY;
+    for (int i = 0; i < e->cfg.nthreads && !rc; i++) {
         if (i == e->cfg.primary || ph_load_relaxed(&e->thr[i].role) != PH_ROLE_SECONDARY)
             continue;
         /* Pairs with the release stores of session_in / session_out in
          * ph_nmi_work() and ph_secondary_run(). */
         while (ph_load_acquire(leaving ? &e->thr[i].session_out : &e->thr[i].session_in) < k) {
             if (ph_aborted(e) || ph_load_acquire(&e->sh->stop))
-                return 0;
-            if (ph_spin_step(e, &spins, deadline) < 0) {
+                break;
+            if (ph_spin_step(e, &spins, deadline, i, ph_load_relaxed(&e->sh->round)) < 0) {
                 ph_violation(e, leaving ? PH_R_SESSION_EXIT : PH_R_SESSION_ENTRY, i, -1,
                              PH_CTX_THREAD, ph_load_relaxed(&e->sh->round), e->cfg.deadline_ns, 0, 0);
                 ph_abort_run(e);
-                return -ETIMEDOUT;
+                rc = -ETIMEDOUT;
+                break;
             }
         }
+        if (ph_aborted(e) || ph_load_acquire(&e->sh->stop))
+            break;
     }
-    return 0;
+    c->where = where;
+    return rc;
 }
 
 static int primary_run(struct ph_engine *e, int64_t nsites, uint64_t until_ns)
@@ -419,7 +427,7 @@ static int secondary_run(struct ph_engine *e)
                 ph_load_relaxed(&e->sh->final_session) || ph_aborted(e))
                 break;
             ph_beat(c);
-            if (ph_spin_step(e, &spins, deadline) < 0) {
+            if (ph_spin_step(e, &spins, deadline, PH_AWAIT_STATE, r) < 0) {
                 ph_violation(e, PH_R_SESSION_WAIT, ph_self.idx, -1, PH_CTX_THREAD, r,
                              e->cfg.deadline_ns, 0, 0);
                 ph_abort_run(e);

@@ -53,12 +53,60 @@ void ph_abort_run(struct ph_engine *e)
  * sched_yield() so that more threads than CPUs still make progress: on a
  * shared CPU the thread waited for cannot run while its waiter spins, so
  * there the budget is small.  Returns -ETIMEDOUT past deadline.
+ *
+ * Every 64th step also measures the wait's stall: how long the thread it
+ * waits for (awaited) has shown no progress while this one waited, its
+ * longest kept in the waiter's counters.  A wait's first measure starts
+ * it; a wait that ends (its condition, the run's stop) keeps what it had.
  */
-int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline)
+static uint64_t progress_of(const struct ph_engine *e, int awaited)
+{
+    if (awaited >= 0 && awaited < e->cfg.nthreads)
+        return ph_load_relaxed(&e->thr[awaited].progress);
+    if (awaited == PH_AWAIT_ANY) {
+        uint64_t sum = 0;
+        for (int i = 0; i < e->cfg.nthreads; i++)
+            if (i != ph_self.idx)
+                sum += ph_load_relaxed(&e->thr[i].progress);
+        return sum;
+    }
+    return ph_load_relaxed(&e->sh->round);    /* PH_AWAIT_STATE: the state moves */
+}
+
+static void stall_measure(const struct ph_engine *e, uint64_t n, int awaited, uint64_t on,
+                          uint64_t now)
+{
+    struct ph_counters *c = ph_self.c;
+    if (!c || awaited == PH_AWAIT_NONE)
+        return;
+    int lvl = (c->in_nmi ? 2 : 0) | (c->in_bp ? 1 : 0);
+    uint64_t p = progress_of(e, awaited);
+    if (n == 64 || p != ph_self.w_prog[lvl]) {
+        ph_self.w_prog[lvl] = p;
+        ph_self.w_since[lvl] = now;
+        return;
+    }
+    uint64_t still = now - ph_self.w_since[lvl];
+    if (still > c->stall_ns) {
+        /* Relaxed: one writer, read by the supervisor as evidence. */
+        ph_store_relaxed(&c->stall_for, (int64_t)awaited);
+        ph_store_relaxed(&c->stall_on, on);
+        ph_store_relaxed(&c->stall_where, c->where);
+        ph_store_relaxed(&c->stall_end, now);
+        ph_store_relaxed(&c->stall_ns, still);
+    }
+}
+
+int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline, int awaited,
+                 uint64_t on)
 {
     uint64_t n = ++*spins;
-    if ((n & 63) == 0 && ph_now_ns() > deadline)
-        return -ETIMEDOUT;
+    if ((n & 63) == 0) {
+        uint64_t now = ph_now_ns();
+        if (now > deadline)
+            return -ETIMEDOUT;
+        stall_measure(e, n, awaited, on, now);
+    }
     if (n <= e->cfg.spin_pauses)
         ph_cpu_relax();
     else
@@ -86,7 +134,7 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
             *waited = t0;
             return r;
         }
-        int rc = ph_wait_step(e, &spins, &t0, &deadline);
+        int rc = ph_wait_step(e, &spins, &t0, &deadline, prev);
         if (rc == -ETIMEDOUT) {
             ph_violation(e, PH_R_STATE_CHANGE, ph_self.idx, -1, ctx, r, e->cfg.deadline_ns, 0, 0);
             ph_abort_run(e);
@@ -103,7 +151,8 @@ uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *
  * once the run aborted; else the wait's clock starts at its first step, a
  * heartbeat, a pause or a yield, and -ETIMEDOUT past the deadline (the
  * caller names what it waited for). */
-int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline)
+int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline,
+                 uint64_t on)
 {
     if (ph_aborted(e))
         return -ECANCELED;
@@ -112,7 +161,7 @@ int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *d
         *deadline = *t0 + e->cfg.deadline_ns;
     }
     ph_beat(ph_self.c);
-    return ph_spin_step(e, spins, *deadline);
+    return ph_spin_step(e, spins, *deadline, PH_AWAIT_STATE, on);
 }
 
 /* Returns the time of publication (the start of the ack wait).  The

@@ -77,7 +77,7 @@ int ph_wait_registered(struct ph_engine *e)
     uint64_t spins = 0, deadline = ph_now_ns() + e->cfg.deadline_ns;
     /* Pairs with the release increment in ph_thread_register(). */
     while (__atomic_load_n(&e->registered, __ATOMIC_ACQUIRE) < e->cfg.nthreads) {
-        if (ph_spin_step(e, &spins, deadline) < 0)
+        if (ph_spin_step(e, &spins, deadline, PH_AWAIT_NONE, 0) < 0)
             return -ETIMEDOUT;
         if (ph_aborted(e))
             return -ECANCELED;

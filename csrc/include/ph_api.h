@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 18
+#define PH_ABI_VERSION 19
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -159,7 +159,7 @@ enum ph_where {
     PH_WHERE_WAIT_ACKS = 7, PH_WHERE_WAIT_REFS = 8, PH_WHERE_EXECUTING = 9,
     PH_WHERE_VERIFY = 10, PH_WHERE_EXITED = 11, PH_WHERE_SYNC_WAIT = 12,
     PH_WHERE_FINISH_WAIT = 13, PH_WHERE_SYNC_TEST = 14, PH_WHERE_SESSION_WAIT = 15,
-    PH_WHERE_LOCK = 16
+    PH_WHERE_LOCK = 16, PH_WHERE_SESSION_ENTRY = 17, PH_WHERE_SESSION_EXIT = 18
 };
 
 /* Sample rings kept by the primary. */
@@ -323,7 +323,33 @@ struct ph_counters {
     uint64_t bp_syncs_checked; /* breakpoint handlers that wrote, held to a sync after */
     uint64_t nmi_timer;        /* NMIs the kernel delivered from this thread's timer (SI_TIMER) */
     uint64_t exec_in_window;   /* an executor's runs of a site while a round patched it */
-    uint64_t pad2[1];          /* to a multiple of 64 bytes (asserted) */
+    /* Aimed NMIs that landed in the window they aimed at, as the observer
+     * saw the run at the NMI's entry: the primary's, between a step's
+     * writes (as its POKE events showed them) and the next publication
+     * (per step: INT3, tail, first byte); a secondary's, between its
+     * reading a state and its serializing and acking it (SYNC_0..2). */
+    uint64_t nmi_in_step[3];
+    uint64_t nmi_in_state[3];
+    uint64_t obs_acked;        /* observer: the last round this thread's ACK event carried */
+    uint64_t sessions_seen;    /* observer: sessions in which this thread read a state ... */
+    uint64_t sessions_done;    /* ... and in which it read their DONE */
+    uint64_t obs_session;      /* observer: the session of its last counted state (+1) */
+    uint64_t obs_session_done; /* ... and of its last counted DONE (+1) */
+    /* Progress (the observer's SEEN, ACK, PUBLISH and STEP_DONE) and the
+     * longest stall of this thread's waits: how long the thread it waited
+     * for (stall_for; -1: the published state) showed no progress, the
+     * wait's `where` and what it waited on (stall_on), when it last grew
+     * (stall_end, ph_now_ns).  Written by the shared wait step
+     * (ph_spin_step), never by protocol code. */
+    uint64_t progress;
+    uint64_t stall_ns;
+    uint64_t stall_end;
+    int64_t stall_for;
+    uint64_t stall_on;
+    int64_t stall_where;
+    uint64_t sync_tried;       /* round seen before the last serializing instruction, proved
+                                  or not: its wrapper's, before any subscriber hears of it */
+    uint64_t pad2[7];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

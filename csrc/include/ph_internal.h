@@ -121,6 +121,7 @@ struct ph_oracle {
     uint8_t *variant;              /* per site: variant the schedule implies (sh + off_final) */
     struct ph_oround ring[PH_ORACLE_RING];
     uint64_t prot_last_ns;         /* last /proc/self/maps check */
+    int step_pending;              /* the primary's last step (STEP_*) not yet published */
     char *maps_buf;                /* /proc/self/maps, read by the primary */
 };
 
@@ -265,6 +266,9 @@ struct ph_self {
     struct ph_counters *c;
     int idx;
     uint64_t rng;
+    /* The wait under way at each nesting (thread, breakpoint, NMI): the
+     * awaited thread's progress when last seen to change, and since when. */
+    uint64_t w_prog[4], w_since[4];
 };
 extern __thread struct ph_self ph_self __attribute__((tls_model("initial-exec")));
 
@@ -351,8 +355,17 @@ void ph_poke_tail(struct ph_engine *e, const struct ph_patch *p);
 int ph_current_ctx(void);
 int ph_aborted(struct ph_engine *e);
 void ph_abort_run(struct ph_engine *e);
-int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline);
-int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline);
+/* A wait's step names whom it waits for (a thread, or PH_AWAIT_STATE:
+ * whoever publishes the state; PH_AWAIT_ANY; PH_AWAIT_NONE: not the
+ * protocol's) and
+ * on what (a round), so its longest stall is recorded (ph_counters). */
+#define PH_AWAIT_STATE (-1)
+#define PH_AWAIT_NONE (-2)
+#define PH_AWAIT_ANY (-3)        /* any other thread (a map, a count, references) */
+int ph_spin_step(const struct ph_engine *e, uint64_t *spins, uint64_t deadline, int awaited,
+                 uint64_t on);
+int ph_wait_step(struct ph_engine *e, uint64_t *spins, uint64_t *t0, uint64_t *deadline,
+                 uint64_t on);
 void ph_account_wait(struct ph_counters *c, uint64_t t0);
 uint64_t ph_wait_round_change(struct ph_engine *e, uint64_t prev, int ctx, int *err,
                               uint64_t *waited);

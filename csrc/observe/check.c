@@ -261,6 +261,14 @@ void ph_obs_poke(struct ph_engine *e, struct ph_ev *x)
         return;
     /* the context as the signal entries counted it */
     int ctx = c ? (c->in_nmi ? PH_CTX_NMI : 0) | (c->in_bp ? PH_CTX_BP : 0) : PH_CTX_THREAD;
+    if (ctx == PH_CTX_THREAD && ph_self.idx == e->cfg.primary) {
+        /* The step this write belongs to, from the write itself: a window
+         * the primary aim's NMIs must land in, open until the publication. */
+        int at = ph_site_containing(e, addr);
+        if (at >= 0)
+            o->step_pending = addr > e->sites[at].addr ? STEP_TAIL
+                            : len == 1 && src[0] == PH_INT3 ? STEP_INT3 : STEP_FIRST;
+    }
     if (ctx == PH_CTX_THREAD && !sampled(o->seq, POKE_EVERY))
         return;             /* sampled rounds; the breakpoint path's writes always */
     if (ph_aborted(e))
@@ -345,10 +353,41 @@ static void check_prev_acked(struct ph_engine *e, uint64_t prev, uint64_t next)
 }
 
 /* PUBLISH: the primary, just before (or just after) it stores the state. */
+/* SEEN, ACK, PUBLISH, STEP_DONE: the thread made progress (what a wait
+ * for it measures its stall against, ph_spin_step); and, at SEEN, the
+ * sessions in which it read a state and read their DONE. */
+void ph_obs_progress(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    struct ph_counters *c = x->c;
+    if (!c)
+        return;
+    ph_count(&c->progress, 1);
+}
+
+void ph_obs_sessions(struct ph_engine *e, struct ph_ev *x)
+{
+    struct ph_counters *c = x->c;
+    /* The session begins before its first state is published (the
+     * primary's release of the round orders it; we read the round first). */
+    uint64_t k = ph_load_relaxed(&e->sh->session) + 1;
+    if (!c || !e->orc.active)
+        return;
+    if (c->obs_session != k) {
+        c->obs_session = k;
+        ph_count(&c->sessions_seen, 1);
+    }
+    if (PH_ROUND_STATE(x->r) == PH_DONE && c->obs_session_done != k) {
+        c->obs_session_done = k;
+        ph_count(&c->sessions_done, 1);
+    }
+}
+
 void ph_obs_publish(struct ph_engine *e, struct ph_ev *x)
 {
     uint64_t prev = x->prev, r = x->r;
     struct ph_oracle *o = &e->orc;
+    o->step_pending = STEP_NONE;
     struct ph_counters *pc = &e->thr[e->cfg.primary];
     int idx = ph_self.idx, pst = PH_ROUND_STATE(prev), st = PH_ROUND_STATE(r);
     if (!o->active || ph_aborted(e))
@@ -422,6 +461,8 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     struct ph_counters *c = x->c;
     uint64_t r = x->r;
     int ctx = x->ctx, in_sync_loop = x->arg;
+    if (r > c->obs_acked)
+        ph_store_relaxed(&c->obs_acked, r);
     /* NMI mode: a secondary's session, its acks included, runs inside its
      * own NMI -- as the signal entries counted, not as the protocol's
      * context flag says. */
@@ -904,6 +945,19 @@ void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
 {
     struct ph_counters *c = x->c;
     ph_count(&c->nmi_entered, 1);
+    /* Where it landed, as the observer sees the run (stress coverage of
+     * the aims): in thread context, the primary between a step's writes
+     * and their publication; a secondary between reading a state and
+     * serializing (so acking) it.  Whoever sent it. */
+    if (!c->in_bp && !c->in_nmi && e->orc.active) {
+        int step = e->orc.step_pending;
+        if (ph_self.idx == e->cfg.primary && step >= STEP_INT3 && step <= STEP_FIRST)
+            ph_count(&c->nmi_in_step[step - STEP_INT3], 1);
+        uint64_t seen = c->ev_seen[PH_CTX_THREAD];
+        if (c->role == PH_ROLE_SECONDARY && PH_ROUND_STATE(seen) < PH_SYNC_DONE &&
+            ph_load_relaxed(&c->sync_tried) < seen && ph_load_relaxed(&c->obs_acked) < seen)
+            ph_count(&c->nmi_in_state[PH_ROUND_STATE(seen)], 1);
+    }
     if (x->si && x->si->si_code == SI_TIMER)
         ph_count(&c->nmi_timer, 1);        /* the timer's, not an aimed one */
     if (x->si && x->si->si_code == SI_QUEUE && x->si->si_value.sival_int > 0 &&

@@ -56,7 +56,7 @@ static uint64_t wait_state_not(struct ph_engine *e, int prev, int ctx, int *err)
         uint64_t r = ph_state_read(e, ctx);
         if (state_of(r) != prev)
             return r;
-        int rc = ph_wait_step(e, &spins, &t0, &deadline);
+        int rc = ph_wait_step(e, &spins, &t0, &deadline, r);
         if (rc == -ETIMEDOUT) {
             /* a: how long, b: the state waited on, in the sync or the finish loop */
             ph_violation(e, c->where == PH_WHERE_SYNC_WAIT ? PH_R_SYNC_LOOP_WAIT
@@ -151,7 +151,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     ph_map_set(e, ph_self.idx);              /* the primary's own bit */
     while (ph_map_weight(e) < num_acks) {
         ph_beat(c);
-        int timed_out = ph_spin_step(e, &spins, deadline) < 0;
+        int timed_out = ph_spin_step(e, &spins, deadline, PH_AWAIT_ANY, r) < 0;
         if (timed_out || ph_aborted(e)) {
             /* b: the weight reached, c: num_acks */
             int rc = ph_ack_wait_failed(e, r, timed_out, ph_self.idx, ph_current_ctx(),

@@ -105,7 +105,7 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
         /* Pairs with the release CAS of the ack word in ph_ack_word(). */
         while (ph_load_acquire(&e->thr[i].acked_round) < r) {
             ph_beat(c);
-            int timed_out = ph_spin_step(e, &spins, deadline) < 0;
+            int timed_out = ph_spin_step(e, &spins, deadline, i, r) < 0;
             if (timed_out || ph_aborted(e)) {
                 /* names the thread that never acked, and its last ack */
                 int rc = ph_ack_wait_failed(e, r, timed_out, i, PH_CTX_THREAD, PH_R_ACK_WORD_WAIT,

@@ -116,7 +116,7 @@ static int wait_tickets(struct ph_engine *e, uint64_t r, uint64_t t0)
         if (spins % SCAN_EVERY == SCAN_EVERY - 1 && words_at(e, r))
             break;
         ph_beat(c);
-        int timed_out = ph_spin_step(e, &spins, deadline) < 0;
+        int timed_out = ph_spin_step(e, &spins, deadline, PH_AWAIT_ANY, r) < 0;
         if (timed_out || ph_aborted(e)) {
             int lag = e->cfg.primary;           /* the first thread whose word is short */
             for (int i = 0; i < e->cfg.nthreads && lag == e->cfg.primary; i++)

@@ -181,8 +181,12 @@ void ph_sync_core_method(struct ph_engine *e, int sync)
     if (x.c)
         ph_emit(e, PH_E_SYNC_BEGIN, &x);
     x.token = ph_sync_token(sync);
-    if (x.c)
+    if (x.c) {
+        /* The instruction is behind this thread, whatever hears of it
+         * first (the aims' windows close here, not at a subscriber). */
+        ph_store_relaxed(&x.c->sync_tried, x.r);
         ph_emit(e, PH_E_SYNC, &x);
+    }
 }
 
 /* membarrier(PRIVATE_EXPEDITED_SYNC_CORE) for the primary, upstream style,
