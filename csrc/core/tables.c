@@ -76,11 +76,80 @@ static const int reason_inv[] = {
 #undef PH_REASON
 };
 
+static const struct entry lstores[] = {
+#define PH_LSTORE(e, name, desc) {name, desc, PH_LST_##e},
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+};
+static const struct entry lsyncs[] = {
+#define PH_LSYNC(e, name, desc) {name, desc, PH_LSY_##e},
+#define PH_LSTORE(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+};
+static const struct entry lsers[] = {
+#define PH_LSER(e, name, desc) {name, desc, PH_LSER_##e},
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+};
+static const struct entry lmodes[] = {
+#define PH_LMODE(e, name, desc) {name, desc, PH_LMODE_##e},
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+};
+static const struct entry loutcomes[] = {
+#define PH_LOUTCOME(e, name, desc) {name, desc, PH_LO_##e},
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+};
+_Static_assert(PH_LIT_NOUTCOMES == PH_LIT_NOUT, "PH_LIT_NOUT: the outcomes of litmus.def");
+
 #define T(a) {a, (int)(sizeof(a) / sizeof(a[0]))}
 static const struct { const struct entry *v; int n; } tables[PH_NTABLES] = {
     [PH_TABLE_PROTOCOL] = T(protocols), [PH_TABLE_KIND] = T(kinds), [PH_TABLE_POKE] = T(pokes),
     [PH_TABLE_SYNC] = T(syncs), [PH_TABLE_MUTANT] = T(mutants), [PH_TABLE_STRESS] = T(stress),
     [PH_TABLE_AIM] = T(aims), [PH_TABLE_INVARIANT] = T(invariants), [PH_TABLE_REASON] = T(reasons),
+    [PH_TABLE_LSTORE] = T(lstores), [PH_TABLE_LSYNC] = T(lsyncs), [PH_TABLE_LSER] = T(lsers),
+    [PH_TABLE_LMODE] = T(lmodes), [PH_TABLE_LOUTCOME] = T(loutcomes),
 };
 #undef T
 

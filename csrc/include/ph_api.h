@@ -140,7 +140,8 @@ enum ph_aim {
 enum ph_table {
     PH_TABLE_PROTOCOL = 0, PH_TABLE_KIND = 1, PH_TABLE_POKE = 2, PH_TABLE_SYNC = 3,
     PH_TABLE_MUTANT = 4, PH_TABLE_STRESS = 5, PH_TABLE_AIM = 6, PH_TABLE_INVARIANT = 7,
-    PH_TABLE_REASON = 8, PH_NTABLES = 9
+    PH_TABLE_REASON = 8, PH_TABLE_LSTORE = 9, PH_TABLE_LSYNC = 10, PH_TABLE_LSER = 11,
+    PH_TABLE_LMODE = 12, PH_TABLE_LOUTCOME = 13, PH_NTABLES = 14
 };
 
 enum ph_ctx { PH_CTX_THREAD = 0, PH_CTX_NMI = 1, PH_CTX_BP = 2, PH_CTX_NMI_BP = 3 };
@@ -487,3 +488,127 @@ void ph_bench_handoff_reset(void);
 void ph_bench_set_spin_pauses(uint32_t pauses);
 void ph_bench_spin(uint64_t token);
 void ph_bench_spin_stop(uint64_t token);
+
+/* Litmus (csrc/litmus/): one cross-modifying-code test at a time, on a
+ * region of its own (a memfd mapped twice: the executing view, RWX where
+ * the kernel allows it, and a RW alias), in a worker process of its own,
+ * so that a wild jump or a fault is an outcome, never pyharness's crash.
+ * The tables of stores, syncs, executor sides and outcomes are
+ * csrc/litmus/litmus.def; pyharness/litmus/ names them. */
+#define PH_LIT_MAX_LEN 16
+#define PH_LIT_MAX_STEPS 8
+#define PH_LIT_MAX_EXEC 64
+/* PH_LIT_NOUT: PH_LIT_NOUTCOMES, for the arrays below (asserted in tables.c) */
+#define PH_LIT_NOUT 10
+#define PH_LIT_MAGIC 0x70686c69746d7573ULL
+enum ph_lit_outcome {
+#define PH_LOUTCOME(e, name, desc) PH_LO_##e,
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+    PH_LIT_NOUTCOMES
+};
+enum ph_lit_store {
+#define PH_LSTORE(e, name, desc) PH_LST_##e,
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+    PH_LIT_NSTORES
+};
+enum ph_lit_sync {
+#define PH_LSYNC(e, name, desc) PH_LSY_##e,
+#define PH_LSTORE(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+    PH_LIT_NSYNCS
+};
+enum ph_lit_ser {
+#define PH_LSER(e, name, desc) PH_LSER_##e,
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LMODE(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+    PH_LIT_NSERS
+};
+enum ph_lit_mode {
+#define PH_LMODE(e, name, desc) PH_LMODE_##e,
+#define PH_LSTORE(e, name, desc)
+#define PH_LSYNC(e, name, desc)
+#define PH_LSER(e, name, desc)
+#define PH_LOUTCOME(e, name, desc)
+#include "litmus.def"
+#undef PH_LSTORE
+#undef PH_LSYNC
+#undef PH_LSER
+#undef PH_LMODE
+#undef PH_LOUTCOME
+    PH_LIT_NMODES
+};
+
+struct ph_lit_step {
+    int32_t store;                 /* enum ph_lit_store */
+    int32_t sync;                  /* enum ph_lit_sync, after the store */
+    int32_t off, len;              /* the bytes [off, off+len) of the site */
+    int32_t literal;               /* 1: write lit[]; 0: the target variant's bytes there */
+    int32_t direct;                /* 1: through the executing view (RWX); 0: the RW alias */
+    uint8_t lit[PH_LIT_MAX_LEN];
+    int8_t order[PH_LIT_MAX_LEN];  /* PH_LST_BYTES: the order of the byte stores */
+};
+
+struct ph_lit_test {
+    uint64_t site_off;             /* the site's offset in the region */
+    int32_t site_len, nsteps;
+    int32_t entry;                 /* where in the site a run begins (the bytes before: padding) */
+    uint8_t variant[2][PH_LIT_MAX_LEN];
+    uint32_t value[2];             /* what each variant returns (eax) */
+    uint64_t stub_off[2];          /* targets the variants call or jump to (0: none) */
+    uint8_t stub[2][PH_LIT_MAX_LEN];
+    struct ph_lit_step steps[PH_LIT_MAX_STEPS];
+    int32_t mode, ser;             /* the executor's side */
+    int32_t int3_handler;          /* a SIGTRAP at the site's INT3 waits for the byte and re-executes */
+    int32_t writer_cpu, nexec;
+    int32_t exec_cpu[PH_LIT_MAX_EXEC];
+    uint64_t duration_ns, stuck_ns, floor_ns;
+};
+
+/* Written by the worker into a region the parent maps too, so that what
+ * was counted survives the worker's death. */
+struct ph_lit_result {
+    uint64_t magic, done, trials, elapsed_ns;
+    uint64_t counts[2][PH_LIT_NOUT];  /* [0]: executions that raced no write, [1]: that did */
+    uint64_t traps_handled, stale_int3, stuck_sent;
+    uint64_t first_signo, first_rip, first_value;
+    uint8_t first_bytes[PH_LIT_MAX_LEN];
+    uint64_t floor_trials, floor_elapsed_ns, floor_torn;
+    int64_t error;                 /* -errno of a setup step that failed */
+};
+
+int ph_lit_setup(uint64_t size, int rwx, uint64_t *xbase);  /* 0 or -errno */
+int ph_lit_run(const struct ph_lit_test *t, struct ph_lit_result *r);

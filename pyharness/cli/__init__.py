@@ -21,6 +21,7 @@ _COMMANDS = {
     "selftest": (".selftest", "selftest_main", False),
     "bench": (".bench", "bench_main", False),
     "mutate": (".mutate", "mutate_main", False),
+    "litmus": (".litmus", "litmus_main", False),
     "campaign": (".campaign", "campaign_main", False),
     "merge": (".merge", "merge_main", False),
     "compare": (".compare", "compare_main", False),

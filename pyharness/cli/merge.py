@@ -1,7 +1,7 @@
 """`pyharness merge`: the arguments become keywords here, at the boundary."""
 import sys
 
-from ..fleet.merge import merge, table
+from ..fleet.merge import litmus_table, merge, table
 
 
 def merge_main(args):
@@ -16,5 +16,10 @@ def merge_main(args):
     if args.format == "json":
         print(documents.dumps(doc), end="")
     else:
-        print(table(doc, args.format), file=sys.stderr if args.json == "-" else sys.stdout)
+        out = sys.stderr if args.json == "-" else sys.stdout
+        print(table(doc, args.format), file=out)
+        lt = litmus_table(doc, args.format)
+        if lt:
+            print("\nlitmus verdicts by CPU model and microcode:", file=out)
+            print(lt, file=out)
     return code

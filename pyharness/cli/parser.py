@@ -238,6 +238,26 @@ def build_parser():
     _json_option(m, "the mutation table")
     _quiet(m)
 
+    lt = sub.add_parser("litmus", help="cross-modifying-code litmus tests on this CPU: the shapes "
+                                       "JITs and patchers ship, with controls, as litmus7 verdicts")
+    lt.add_argument("--list", action="store_true", help="list the shipped tests and exit")
+    lt.add_argument("--only", default=None, metavar="NAMES",
+                    help="comma list of shipped tests (the two controls always run)")
+    lt.add_argument("--test", action="append", default=None, metavar="FILE",
+                    help="a test of your own, a TOML file (repeatable; format: README, "
+                         "schema: litmus-test.schema.json)")
+    lt.add_argument("--time", type=_positive_duration, default=1.0, metavar="TIME",
+                    help="per test and placement")
+    lt.add_argument("--positive-executions", type=_pos_int, default=10 ** 8, metavar="N",
+                    help="raced executions the positive control's Never must rest on")
+    lt.add_argument("--positive-cap", type=_positive_duration, default=150.0, metavar="TIME",
+                    help="the most the positive control runs to reach them")
+    lt.add_argument("--cpus", default=None, help="CPU list: the first writes, one more per "
+                                                  "placement executes (default: every usable CPU)")
+    _json_option(lt, "the verdicts")
+    _quiet(lt)
+    _store_options(lt, "the verdicts")
+
     g = sub.add_parser("campaign", help="selftest, scenario matrix across placements and bench, "
                                         "sized by a time budget, kept under one directory")
     g.add_argument("--budget", default="5m", help="5m | 1h | 8h | forever, or a duration (90s, 20m)")

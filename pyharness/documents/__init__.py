@@ -35,6 +35,7 @@ KINDS = {
     "merge": "pyharness.merge/1",
     "selftest": "pyharness.selftest/1",
     "mutate": "pyharness.mutate/1",
+    "litmus": "pyharness.litmus/1",
 }
 _BY_NAME = {v: k for k, v in KINDS.items()}
 

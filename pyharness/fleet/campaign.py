@@ -27,6 +27,8 @@ from ..errors import EXIT_INTERRUPTED, UsageError
 SCHEMA = KINDS["campaign"]
 SCENARIOS = ("rfc-native", "upstream-emulated", "batch", "rfc-selftest")
 PLACEMENTS = ("default", "spread", "one-per-core", "smt-pairs", "cross-package")
+# budget -> the litmus suite's --time, --positive-executions, --positive-cap
+LITMUS = {"5m": (0.3, 10 ** 7, 20.0), "1h": (2.0, 10 ** 8, 150.0), "8h": (10.0, 10 ** 9, 900.0)}
 # budget -> (selftest seconds, seconds per scenario run, mixed seconds, bench args, mutate runs)
 TIERS = {"5m": (1.0, 10.0, 20.0, ["--quick"], 0),
          "1h": (3.0, 120.0, 600.0, [], 3),
@@ -98,6 +100,11 @@ def plan(budget, cpus, mutate_ok):
                                                 "--protocol", proto.name, "--duration", f"{run_s:g}",
                                                 "--deadline", "1", "--stop-on-violation"]))
     steps.append(("bench", ["bench"] + bench))
+    # The litmus suite (it touches nothing outside its own processes)
+    lt, pos, cap = LITMUS["1h" if budget == "forever" else budget] if not isinstance(budget, float) \
+        else LITMUS["5m"]
+    steps.append(("litmus", ["litmus", "--time", f"{lt:g}", "--positive-executions", str(pos),
+                             "--positive-cap", f"{cap:g}"]))
     if mut and mutate_ok:
         steps.append(("mutate", ["mutate", "--runs", str(mut)]))
     return steps
@@ -129,6 +136,13 @@ def _note(name, d, rc):
         return {"verdict": "fail" if rc == 1 else "pass",
                 "note": f"bench: {len(d.get('targets', [])) - len(bad)}/{len(d.get('targets', []))} "
                         f"targets met"}
+    if schema.startswith("pyharness.litmus/"):
+        vs = [v for v in d["verdicts"] if "observation" in v]
+        seen = sorted({v["test"] for v in vs if v["validated"] and v.get("control") != "negative"})
+        ctl = d["controls"]
+        return {"verdict": "fail" if rc == 1 else "pass",
+                "note": f"litmus: {len(vs)} verdicts, controls negative {ctl['negative']} / positive "
+                        f"{ctl['positive']}" + (f"; forbidden outcomes in {', '.join(seen)}" if seen else "")}
     if schema.startswith("pyharness.mutate/"):
         sc = d["score"]
         return {"verdict": "pass" if sc["caught"] == sc["scored"] else "fail",

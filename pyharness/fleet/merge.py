@@ -62,13 +62,72 @@ def merge(dirs):
                 if not st.get("violations"):
                     how = st.get("status") or f"exit {st['rc']}"
                     g["how"][how] = g["how"].get(how, 0) + 1
+    litmus = _litmus_rows(find_summaries(dirs))
     rows = []
     for (model, mc, kernel), g in sorted(groups.items()):
         rows.append({"cpu_model": model, "microcode": mc, "kernel": kernel,
                      "boxes": sorted(g["boxes"]), "campaigns": g["campaigns"], "steps": g["steps"],
                      "failed_steps": g["failed"], "failed_boxes": sorted(g["failed_boxes"]),
                      "how": g["how"], "where": g["failed_steps"]})
-    return {"schema": SCHEMA, "rows": rows}
+    return {"schema": SCHEMA, "rows": rows, "litmus": litmus}
+
+
+def _litmus_rows(summaries):
+    """Litmus verdicts by CPU model and microcode: for each test, how many
+    boxes saw Never / Sometimes / Always, and the counts behind them."""
+    from .. import documents
+    groups = {}
+    for path in summaries:
+        d = os.path.dirname(path)
+        for f in sorted(os.listdir(d)):
+            if not (f.startswith("litmus") and f.endswith(".json")):
+                continue
+            try:
+                doc = documents.load(os.path.join(d, f), ("litmus",))
+            except documents.DocumentError:
+                continue
+            ev = doc.get("evidence") or {}
+            c0 = (ev.get("cpus") or [{}])[0]
+            model = c0.get("model_name") or (doc.get("machine") or {}).get("cpu_model") or "?"
+            mc = c0.get("microcode") or "?"
+            host = (doc.get("machine") or {}).get("hostname") or d
+            trusted = (doc.get("controls") or {}).get("trusted", False)
+            for v in doc["verdicts"]:
+                if "observation" not in v:
+                    continue
+                g = groups.setdefault((model, mc, v["test"]), {"boxes": set(), "obs": {}, "positive": 0,
+                                                                "raced": 0, "untrusted": 0})
+                g["boxes"].add(host)
+                g["obs"][v["observation"]] = g["obs"].get(v["observation"], 0) + 1
+                g["positive"] += v["positive"]
+                g["raced"] += v["raced"]
+                g["untrusted"] += 0 if trusted or v["observation"] != "Never" else 1
+    return [{"cpu_model": m_, "microcode": mc, "test": t, "boxes": sorted(g["boxes"]),
+             "observations": g["obs"], "positive": g["positive"], "raced": g["raced"],
+             "untrusted_never": g["untrusted"]}
+            for (m_, mc, t), g in sorted(groups.items())]
+
+
+def litmus_table(doc, fmt="text"):
+    """The litmus verdicts of a merge: test x CPU model and microcode."""
+    head = ["test", "CPU model", "microcode", "boxes", "verdicts", "positive", "raced"]
+    rows = []
+    for r in doc.get("litmus") or []:
+        obs = ", ".join(f"{k} {v}" for k, v in sorted(r["observations"].items()))
+        if r["untrusted_never"]:
+            obs += f" ({r['untrusted_never']} untrusted)"
+        rows.append([r["test"], r["cpu_model"], r["microcode"], str(len(r["boxes"])), obs,
+                     str(r["positive"]), str(r["raced"])])
+    if not rows:
+        return ""
+    if fmt == "md":
+        out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in rows]
+        return "\n".join(out)
+    w = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    out = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head))]
+    out += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
+    return "\n".join(out)
 
 
 def table(doc, fmt="text"):

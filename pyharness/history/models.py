@@ -13,6 +13,9 @@ the migrated schema and these tables agree).
     tags      user tags of a result (--tag kernel=6.18-rc1)
     figures   one row per figure of a result: its median, floor, ratio
     samples   each figure's per-run samples: value, floor, ratio
+    litmus_verdicts  one per litmus test and placement of a litmus
+              document: the test (name, hash), its observation, Positive,
+              Negative, raced executions, trials per second and its floor
 """
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index,
                         Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint)
@@ -99,3 +102,21 @@ samples = Table(
     Column("ratio", Float),
 )
 Index("ix_samples_figure", samples.c.figure_id)
+
+litmus_verdicts = Table(
+    "litmus_verdicts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
+    Column("test", Text, nullable=False),
+    Column("hash", String(64)),
+    Column("placement", String(32)),
+    Column("cpus", Text),
+    Column("observation", String(16)),
+    Column("positive", BigInteger),
+    Column("negative", BigInteger),
+    Column("raced", BigInteger),
+    Column("trusted", Boolean),
+    Column("trials_per_s", Float),
+    Column("floor_trials_per_s", Float),
+)
+Index("ix_litmus_verdicts_result", litmus_verdicts.c.result_id)

@@ -30,7 +30,7 @@ from . import models as m
 
 ENV_URL = "PYHARNESS_STORE"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
-KINDS = {documents.KINDS[k]: k for k in ("bench", "run")}   # what the store takes
+KINDS = {documents.KINDS[k]: k for k in ("bench", "run", "litmus")}   # what the store takes
 
 
 def default_path():
@@ -209,6 +209,10 @@ def _bool(v):
     return v if isinstance(v, bool) else None
 
 
+def _int_or_none(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and -2 ** 63 <= v < 2 ** 63 else None
+
+
 def machine_identity(doc):
     mach = as_dict(doc.get("machine"))
     cpus = as_dict(doc.get("evidence")).get("cpus")
@@ -252,6 +256,15 @@ def figures_of(doc):
                         finite(as_dict(f.get("summary")).get("median")), finite(f.get("floor_ns")),
                         finite(f.get("ratio_to_floor")),
                         [t for t in zip(vals, fl, ra) if t[0] is not None]))
+    elif doc.get("schema") == documents.KINDS["litmus"]:
+        # What each shape costs, as trials per second against its data floor
+        for v in doc.get("verdicts") or []:
+            if not isinstance(v, dict) or finite(v.get("trials_per_s")) is None:
+                continue
+            rate, fl = finite(v.get("trials_per_s")), finite(v.get("floor_trials_per_s"))
+            ratio = finite(v.get("floor_ratio"))
+            out.append((f"litmus/{_str(v.get('test'))}/{_str(v.get('placement'))}/trials_per_s",
+                        "litmus", "1/s", rate, fl, ratio, [(rate, fl, ratio)]))
     else:
         scen = _str(doc.get("scenario")) or "run"
         # A deliberately broken protocol, or another protocol, is a series
@@ -388,7 +401,7 @@ class Store:
         what = source or "result"
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema not in KINDS:
-            raise UsageError(f"{what}: not a pyharness bench or run result (schema {schema!r})")
+            raise UsageError(f"{what}: not a pyharness bench, run or litmus result (schema {schema!r})")
         tags = {_str(k): _str(v) for k, v in (tags or {}).items()}
         try:
             digest = _digest(doc)
@@ -444,7 +457,38 @@ class Store:
                         for i, (v, f, r) in enumerate(smp)]
                 if rows:
                     conn.execute(m.samples.insert(), rows)
+            if schema == documents.KINDS["litmus"]:
+                vs = [v for v in doc.get("verdicts") or [] if isinstance(v, dict) and "observation" in v]
+                if vs:
+                    conn.execute(m.litmus_verdicts.insert(), [{
+                        "result_id": rid, "test": _str(v.get("test")) or "?", "hash": _str(v.get("hash"), 64),
+                        "placement": _str(v.get("placement"), 32),
+                        "cpus": _str(",".join(str(c) for c in v.get("cpus") or [])),
+                        "observation": _str(v.get("observation"), 16),
+                        "positive": _int_or_none(v.get("positive")), "negative": _int_or_none(v.get("negative")),
+                        "raced": _int_or_none(v.get("raced")), "trusted": _bool(v.get("trusted")),
+                        "trials_per_s": finite(v.get("trials_per_s")),
+                        "floor_trials_per_s": finite(v.get("floor_trials_per_s"))} for v in vs])
         return rid, True
+
+    def litmus_verdicts(self):
+        """Every stored litmus verdict with its machine: dicts, oldest first."""
+        import sqlalchemy as sa
+        if self.empty:
+            return []
+        lv, r, mc = m.litmus_verdicts, m.results, m.machines
+        q = (sa.select(lv.c.test, lv.c.hash, lv.c.placement, lv.c.cpus, lv.c.observation,
+                       lv.c.positive, lv.c.negative, lv.c.raced, lv.c.trusted, lv.c.trials_per_s,
+                       lv.c.floor_trials_per_s, r.c.id.label("result_id"), r.c.started,
+                       mc.c.hostname, mc.c.cpu_model, mc.c.cpu_family, mc.c.cpu_model_number,
+                       mc.c.stepping, mc.c.microcode, mc.c.hypervisor)
+             .select_from(lv.join(r, lv.c.result_id == r.c.id).join(mc, r.c.machine_id == mc.c.id))
+             .order_by(r.c.started, lv.c.id))
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(q)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{self.describe()}: {_db_message(exc)}") from None
 
     # -- reading -------------------------------------------------------------
     def results(self, machine=None, tags=None, kind=None):
