@@ -132,3 +132,45 @@ def format_table(rows):
         res = "skipped" if r.get("skipped") else "ok" if r["ok"] else "FAIL"
         lines.append(f"{r['mutant']:{mw}s} {r['scenario']:18s} {caught:7s} {by:{w}s} {after:>8s}  {res}")
     return "\n".join(lines)
+
+
+# The litmus controls, briefly: the positive control (the full INT3
+# protocol) must show no forbidden outcome; the negative control (byte-wise
+# writes, no sync) must show torn ones, or this box could not see tearing
+# (noted, not a failure: a loaded box may hide it).
+LITMUS_SECONDS = 0.5
+
+
+def run_litmus_controls(cpus=None):
+    from .cpus import parse_cpu_list, usable_cpus
+    from .errors import PyharnessError
+    from .litmus import spec, suite
+    cpu_list = parse_cpu_list(cpus) if cpus else usable_cpus()
+    controls = [t for t in spec.shipped() if t.control]
+    try:
+        doc = suite.run_suite(controls, cpu_list, LITMUS_SECONDS, positive_min=10 ** 6,
+                              positive_cap=10.0)
+    except PyharnessError as exc:
+        return [{"mutant": "litmus controls", "scenario": "-", "caught": False, "invariants": [],
+                 "after_s": None, "wall_s": 0.0, "status": "skipped", "ok": True,
+                 "skipped": str(exc), "totals": {}, "replay": None}]
+    rows = []
+    for v in doc["verdicts"]:
+        if "observation" not in v:
+            rows.append({"mutant": f"litmus:{v['test']}", "scenario": v["placement"], "caught": False,
+                         "invariants": [], "after_s": None, "wall_s": 0.0, "status": "skipped",
+                         "ok": True, "skipped": v["unavailable"], "totals": {}, "replay": v["replay"]})
+            continue
+        neg = v["control"] == "negative"
+        rows.append({"mutant": f"litmus:{v['test']}", "scenario": v["placement"],
+                     "caught": v["validated"],
+                     "invariants": sorted(o for o, m in v["marks"].items()
+                                          if m["protocol"] == "forbidden" and
+                                          (v["histogram"].get(o) or v["outside"].get(o))),
+                     "after_s": None, "wall_s": v["time_s"], "status": "complete",
+                     # the negative control not seeing tearing is a note, never a failure
+                     "ok": True if neg else not v["validated"],
+                     **({} if not neg or v["validated"] else
+                        {"skipped": "the negative control saw no tearing: this box could not see it"}),
+                     "totals": {"raced": v["raced"], "positive": v["positive"]}, "replay": v["replay"]})
+    return rows

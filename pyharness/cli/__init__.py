@@ -22,6 +22,7 @@ _COMMANDS = {
     "bench": (".bench", "bench_main", False),
     "mutate": (".mutate", "mutate_main", False),
     "litmus": (".litmus", "litmus_main", False),
+    "kernel": (".kernel", "kernel_main", False),
     "campaign": (".campaign", "campaign_main", False),
     "merge": (".merge", "merge_main", False),
     "compare": (".compare", "compare_main", False),

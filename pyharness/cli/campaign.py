@@ -18,7 +18,7 @@ def campaign_main(args):
     quiet = getattr(args, "quiet", False)
     old = signal.getsignal(signal.SIGINT)
     s = run_campaign(budget, args.out, cpus=args.cpus,
-                     progress=(lambda _text: None) if quiet else print)
+                     progress=(lambda _text: None) if quiet else print, kernel=args.kernel)
     signal.signal(signal.SIGINT, old)
     text = summary_text(s)
     print(text.splitlines()[-1] + f" ({s['dir']})" if quiet else text)

@@ -258,12 +258,30 @@ def build_parser():
     _quiet(lt)
     _store_options(lt, "the verdicts")
 
+    kn = sub.add_parser("kernel", help="the running kernel's own patching under stress (changes "
+                                       "global kernel state, restores it; needs root)")
+    kn.add_argument("--targets", default=None, metavar="LIST",
+                    help="comma list: static-key, trace-event, uprobe, bpf-jump, nmi (default: every "
+                         "target this kernel allows)")
+    kn.add_argument("--duration", type=_positive_duration, default=30.0, metavar="TIME",
+                    help="the whole run's, shared among the targets")
+    kn.add_argument("--cpus", default=None, help="CPUs the drivers run on (default: every usable CPU)")
+    kn.add_argument("--dry-run", action="store_true", help="name everything a run would touch, touch nothing")
+    kn.add_argument("--restore", action="store_true",
+                    help="replay the restore record an interrupted run left (after a kill of its cgroup)")
+    _json_option(kn, "the kernel report")
+    _quiet(kn)
+    _store_options(kn, "the kernel report")
+
     g = sub.add_parser("campaign", help="selftest, scenario matrix across placements and bench, "
                                         "sized by a time budget, kept under one directory")
     g.add_argument("--budget", default="5m", help="5m | 1h | 8h | forever, or a duration (90s, 20m)")
     g.add_argument("--out", default="results", metavar="DIR",
                    help="results go to DIR/<host>-<date>/")
     g.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
+    g.add_argument("--kernel", action="store_true",
+                   help="also `pyharness kernel` (changes global kernel state, restores it; root): "
+                        "never by default")
     _quiet(g)
 
     mg = sub.add_parser("merge", help="merge campaign directories from many boxes into one table")
@@ -297,7 +315,7 @@ def build_parser():
     h.add_argument("--basis", default="auto", choices=["auto", "raw", "normalized"],
                    help="judge raw time or cost relative to the run's floor (auto: normalized "
                         "under a hypervisor, as compare)")
-    h.add_argument("--kind", default="bench", choices=["bench", "run"])
+    h.add_argument("--kind", default="bench", choices=["bench", "run", "litmus", "kernel"])
     h.add_argument("--check", action="store_true",
                    help="exit 1 when a figure's newest point starts or belongs to a segment "
                         "slower than the one before by more than the threshold")

@@ -1,7 +1,8 @@
 """`pyharness selftest`: the arguments become keywords here, at the boundary."""
 import sys
 
-from ..selftest import SelftestInterrupted, format_table, run_selftest, run_source_mutants
+from ..selftest import (SelftestInterrupted, format_table, run_litmus_controls, run_selftest,
+                        run_source_mutants)
 
 
 def selftest_main(args):
@@ -15,6 +16,7 @@ def selftest_main(args):
         rows = run_selftest(seconds=args.seconds, cpus=args.cpus,
                             progress=sys.stderr.isatty() and not quiet)
         rows += run_source_mutants(cpus=args.cpus)
+        rows += run_litmus_controls(cpus=args.cpus)
     except SelftestInterrupted as exc:
         rows, interrupted = exc.rows, True
     except KeyboardInterrupt:        # between runs, or in a source mutant's build

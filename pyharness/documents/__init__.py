@@ -36,6 +36,7 @@ KINDS = {
     "selftest": "pyharness.selftest/1",
     "mutate": "pyharness.mutate/1",
     "litmus": "pyharness.litmus/1",
+    "kernel": "pyharness.kernel/1",
 }
 _BY_NAME = {v: k for k, v in KINDS.items()}
 

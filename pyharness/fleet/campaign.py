@@ -76,7 +76,7 @@ def _placements(cpus):
     return out
 
 
-def plan(budget, cpus, mutate_ok):
+def plan(budget, cpus, mutate_ok, kernel=False):
     st, run_s, mixed_s, bench, mut = _tier(budget)
     # Fit the runs in about 85% of a fixed budget (selftest, bench and mutants
     # take the rest): more placements, shorter runs.
@@ -101,10 +101,19 @@ def plan(budget, cpus, mutate_ok):
                                                 "--deadline", "1", "--stop-on-violation"]))
     steps.append(("bench", ["bench"] + bench))
     # The litmus suite (it touches nothing outside its own processes)
-    lt, pos, cap = LITMUS["1h" if budget == "forever" else budget] if not isinstance(budget, float) \
-        else LITMUS["5m"]
+    if isinstance(budget, float):      # scaled like the 5m tier
+        k = min(1.0, budget / 300.0)
+        lt, pos, cap = max(0.1, 0.3 * k), max(10 ** 5, int(10 ** 7 * k)), max(2.0, 20.0 * k)
+    else:
+        lt, pos, cap = LITMUS["1h" if budget == "forever" else budget]
     steps.append(("litmus", ["litmus", "--time", f"{lt:g}", "--positive-executions", str(pos),
                              "--positive-cap", f"{cap:g}"]))
+    if kernel:
+        # the running kernel's patching (global state, restored): only when asked
+        ks = {"5m": 30.0, "1h": 300.0, "8h": 1800.0}.get(budget if not isinstance(budget, float) else "",
+                                                         max(5.0, 0.1 * budget) if isinstance(budget, float)
+                                                         else 300.0)
+        steps.append(("kernel", ["kernel", "--duration", f"{ks:g}"]))
     if mut and mutate_ok:
         steps.append(("mutate", ["mutate", "--runs", str(mut)]))
     return steps
@@ -136,6 +145,10 @@ def _note(name, d, rc):
         return {"verdict": "fail" if rc == 1 else "pass",
                 "note": f"bench: {len(d.get('targets', [])) - len(bad)}/{len(d.get('targets', []))} "
                         f"targets met"}
+    if schema.startswith("pyharness.kernel/"):
+        return {"verdict": d["verdict"], "violations": {v["invariant"]: 1 for v in d["violations"]},
+                "note": f"kernel: {d['verdict']}, restored: {'yes' if d['restored'] else 'NO'}, "
+                        f"{sum(len(t['items']) for t in d['targets'].values())} items flipped"}
     if schema.startswith("pyharness.litmus/"):
         vs = [v for v in d["verdicts"] if "observation" in v]
         seen = sorted({v["test"] for v in vs if v["validated"] and v.get("control") != "negative"})
@@ -153,7 +166,7 @@ def _note(name, d, rc):
     return {"verdict": "pass" if rc == 0 else "fail", "note": ""}
 
 
-def run_campaign(budget, out_root, cpus=None, progress=print):
+def run_campaign(budget, out_root, cpus=None, progress=print, kernel=False):
     from ..cpus import format_cpu_list, parse_cpu_list, usable_cpus
     from ..machine import machine_info
     from ..platform import evidence
@@ -185,7 +198,7 @@ def run_campaign(budget, out_root, cpus=None, progress=print):
             json.dump(summary, f, indent=1)
         os.replace(tmp, os.path.join(out, "summary.json"))
     save()
-    steps = plan(budget, cpu_list, mutate_ok=source_root() is not None)
+    steps = plan(budget, cpu_list, mutate_ok=source_root() is not None, kernel=kernel)
     rounds = 0
     last_beat = time.monotonic()
     try:

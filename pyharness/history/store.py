@@ -30,7 +30,7 @@ from . import models as m
 
 ENV_URL = "PYHARNESS_STORE"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
-KINDS = {documents.KINDS[k]: k for k in ("bench", "run", "litmus")}   # what the store takes
+KINDS = {documents.KINDS[k]: k for k in ("bench", "run", "litmus", "kernel")}   # what the store takes
 
 
 def default_path():
@@ -256,6 +256,22 @@ def figures_of(doc):
                         finite(as_dict(f.get("summary")).get("median")), finite(f.get("floor_ns")),
                         finite(f.get("ratio_to_floor")),
                         [t for t in zip(vals, fl, ra) if t[0] is not None]))
+    elif doc.get("schema") == documents.KINDS["kernel"]:
+        # The kernel's cost per flip: one series per target and item
+        for tname, t in as_dict(doc.get("targets")).items():
+            for it in (as_dict(t).get("items") or []):
+                if not isinstance(it, dict):
+                    continue
+                lat = as_dict(it.get("latency_us"))
+                for q in ("p50", "p99"):
+                    v = finite(lat.get(q))
+                    if v is not None:
+                        out.append((f"kernel/{_str(tname)}/{_str(it.get('name'))}/flip_us/{q}", "kernel",
+                                    "us", v, None, None, [(v, None, None)]))
+                v = finite(it.get("ipis_per_flip"))
+                if v is not None:
+                    out.append((f"kernel/{_str(tname)}/{_str(it.get('name'))}/ipis_per_flip", "kernel",
+                                "IPIs", v, None, None, [(v, None, None)]))
     elif doc.get("schema") == documents.KINDS["litmus"]:
         # What each shape costs, as trials per second against its data floor
         for v in doc.get("verdicts") or []:
@@ -401,7 +417,7 @@ class Store:
         what = source or "result"
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema not in KINDS:
-            raise UsageError(f"{what}: not a pyharness bench, run or litmus result (schema {schema!r})")
+            raise UsageError(f"{what}: not a pyharness bench, run, litmus or kernel result (schema {schema!r})")
         tags = {_str(k): _str(v) for k, v in (tags or {}).items()}
         try:
             digest = _digest(doc)

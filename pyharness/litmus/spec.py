@@ -46,6 +46,8 @@ class LitmusTest:
         self.side = ex["side"]
         self.serialize = ex.get("serialize", "none")
         self.int3_handler = bool(ex.get("int3_handler", False))
+        # the site's length does not depend on where the region lands
+        self.site_len = max(len(v) for v in self.shape.layout(1 << 40, self.align)["variant"])
         self.steps = [self._step(i, s) for i, s in enumerate(doc["step"])]
         canon = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         self.hash = hashlib.sha256(canon.encode()).hexdigest()[:32]
@@ -60,22 +62,25 @@ class LitmusTest:
         else:
             off, n = at
         write = s.get("write", "new")
-        if isinstance(write, list) and n is None:
-            n = len(write)
         st = {"store": s["store"], "off": off, "len": n, "write": write,
               "order": s.get("order"), "via": s.get("via", "alias"), "sync": s.get("sync", "none")}
-        if isinstance(write, list) and n is not None and len(write) != n:
-            raise errors.UsageError(f"{self.name}: step {i + 1}: write has {len(write)} bytes, "
-                                    f"at covers {n}")
+        if n is None:
+            n = self.site_len - off
+        if off + n > self.site_len:
+            raise errors.UsageError(f"{self.path}: step[{i + 1}].at: [{off}, {n}] writes past the "
+                                    f"{self.site_len} bytes of a {self.shape.name} site")
+        if isinstance(write, list) and len(write) != n:
+            raise errors.UsageError(f"{self.path}: step[{i + 1}].write: {len(write)} bytes, "
+                                    f"where at covers {n}")
         if st["store"] == "mov" and n not in (None, 1, 2, 4, 8):
-            raise errors.UsageError(f"{self.name}: step {i + 1}: store = \"mov\" writes 1, 2, 4 "
+            raise errors.UsageError(f"{self.path}: step[{i + 1}].at: store = \"mov\" writes 1, 2, 4 "
                                     f"or 8 bytes, not {n}")
         if st["store"] in ("xchg", "cmpxchg") and n not in (None, 4, 8):
-            raise errors.UsageError(f"{self.name}: step {i + 1}: store = \"{st['store']}\" writes "
-                                    f"4 or 8 bytes, not {n}")
+            raise errors.UsageError(f"{self.path}: step[{i + 1}].at: store = \"{st['store']}\" "
+                                    f"writes 4 or 8 bytes, not {n}")
         if st["order"] is not None and (st["store"] != "bytes" or n is None
                                         or sorted(st["order"]) != list(range(n))):
-            raise errors.UsageError(f"{self.name}: step {i + 1}: order must list 0..{(n or 1) - 1} "
+            raise errors.UsageError(f"{self.path}: step[{i + 1}].order: must list 0..{(n or 1) - 1} "
                                     "once each, with store = \"bytes\"")
         return st
 
@@ -149,7 +154,7 @@ class LitmusTest:
             for j, k in enumerate(order):
                 c.order[j] = k
             if c.off + c.len > n:
-                raise errors.UsageError(f"{self.name}: step {i + 1} writes past the site's {n} bytes")
+                raise errors.UsageError(f"{self.path}: step[{i + 1}].at: writes past the site's {n} bytes")
         t.mode = MODES[self.side]
         t.ser = SERS[self.serialize]
         t.int3_handler = 1 if self.int3_handler else 0

@@ -434,6 +434,50 @@ def run_section(page, path, data):
 
 # -- the page -------------------------------------------------------------------------
 
+def litmus_section(page, path, data):
+    """A litmus document: its controls, and each verdict with the histogram
+    of what the raced executions came to (bars on a log scale; forbidden
+    outcomes marked)."""
+    import math
+    anchor = slug("litmus", path)
+    ctl = as_dict(data.get("controls"))
+    parts = [page.heading(2, anchor, f"Litmus: {os.path.basename(path)}"),
+             f"<p>controls: negative {_e(ctl.get('negative'))}, positive {_e(ctl.get('positive'))}"
+             + (f" ({_e(ctl['why'])})" if ctl.get("why") else "") + "</p>"]
+    for v in data.get("verdicts") or []:
+        if not isinstance(v, dict):
+            continue
+        va = slug(anchor, v.get("test"), v.get("placement"))
+        if "observation" not in v:
+            parts.append(f'<p id="{va}"><b>{_e(v.get("test"))}</b> on {_e(v.get("placement"))}: '
+                         f"not available: {_e(v.get('unavailable'))}</p>")
+            continue
+        obs = str(v.get("observation"))
+        cls = "ok" if not v.get("validated") or v.get("control") == "negative" else "bad"
+        parts.append(page.heading(3, va, f"{v.get('test')} on {v.get('placement')}"))
+        parts.append(f'<p>Observation <span class="{cls}">{_e(obs)}</span> '
+                     f"{_e(v.get('positive'))} {_e(v.get('negative'))}; {_e(v.get('raced'))} raced "
+                     f"executions; {finite(v.get('trials_per_s')) or 0:.0f} trials/s against a floor of "
+                     f"{finite(v.get('floor_trials_per_s')) or 0:.0f}; Hash={_e(v.get('hash'))}</p>")
+        hist = dict(as_dict(v.get("histogram")))
+        for o, n in as_dict(v.get("outside")).items():
+            hist[f"{o} (after the write)"] = n
+        top = max([x for x in hist.values() if isinstance(x, int)] or [1])
+        rows = []
+        marks = as_dict(v.get("marks"))
+        for o, n in hist.items():
+            base = o.split(" ")[0]
+            forb = as_dict(marks.get(base)).get("protocol") == "forbidden"
+            width = 100 * math.log10(1 + n) / math.log10(1 + top) if top else 0
+            bar = (f'<span class="bar{" bad" if forb else ""}" style="display:inline-block;'
+                   f'width:{width:.0f}%;background:{"#c33" if forb else "#48a"};height:0.8em"></span>')
+            rows.append([("*&gt; " if forb else "") + _e(o), str(n), bar])
+        parts.append(_table(["outcome", "count", "log scale"], rows, num=(1,)))
+        if v.get("replay"):
+            parts.append(f"<p>replay: <code>{_e(v['replay'])}</code></p>")
+    return "".join(parts)
+
+
 def build_report(docs, hist=None, plt=None, bokeh=None, by="time"):
     """The HTML text.  docs: [(path, dict)]; hist: a history dict or None;
     bokeh: None means "if installed" (False: static charts only)."""
@@ -448,6 +492,8 @@ def build_report(docs, hist=None, plt=None, bokeh=None, by="time"):
     for path, data in docs:
         if data["schema"].startswith("pyharness.bench/"):
             body.append(bench_section(page, path, data))
+        elif data["schema"].startswith("pyharness.litmus/"):
+            body.append(litmus_section(page, path, data))
         else:
             body.append(run_section(page, path, data))
     text = "".join(body)

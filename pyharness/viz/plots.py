@@ -258,4 +258,4 @@ def history_plot(plt, series, by="time"):
 
 def _load(path):
     from .. import documents
-    return documents.load(path, ("bench", "run"))
+    return documents.load(path, ("bench", "run", "litmus"))
