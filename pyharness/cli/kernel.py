@@ -63,6 +63,10 @@ def summary(doc):
             ev = f"{it['evidence_ok']}/{it['flips']}: {it['evidence_last'] or '-'}"
             lines.append(f"  {name:12s} {it['name']:34s} {it['flips']:>5d} {lat.get('p50', 0):>9.0f} "
                          f"{lat.get('p99', 0):>9.0f} {lat.get('max', 0):>9.0f} {ipis:>6s}  {ev}")
+    for name, t in doc["targets"].items():
+        if t.get("executions") is not None:
+            lines.append(f"  {name}: {t['executions']} runs of its program by the executors on every CPU, "
+                         "each return value checked")
     for x in doc["not_available"]:
         lines.append(f"  {x['target']:12s} {x['item']:34s} not available: {x['reason']}")
     ops = {}

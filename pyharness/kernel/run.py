@@ -132,6 +132,9 @@ def run(targets, cpus, duration, progress=None):
         for t in chosen:
             for it in t.setup(rec, env):
                 items.append((t, it))
+        for t in chosen:
+            if hasattr(t, "start"):
+                t.start(cpus)          # the target's own executors (bpf-jump)
         drivers = [subprocess.Popen([sys.executable, "-m", "pyharness.kernel.drive", str(c),
                                      f"{duration:g}"], stdout=subprocess.PIPE, text=True)
                    for c in cpus]
@@ -180,6 +183,10 @@ def run(targets, cpus, duration, progress=None):
         for t, it in items:
             if hasattr(it, "close"):
                 it.close()
+        runs = {}
+        for t in chosen:
+            if hasattr(t, "stop"):
+                runs[t.name] = t.stop()
         outs = []
         for d in drivers:
             try:
@@ -226,6 +233,10 @@ def run(targets, cpus, duration, progress=None):
                                    "detail": f"{name} {it['name']}: the flip did not take effect "
                                              f"{it['flips'] - it['evidence_ok']} of {it['flips']} times: "
                                              + "; ".join(it["evidence_bad"])})
+    for name, r in runs.items():
+        tres[name]["executions"] = r["runs"]
+        for e in r["errors"]:
+            violations.append({"invariant": "kernel-paths", "target": name, "item": None, "detail": e})
     for o in outs:
         for e in o.get("errors", []):
             violations.append({"invariant": "kernel-paths", "target": None, "item": None,
