@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Folders by role (README, "Architecture"): every .c under them is built,
 # so a new protocol, site kind or subscriber is its file and its table line,
 # not an edit here.
-ROLES = ("core", "proto", "kinds", "sync", "trap", "observe", "stress", "bench", "litmus")
+ROLES = ("core", "proto", "kinds", "sync", "trap", "observe", "stress", "bench", "litmus", "kernel")
 INCLUDE = [os.path.join(HERE, "include")] + [os.path.join(HERE, r) for r in ROLES]
 
 

@@ -74,8 +74,8 @@ def test_a_clean_run_patches_with_evidence_and_leaves_the_box_as_it_found_it(rec
     doc = json.loads(out.read_text())
     assert doc["restored"] and doc["targets"]["static-key"]["available"]
     na = {x["target"] for x in doc["not_available"]}
-    assert {"uprobe", "bpf-jump", "nmi"} <= na and "not available" in r.stdout
-    for name in ("static-key", "trace-event"):
+    assert "nmi" in na and "not available" in r.stdout       # no PMU on this VM
+    for name in ("static-key", "trace-event", "uprobe", "bpf-jump"):
         items = doc["targets"][name]["items"]
         assert items and all(it["flips"] > 0 and it["latency_us"]["p50"] > 0 for it in items)
         # each flip patched text: IPIs net of the box's own, on a box of more than one CPU
@@ -87,6 +87,12 @@ def test_a_clean_run_patches_with_evidence_and_leaves_the_box_as_it_found_it(rec
     names = h.stdout
     assert "kernel/static-key/kernel.timer_migration/flip_us/p50" in names
     assert "kernel/trace-event/sched:sched_switch/flip_us/p50" in names
+    assert "kernel/uprobe/uprobe nop5/flip_us/p50" in names
+    assert "kernel/bpf-jump/prog-array repoint/flip_us/p50" in names
+    # every execution of our probed sites checked, and the kernel's writes to them seen
+    up = doc["targets"]["uprobe"]
+    assert up["executions"] > 1000 and up["write_sequence"]
+    assert any(s["after"].startswith("cc") for s in up["write_sequence"])   # an INT3 appeared
 
 
 def test_kill_9_of_pyharness_is_restored_by_the_restorer_that_outlives_it(record):

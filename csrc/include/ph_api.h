@@ -612,3 +612,23 @@ struct ph_lit_result {
 
 int ph_lit_setup(uint64_t size, int rwx, uint64_t *xbase);  /* 0 or -errno */
 int ph_lit_run(const struct ph_lit_test *t, struct ph_lit_result *r);
+
+/* The uprobe target (csrc/kernel/uprobe.c): file-backed sites the kernel
+ * probes, run with every register, the flags and the red zone held to a
+ * pattern; a sampler of their bytes. */
+#define PH_UP_NSITES 2
+struct ph_up_stats {
+    uint64_t runs[PH_UP_NSITES];
+    uint64_t bad[PH_UP_NSITES];
+    uint64_t first_site, first_what;   /* what: 0..14 a register (rax rbx rcx rdx rsi rdi rbp r8..r15), 16 rsp, 17 flags, 18 the red zone */
+    uint64_t first_got, first_want;
+    int64_t first_off;                 /* the red zone: the first word that changed, from %rsp (-128..-8) */
+};
+struct ph_up_state {
+    int32_t site;
+    uint8_t before[8], after[8];
+    uint64_t at_ns, lasted_ns;         /* when it changed; how long the state before lasted */
+};
+int ph_up_setup(const char *path, const uint64_t *site_off, uint64_t *code);
+int ph_up_exec(uint64_t ns, uint64_t seed, struct ph_up_stats *st);
+int ph_up_sample(uint64_t ns, struct ph_up_state *out, int max, int *n);

@@ -167,7 +167,7 @@ class BpfJump:
         self.items = [Slot(self, "repoint"), Slot(self, "insert-delete")]
         return self.items
 
-    def start(self, cpus):
+    def start(self, cpus, duration=None):
         def worker(cpu):
             try:
                 os.sched_setaffinity(0, {cpu})

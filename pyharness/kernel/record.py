@@ -13,6 +13,7 @@ the process dies.  The entries, replayed newest first:
     {"kind": "mount", "target": "/sys/kernel/tracing", "fstype": "tracefs"}
     {"kind": "tracefs-instance", "path": "/sys/kernel/tracing/instances/<name>"}
     {"kind": "uprobe-event", "tracefs": "/sys/kernel/tracing", "group": "...", "event": "..."}
+    {"kind": "file", "path": "..."}       (the uprobe target's sites, which the events name)
 """
 import json
 import os
@@ -105,6 +106,15 @@ def remove(p):
         pass
 
 
+def append(p, line):
+    """One write with O_APPEND and no seek (tracefs refuses Python's "a" mode's seek)."""
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
 def _write(p, value):
     with open(p, "w") as f:
         f.write(value)
@@ -135,8 +145,10 @@ def restore_entries(entries):
                         _write(os.path.join(ev, "enable"), "0")
                     except OSError:
                         pass
-                    with open(os.path.join(e["tracefs"], "uprobe_events"), "a") as f:
-                        f.write(f"-:{e['group']}/{e['event']}\n")
+                    append(os.path.join(e["tracefs"], "uprobe_events"), f"-:{e['group']}/{e['event']}\n")
+            elif kind == "file":
+                if os.path.exists(e["path"]):
+                    os.unlink(e["path"])
             elif kind == "mount":
                 if _mounted(e["target"], e["fstype"]):
                     r = subprocess.run(["umount", e["target"]], capture_output=True, text=True)

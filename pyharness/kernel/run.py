@@ -134,7 +134,7 @@ def run(targets, cpus, duration, progress=None):
                 items.append((t, it))
         for t in chosen:
             if hasattr(t, "start"):
-                t.start(cpus)          # the target's own executors (bpf-jump)
+                t.start(cpus, duration)   # the target's own executors (bpf-jump, uprobe)
         drivers = [subprocess.Popen([sys.executable, "-m", "pyharness.kernel.drive", str(c),
                                      f"{duration:g}"], stdout=subprocess.PIPE, text=True)
                    for c in cpus]
@@ -235,6 +235,9 @@ def run(targets, cpus, duration, progress=None):
                                              + "; ".join(it["evidence_bad"])})
     for name, r in runs.items():
         tres[name]["executions"] = r["runs"]
+        if r.get("sequence") is not None:
+            # the kernel's writes to our text as our sampler saw them
+            tres[name]["write_sequence"] = r["sequence"][:200]
         for e in r["errors"]:
             violations.append({"invariant": "kernel-paths", "target": name, "item": None, "detail": e})
     for o in outs:

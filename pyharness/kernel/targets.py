@@ -6,8 +6,8 @@ off; each flip returns the evidence that it took effect (from outside the
 kernel's word: events that appear, a counter that moves), and the runner
 measures its cost (its latency, the IPIs it took).
 
-bpf-jump lives in bpf.py.  Not built, and why (README, "The running
-kernel under stress"): uprobe is exercisable here but not built yet; ftrace,
+bpf-jump lives in bpf.py, uprobe in uprobe.py.  Not built, and why
+(README, "The running kernel under stress"): ftrace,
 kprobes and livepatch are refused or absent on the VM this was written on;
 real NMIs need a PMU.
 """
@@ -226,6 +226,11 @@ def _pmu_reason():
     return "no PMU here (no hardware perf events: a VM), so no NMI source from user space"
 
 
+def _uprobe_target():
+    from .uprobe import Uprobes
+    return Uprobes()
+
+
 def _bpf_target():
     from .bpf import BpfJump
     return BpfJump()
@@ -234,8 +239,7 @@ def _bpf_target():
 TARGETS = {t.name: t for t in (
     StaticKeys(),
     TraceEvents(),
-    NotBuilt("uprobe", "uprobes on our own sites, enabled and disabled while pinned threads run them",
-             "not built in this pyharness yet"),
+    _uprobe_target(),
     _bpf_target(),
     NotBuilt("nmi", "PMIs as NMIs on every CPU while the kernel patches", _pmu_reason()),
 )}
