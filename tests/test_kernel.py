@@ -75,6 +75,11 @@ def test_a_clean_run_patches_with_evidence_and_leaves_the_box_as_it_found_it(rec
     assert doc["restored"] and doc["targets"]["static-key"]["available"]
     na = {x["target"] for x in doc["not_available"]}
     assert "nmi" in na and "not available" in r.stdout       # no PMU on this VM
+    sk = {it["name"]: it for it in doc["targets"]["static-key"]["items"]}
+    # the bpf_stats key's direction, seen where it acts: run counts move only while on
+    if "kernel.bpf_stats_enabled" in sk:
+        assert sk["kernel.bpf_stats_enabled"]["evidence_ok"] == sk["kernel.bpf_stats_enabled"]["flips"]
+        assert "run count" in sk["kernel.bpf_stats_enabled"]["evidence_last"]
     for name in ("static-key", "trace-event", "uprobe", "bpf-jump"):
         items = doc["targets"][name]["items"]
         assert items and all(it["flips"] > 0 and it["latency_us"]["p50"] > 0 for it in items)

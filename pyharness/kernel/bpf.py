@@ -58,6 +58,33 @@ def _ret(v):
     return [_insn(0xb7, dst=0, imm=v), _insn(0x95)]          # mov r0, v; exit
 
 
+OBJ_GET_INFO_BY_FD = 15
+PROG_INFO_RUN_CNT = 200          # offsetof(struct bpf_prog_info, run_cnt)
+
+
+class Counted:
+    """One program that returns 1, and its run count (bpf_prog_info.run_cnt):
+    the kernel counts runs only while the bpf_stats_enabled key is on, so
+    the count is the key's direction, seen from outside the sysctl."""
+
+    def __init__(self):
+        self.fd = _prog(_ret(1))
+        self.data = ctypes.create_string_buffer(64)
+
+    def run_cnt(self):
+        info = ctypes.create_string_buffer(256)
+        attr = struct.pack("<IIQ", self.fd, len(info), ctypes.addressof(info))
+        _bpf(OBJ_GET_INFO_BY_FD, attr.ljust(16, b"\0"))
+        return struct.unpack_from("<Q", info, PROG_INFO_RUN_CNT)[0]
+
+    def run(self, n):
+        attr = struct.pack("<IIIIQQII", self.fd, 0, len(self.data), 0, ctypes.addressof(self.data), 0, n, 0)
+        _bpf(PROG_TEST_RUN, attr.ljust(80, b"\0"))
+
+    def close(self):
+        os.close(self.fd)
+
+
 class ProgArray:
     def __init__(self):
         attr = struct.pack("<IIIII", MAP_TYPE_PROG_ARRAY, 4, 4, 1, 0).ljust(72, b"\0")

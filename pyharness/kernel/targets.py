@@ -49,6 +49,27 @@ class SysctlKey(Item):
         return {"ok": got == want, "what": f"reads back {got}" + ("" if got == want else f", not {want}")}
 
 
+class BpfStatsKey(SysctlKey):
+    """kernel.bpf_stats_enabled, with the key's direction seen where it acts:
+    a program's run count moves only while it is on."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        from .bpf import Counted
+        self.prog = Counted()
+
+    def evidence(self, on):
+        base = super().evidence(on)
+        a = self.prog.run_cnt()
+        self.prog.run(16)
+        b = self.prog.run_cnt()
+        ok = base["ok"] and ((b - a >= 16) if on else (b == a))
+        return {"ok": ok, "what": f"a program's run count moved by {b - a} over 16 runs"}
+
+    def close(self):
+        self.prog.close()
+
+
 # struct perf_event_attr: type, size, config; the rest zero (enabled, all
 # contexts, the calling thread on any CPU)
 _PERF_ATTR_SIZE = 128
@@ -118,7 +139,13 @@ class StaticKeys:
                 env["not_available"].append({"target": self.name, "item": name,
                                              "reason": "this kernel has no such sysctl"})
                 continue
-            it = SysctlKey(name, values, patches, rec)
+            try:
+                it = (BpfStatsKey if name == "kernel.bpf_stats_enabled" else SysctlKey)(
+                    name, values, patches, rec)
+            except OSError as exc:          # the counting program refused: the sysctl alone
+                env["not_available"].append({"target": self.name, "item": name + " (run counts)",
+                                             "reason": f"BPF refused: {exc.strerror}"})
+                it = SysctlKey(name, values, patches, rec)
             # Either value must be accepted (numa_balancing refuses 1 without NUMA)
             try:
                 it.flip(not (it.before == values[1]))
