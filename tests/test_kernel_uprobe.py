@@ -2,7 +2,6 @@
 leaves any register, the flags or the red zone other than the unprobed
 code would is counted, named and shown (no kernel state is touched here:
 a site that does the wrong thing stands in for the kernel)."""
-import struct
 
 from pyharness._ffi import ffi, lib
 from pyharness.kernel import uprobe

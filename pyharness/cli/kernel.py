@@ -54,15 +54,18 @@ def summary(doc):
     lines = [f"pyharness kernel: {doc['verdict'].upper()} in {doc['elapsed_s']:.1f} s"
              + (" (interrupted)" if doc["interrupted"] else "")
              + f"; every change restored: {'yes' if doc['restored'] else 'NO'}"]
-    head = f"  {'target':12s} {'item':34s} {'flips':>5s} {'p50 us':>9s} {'p99 us':>9s} {'max us':>9s} {'IPIs':>6s}  evidence"
+    head = (f"  {'target':12s} {'item':34s} {'flips':>5s} {'p50 us':>9s} {'p99 us':>9s} {'max us':>9s} "
+            f"{'IPIs':>6s} {'TLB':>5s}  evidence")
     lines.append(head)
     for name, t in doc["targets"].items():
         for it in t["items"]:
             lat = it["latency_us"] or {}
             ipis = f"{it['ipis_per_flip']:g}" if it["ipis_per_flip"] is not None else "-"
+            tlb = it.get("tlb_shootdowns_per_flip")
+            tlb = f"{tlb:g}" if tlb is not None else "-"
             ev = f"{it['evidence_ok']}/{it['flips']}: {it['evidence_last'] or '-'}"
             lines.append(f"  {name:12s} {it['name']:34s} {it['flips']:>5d} {lat.get('p50', 0):>9.0f} "
-                         f"{lat.get('p99', 0):>9.0f} {lat.get('max', 0):>9.0f} {ipis:>6s}  {ev}")
+                         f"{lat.get('p99', 0):>9.0f} {lat.get('max', 0):>9.0f} {ipis:>6s} {tlb:>5s}  {ev}")
     for name, t in doc["targets"].items():
         if t.get("executions") is not None:
             lines.append(f"  {name}: {t['executions']} runs of its program by the executors on every CPU, "

@@ -268,10 +268,11 @@ def figures_of(doc):
                     if v is not None:
                         out.append((f"kernel/{_str(tname)}/{_str(it.get('name'))}/flip_us/{q}", "kernel",
                                     "us", v, None, None, [(v, None, None)]))
-                v = finite(it.get("ipis_per_flip"))
-                if v is not None:
-                    out.append((f"kernel/{_str(tname)}/{_str(it.get('name'))}/ipis_per_flip", "kernel",
-                                "IPIs", v, None, None, [(v, None, None)]))
+                for key, unit in (("ipis_per_flip", "IPIs"), ("tlb_shootdowns_per_flip", "TLB IPIs")):
+                    v = finite(it.get(key))
+                    if v is not None:
+                        out.append((f"kernel/{_str(tname)}/{_str(it.get('name'))}/{key}", "kernel",
+                                    unit, v, None, None, [(v, None, None)]))
     elif doc.get("schema") == documents.KINDS["litmus"]:
         # What each shape costs, as trials per second against its data floor
         for v in doc.get("verdicts") or []:

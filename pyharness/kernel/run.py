@@ -40,8 +40,11 @@ def kernel_counters():
 
 
 def _cal_total():
+    """(function-call IPIs, TLB shootdowns) summed over every CPU."""
     irq = read_interrupts()
-    return sum((irq or {}).get("CAL", {}).values()) if irq else None
+    if not irq:
+        return None
+    return (sum(irq.get("CAL", {}).values()), sum(irq.get("TLB", {}).values()))
 
 
 def choose(names):
@@ -138,9 +141,9 @@ def run(targets, cpus, duration, progress=None):
         drivers = [subprocess.Popen([sys.executable, "-m", "pyharness.kernel.drive", str(c),
                                      f"{duration:g}"], stdout=subprocess.PIPE, text=True)
                    for c in cpus]
-        stats = {(t.name, it.name): {"lat": [], "ipis": [], "ok": 0, "bad": [], "flips": 0}
+        stats = {(t.name, it.name): {"lat": [], "ipis": [], "tlb": [], "ok": 0, "bad": [], "flips": 0}
                  for t, it in items}
-        base = []
+        base, base_tlb = [], []
         state = {(t.name, it.name): False for t, it in items}
         end = t0 + duration
         k = 0
@@ -161,7 +164,8 @@ def run(targets, cpus, duration, progress=None):
             s["flips"] += 1
             s["lat"].append((f1 - f0) * 1e6)
             if c0 is not None and c1 is not None:
-                s["ipis"].append(c1 - c0)
+                s["ipis"].append(c1[0] - c0[0])
+                s["tlb"].append(c1[1] - c0[1])
             ev = it.evidence(on)
             if ev["ok"]:
                 s["ok"] += 1
@@ -172,7 +176,8 @@ def run(targets, cpus, duration, progress=None):
             b0 = _cal_total()
             b1 = _cal_total()
             if b0 is not None and b1 is not None:
-                base.append(b1 - b0)
+                base.append(b1[0] - b0[0])
+                base_tlb.append(b1[1] - b0[1])
             k += 1
             time.sleep(FLIP_GAP_S)
         # every item back off (its state before the run: the record holds it)
@@ -214,16 +219,19 @@ def run(targets, cpus, duration, progress=None):
     health.stop()
     after = kernel_counters()
     bl = statistics.median(base) if base else 0
+    bt = statistics.median(base_tlb) if base_tlb else 0
     tres = {}
     for t in targets:
         tres[t.name] = {"description": t.description, "available": t in chosen, "items": []}
     for t, it in items:
         s = stats[(t.name, it.name)]
         ipis = [x - bl for x in s["ipis"]]
+        tlb = [x - bt for x in s["tlb"]]
         tres[t.name]["items"].append({
             "name": it.name, "patches": it.patches, "flips": s["flips"],
             "latency_us": _dist(s["lat"]),
             "ipis_per_flip": round(statistics.median(ipis), 1) if ipis else None,
+            "tlb_shootdowns_per_flip": round(statistics.median(tlb), 1) if tlb else None,
             "evidence_ok": s["ok"], "evidence_bad": s["bad"], "evidence_last": s.get("last")})
     violations = []
     for name, t in tres.items():
