@@ -30,10 +30,17 @@ def _read(path):
         return None
 
 
+def hostname():
+    """This box's name in results and the store: PYHARNESS_HOSTNAME where a
+    test fleet runs several "boxes" on one machine (each its own identity
+    in the store and in merge), else the host name."""
+    return os.environ.get("PYHARNESS_HOSTNAME") or socket.gethostname()
+
+
 def machine_info():
     model, flags = _cpuinfo()
     info = {
-        "hostname": socket.gethostname(),
+        "hostname": hostname(),
         "cpu_model": model,
         "cpu_count": psutil.cpu_count(logical=True),
         "affinity": sorted(psutil.Process().cpu_affinity()),

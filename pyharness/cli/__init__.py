@@ -23,6 +23,7 @@ _COMMANDS = {
     "mutate": (".mutate", "mutate_main", False),
     "litmus": (".litmus", "litmus_main", False),
     "kernel": (".kernel", "kernel_main", False),
+    "fleet": (".fleet", "fleet_main", False),
     "campaign": (".campaign", "campaign_main", False),
     "merge": (".merge", "merge_main", False),
     "compare": (".compare", "compare_main", False),

@@ -8,6 +8,10 @@ from ..fleet.campaign import expected_to_fail, parse_budget, run_campaign, summa
 
 def campaign_main(args):
     budget = parse_budget(args.budget)
+    if args.store is not None:
+        # opened (and migrated) now: a bad URL is exit 2/3 before the work, not after it
+        from ..history.store import open_store
+        open_store(args.store)
     if not os.path.isdir(args.out):
         try:
             os.makedirs(args.out)
@@ -18,7 +22,8 @@ def campaign_main(args):
     quiet = getattr(args, "quiet", False)
     old = signal.getsignal(signal.SIGINT)
     s = run_campaign(budget, args.out, cpus=args.cpus,
-                     progress=(lambda _text: None) if quiet else print, kernel=args.kernel)
+                     progress=(lambda _text: None) if quiet else print, kernel=args.kernel,
+                     store=args.store)
     signal.signal(signal.SIGINT, old)
     text = summary_text(s)
     print(text.splitlines()[-1] + f" ({s['dir']})" if quiet else text)

@@ -1,7 +1,7 @@
 """`pyharness merge`: the arguments become keywords here, at the boundary."""
 import sys
 
-from ..fleet.merge import litmus_table, merge, table
+from ..fleet.merge import litmus_table, merge, merge_store, table
 
 
 def merge_main(args):
@@ -9,8 +9,14 @@ def merge_main(args):
     if args.json:
         from ..outputs import check_output_path
         check_output_path(args.json)
-    doc = merge(args.dirs)
-    code = 1 if any(r["failed_steps"] for r in doc["rows"]) else 0
+    from ..errors import UsageError
+    if args.store is not None and args.dirs:
+        raise UsageError("merge takes campaign directories or --store, not both")
+    if args.store is None and not args.dirs:
+        raise UsageError("nothing to merge: give campaign directories, or --store URL")
+    expect = [h.strip() for h in args.expect.split(",") if h.strip()] if args.expect else None
+    doc = merge_store(args.store) if args.store is not None else merge(args.dirs, expect)
+    code = 1 if any(r["failed_steps"] for r in doc["rows"]) or doc.get("missing") else 0
     if args.json and not documents.write(doc, args.json, "--json", "merge") and code == 0:
         code = 3
     if args.format == "json":

@@ -282,10 +282,29 @@ def build_parser():
     g.add_argument("--kernel", action="store_true",
                    help="also `pyharness kernel` (changes global kernel state, restores it; root): "
                         "never by default")
+    g.add_argument("--store", default=None, metavar="URL",
+                   help="also record every run, bench, litmus and kernel result in this store "
+                        "(sqlite:///path, a path, or postgresql://host/db): the fleet's meeting point")
     _quiet(g)
 
+    fl = sub.add_parser("fleet", help="launch files for the engines fleets run: an Ansible role, a "
+                                      "Slurm job array, a Kubernetes DaemonSet")
+    fls = fl.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=Parser)
+    fls.required = True
+    fe = fls.add_parser("export", help="write an engine's files to a new directory")
+    fe.add_argument("engine", choices=["ansible", "slurm", "kubernetes"])
+    fe.add_argument("dir", metavar="DIR", help="a new (or empty) directory")
+    fe.add_argument("--wheel", default=None, metavar="WHEEL",
+                    help="a pyharness wheel to ship with the files (the role and the image install it)")
+
     mg = sub.add_parser("merge", help="merge campaign directories from many boxes into one table")
-    mg.add_argument("dirs", nargs="+", metavar="DIR")
+    mg.add_argument("dirs", nargs="*", metavar="DIR")
+    mg.add_argument("--store", nargs="?", const="", default=None, metavar="URL",
+                    help="merge every result in this store instead of directories (alone: "
+                         "$PYHARNESS_STORE or ~/.local/share/pyharness/results.db)")
+    mg.add_argument("--expect", default=None, metavar="HOSTS",
+                    help="comma list of the hosts the fleet ran on: each one without a result is "
+                         "a row (\"no result: unreachable\", \"install failed\", \"timed out\") and exit 1")
     _json_option(mg, "the merged table")
     mg.add_argument("--format", default="text", choices=["text", "md", "json"])
 

@@ -15,17 +15,19 @@ def report_main(args):
         args.files.insert(0, args.store)
         args.store = ""
     docs = [(p, plots._load(p)) for p in args.files]
-    hist = None
+    hist = fleet = None
     by = getattr(args, "by", None) or "time"
     if args.store is not None:
         from ..history.series import build_history, parse_tags
         from ..history.store import open_store
         hist = build_history(open_store(args.store, create=False), figure=args.figure,
                              machine=args.machine, tags=parse_tags(args.tag), by=by)
+        from ..fleet.merge import merge_store
+        fleet = merge_store(args.store, machine=args.machine)
     if not docs and hist is None:
         raise UsageError("nothing to report: give bench or run JSON files, or --store")
     plt = plots.matplotlib_or_none()
-    text = build_report(docs, hist, plt, by=by)
+    text = build_report(docs, hist, plt, by=by, fleet=fleet)
     if not write_output(args.out, text, "--out", "report", ".html"):
         return 3
     charts = text.count('<figure class="chart"')

@@ -16,7 +16,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ TIERS = {"5m": (1.0, 10.0, 20.0, ["--quick"], 0),
          "1h": (3.0, 120.0, 600.0, [], 3),
          "8h": (5.0, 1200.0, 3600.0, [], 10)}
 HEARTBEAT_S = 60.0
+STORED = ("run", "bench", "litmus", "kernel")     # the steps whose results go to --store
 
 
 def parse_budget(text):
@@ -166,13 +166,14 @@ def _note(name, d, rc):
     return {"verdict": "pass" if rc == 0 else "fail", "note": ""}
 
 
-def run_campaign(budget, out_root, cpus=None, progress=print, kernel=False):
+def run_campaign(budget, out_root, cpus=None, progress=print, kernel=False, store=None):
     from ..cpus import format_cpu_list, parse_cpu_list, usable_cpus
     from ..machine import machine_info
     from ..platform import evidence
     from ..mutate import source_root
     cpu_list = parse_cpu_list(cpus) if cpus else usable_cpus()
-    host = socket.gethostname()
+    from ..machine import hostname
+    host = hostname()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = os.path.join(os.path.abspath(out_root), f"{host}-{stamp}")
     out, k = base, 1
@@ -208,6 +209,8 @@ def run_campaign(budget, out_root, cpus=None, progress=print, kernel=False):
                 path = os.path.join(out, tag)
                 cmd = [sys.executable, "-m", "pyharness"] + args + ["--cpus", format_cpu_list(cpu_list),
                                                                     "--json", path + ".json"]
+                if store and args[0] in STORED:
+                    cmd += ["--store", store]
                 progress(f"[{datetime.datetime.now():%H:%M:%S}] {tag}: {' '.join(cmd[2:])}")
                 with open(path + ".out", "w") as so, open(path + ".err", "w") as se:
                     child = subprocess.Popen(cmd, stdout=so, stderr=se, cwd=out)

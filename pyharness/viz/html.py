@@ -478,15 +478,37 @@ def litmus_section(page, path, data):
     return "".join(parts)
 
 
-def build_report(docs, hist=None, plt=None, bokeh=None, by="time"):
+def fleet_section(page, fleet):
+    """The fleet view of a store: by CPU model, microcode and kernel, which
+    boxes, how many results, how many failed, since when; the builds."""
+    parts = [page.heading(2, "fleet", "Fleet")]
+    rows = []
+    for r in fleet.get("rows") or []:
+        fails = r.get("failed_steps") or 0
+        rows.append([_e(r["cpu_model"]), _e(r["microcode"]), _e(r["kernel"]), str(len(r["boxes"])),
+                     _e(", ".join(r["failed_boxes"]) or "-"),
+                     f'<span class="{"bad" if fails else "ok"}">{fails}/{r["steps"]}</span>',
+                     _e(r.get("first_failure") or "-"), _e(r.get("last_failure") or "-")])
+    parts.append(_table(["CPU model", "microcode", "kernel", "boxes", "failed boxes", "failed results",
+                         "first failure", "last failure"], rows, num=(3,), anchor="fleet-table"))
+    if len(fleet.get("builds") or {}) > 1:
+        parts.append("<p>boxes ran different builds: " + "; ".join(
+            f"<code>{_e(b[:12])}</code>: {_e(', '.join(h))}" for b, h in fleet["builds"].items()) + "</p>")
+    return "".join(parts)
+
+
+def build_report(docs, hist=None, plt=None, bokeh=None, by="time", fleet=None):
     """The HTML text.  docs: [(path, dict)]; hist: a history dict or None;
-    bokeh: None means "if installed" (False: static charts only)."""
+    bokeh: None means "if installed" (False: static charts only); fleet: the
+    store's merge (fleet.merge.merge_store) or None."""
     if bokeh is None:
         bokeh = interactive.available()
     bokeh = bool(bokeh and plt)
     page = Page(plt, bokeh)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [summary_section(page, hist, docs)]
+    if fleet is not None:
+        body.append(fleet_section(page, fleet))
     if hist is not None:
         body.append(history_section(page, hist, by))
     for path, data in docs:
