@@ -117,13 +117,6 @@ def store_url(request, tmp_path):
     PostgreSQL server (tests parametrize over both with indirect=True)."""
     if getattr(request, "param", "sqlite") == "sqlite":
         return "sqlite:///" + str(tmp_path / "results.db")
-    import sqlalchemy as sa
-    sock, port = request.getfixturevalue("postgres_server")
+    from _support import pg_database
     name = "t%d_%d" % (os.getpid(), request.node.nodeid.__hash__() & 0xffffff)
-    admin = sa.create_engine(f"postgresql+psycopg://pyharness@/postgres?host={sock}&port={port}",
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"postgresql://pyharness@/{name}?host={sock}&port={port}"
+    return pg_database(request.getfixturevalue("postgres_server"), name)

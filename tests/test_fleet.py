@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from _support import pg_database
 from pyharness.fleet.export import ENGINES, export
 
 BIN = os.path.dirname(sys.executable)
@@ -64,15 +65,7 @@ def test_the_ansible_role_runs_two_boxes_into_one_store_and_one_merge(tmp_path, 
     playbook = shutil.which("ansible-playbook", path=BIN) or shutil.which("ansible-playbook")
     if not playbook:
         pytest.skip("ansible-core is not installed (pip install '.[test]')")
-    import sqlalchemy as sa
-    sock, port = postgres_server
-    admin = sa.create_engine(f"postgresql+psycopg://pyharness@/postgres?host={sock}&port={port}",
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text('DROP DATABASE IF EXISTS "fleet"'))
-        conn.execute(sa.text('CREATE DATABASE "fleet"'))
-    admin.dispose()
-    store = f"postgresql://pyharness@/fleet?host={sock}&port={port}"
+    store = pg_database(postgres_server, "fleet")
     fleet = tmp_path / "fleet"
     export("ansible", str(fleet), wheel=wheel)
     work = tmp_path / "work"
@@ -112,6 +105,14 @@ def test_the_ansible_role_runs_two_boxes_into_one_store_and_one_merge(tmp_path, 
     doc = json.loads(m.stdout)
     assert {"fleet-box-a", "fleet-box-b"} <= {b for row in doc["rows"] for b in row["boxes"]}
     assert all(row["steps"] > 0 for row in doc["rows"])
+    # and the report's fleet view
+    html = tmp_path / "fleet.html"
+    rep = subprocess.run([os.path.join(BIN, "pyharness"), "report", "--store", store, "--out", str(html)],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    text = html.read_text()
+    from pyharness.machine import machine_info
+    assert 'id="fleet-table"' in text and machine_info()["cpu_model"] in text
 
 
 def _free_port():
@@ -210,15 +211,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
 def test_the_slurm_job_array_runs_a_task_per_box_then_the_merge(tmp_path, slurm, postgres_server):
     import time
-    import sqlalchemy as sa
-    sock, port = postgres_server
-    admin = sa.create_engine(f"postgresql+psycopg://pyharness@/postgres?host={sock}&port={port}",
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text('DROP DATABASE IF EXISTS "fleet_slurm"'))
-        conn.execute(sa.text('CREATE DATABASE "fleet_slurm"'))
-    admin.dispose()
-    store = f"postgresql://pyharness@/fleet_slurm?host={sock}&port={port}"
+    store = pg_database(postgres_server, "fleet_slurm")
     d = tmp_path / "sl"
     export("slurm", str(d))
     results = tmp_path / "results"

@@ -151,7 +151,7 @@ def test_verdicts_land_in_the_store_by_test_and_machine(run_cli, tmp_path, two_c
 
 
 def test_the_published_schema_names_what_the_c_table_and_the_shapes_have():
-    """A store, sync, executor side or outcome is one line of litmus.def and
+    """A store, sync, executor side or outcome is one line of csrc/litmus/*.def and
     a shape one entry of shapes.py; the schema's enums must name the same."""
     import pyharness.documents as documents
     from pyharness.litmus import shapes

@@ -78,70 +78,30 @@ static const int reason_inv[] = {
 
 static const struct entry lstores[] = {
 #define PH_LSTORE(e, name, desc) {name, desc, PH_LST_##e},
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
+#include "stores.def"
 #undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
 };
 static const struct entry lsyncs[] = {
 #define PH_LSYNC(e, name, desc) {name, desc, PH_LSY_##e},
-#define PH_LSTORE(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
+#include "syncs.def"
 #undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
 };
 static const struct entry lsers[] = {
 #define PH_LSER(e, name, desc) {name, desc, PH_LSER_##e},
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
+#include "serializers.def"
 #undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
 };
 static const struct entry lmodes[] = {
 #define PH_LMODE(e, name, desc) {name, desc, PH_LMODE_##e},
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
+#include "sides.def"
 #undef PH_LMODE
-#undef PH_LOUTCOME
 };
 static const struct entry loutcomes[] = {
 #define PH_LOUTCOME(e, name, desc) {name, desc, PH_LO_##e},
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
+#include "outcomes.def"
 #undef PH_LOUTCOME
 };
-_Static_assert(PH_LIT_NOUTCOMES == PH_LIT_NOUT, "PH_LIT_NOUT: the outcomes of litmus.def");
+_Static_assert(PH_LIT_NOUTCOMES == PH_LIT_NOUT, "PH_LIT_NOUT: the lines of outcomes.def");
 
 #define T(a) {a, (int)(sizeof(a) / sizeof(a[0]))}
 static const struct { const struct entry *v; int n; } tables[PH_NTABLES] = {

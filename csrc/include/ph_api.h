@@ -494,7 +494,7 @@ void ph_bench_spin_stop(uint64_t token);
  * the kernel allows it, and a RW alias), in a worker process of its own,
  * so that a wild jump or a fault is an outcome, never pyharness's crash.
  * The tables of stores, syncs, executor sides and outcomes are
- * csrc/litmus/litmus.def; pyharness/litmus/ names them. */
+ * csrc/litmus/*.def; pyharness/litmus/ names them. */
 #define PH_LIT_MAX_LEN 16
 #define PH_LIT_MAX_STEPS 8
 #define PH_LIT_MAX_EXEC 64
@@ -503,72 +503,32 @@ void ph_bench_spin_stop(uint64_t token);
 #define PH_LIT_MAGIC 0x70686c69746d7573ULL
 enum ph_lit_outcome {
 #define PH_LOUTCOME(e, name, desc) PH_LO_##e,
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
+#include "outcomes.def"
 #undef PH_LOUTCOME
     PH_LIT_NOUTCOMES
 };
 enum ph_lit_store {
 #define PH_LSTORE(e, name, desc) PH_LST_##e,
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
+#include "stores.def"
 #undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
     PH_LIT_NSTORES
 };
 enum ph_lit_sync {
 #define PH_LSYNC(e, name, desc) PH_LSY_##e,
-#define PH_LSTORE(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
+#include "syncs.def"
 #undef PH_LSYNC
-#undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
     PH_LIT_NSYNCS
 };
 enum ph_lit_ser {
 #define PH_LSER(e, name, desc) PH_LSER_##e,
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LMODE(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
+#include "serializers.def"
 #undef PH_LSER
-#undef PH_LMODE
-#undef PH_LOUTCOME
     PH_LIT_NSERS
 };
 enum ph_lit_mode {
 #define PH_LMODE(e, name, desc) PH_LMODE_##e,
-#define PH_LSTORE(e, name, desc)
-#define PH_LSYNC(e, name, desc)
-#define PH_LSER(e, name, desc)
-#define PH_LOUTCOME(e, name, desc)
-#include "litmus.def"
-#undef PH_LSTORE
-#undef PH_LSYNC
-#undef PH_LSER
+#include "sides.def"
 #undef PH_LMODE
-#undef PH_LOUTCOME
     PH_LIT_NMODES
 };
 

@@ -1,7 +1,7 @@
 /*
  * litmus.c -- one cross-modifying-code litmus test: a writer thread
  * rewrites a site of real executable text, trial after trial, with the
- * test's steps (stores and syncs, litmus.def), while executor threads run
+ * test's steps (stores and syncs: stores.def, syncs.def), while executor threads run
  * it; each execution is classified by what came back (the variant's value,
  * neither, a signal) and by whether it raced a write.
  *

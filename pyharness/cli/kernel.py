@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..cpus import check_cpus, parse_cpu_list, usable_cpus
-from ..errors import EXIT_PASS, EXIT_UNSUPPORTED, EXIT_VIOLATIONS
+from ..errors import EXIT_PASS, EXIT_VIOLATIONS
 
 
 def kernel_main(args):
@@ -25,29 +25,18 @@ def kernel_main(args):
     if args.json:
         from ..outputs import check_output_path
         check_output_path(args.json)
-    from ..history.recording import open_for_writing, record
+    from ..history.recording import open_for_writing
     store, tags = open_for_writing(args.store, args.tag)
     if store is not None and "kernel" not in tags:
         tags["kernel"] = os.uname().release      # `pyharness history --by kernel`
-    show = sys.stderr.isatty() and not args.quiet
-
-    def progress(text):
-        if show:
-            sys.stderr.write("\r" + text[:100].ljust(100))
-            sys.stderr.flush()
+    from ._tty import Progress
+    progress = Progress(args.quiet)
     doc = krun.run(targets, cpus, args.duration, progress=progress)
-    if show:
-        sys.stderr.write("\r" + " " * 100 + "\r")
+    progress.clear()
     out = sys.stderr if args.json == "-" else sys.stdout
     print(summary(doc), file=out)
-    code = EXIT_VIOLATIONS if doc["violations"] else EXIT_PASS
-    if args.json:
-        from .. import documents
-        if not documents.write(doc, args.json, "--json", "kernel") and code == EXIT_PASS:
-            code = EXIT_UNSUPPORTED
-    if not record(store, doc, tags, "pyharness kernel"):
-        return EXIT_UNSUPPORTED
-    return code
+    from ._tty import deliver
+    return deliver(doc, args, "kernel", EXIT_VIOLATIONS if doc["violations"] else EXIT_PASS, store, tags)
 
 
 def summary(doc):

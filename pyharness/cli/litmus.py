@@ -45,19 +45,14 @@ def litmus_main(args):
     if args.json:
         from ..outputs import check_output_path
         check_output_path(args.json)
-    from ..history.recording import open_for_writing, record
+    from ..history.recording import open_for_writing
     store, tags = open_for_writing(args.store, args.tag)
     quiet = args.quiet
-    show = sys.stderr.isatty() and not quiet
-
-    def progress(text):
-        if show:
-            sys.stderr.write("\r" + text[:110].ljust(110))
-            sys.stderr.flush()
+    from ._tty import Progress
+    progress = Progress(quiet)
     doc = suite.run_suite(tests, cpus, args.time, positive_min=args.positive_executions,
                           positive_cap=args.positive_cap, progress=progress)
-    if show:
-        sys.stderr.write("\r" + " " * 110 + "\r")
+    progress.clear()
     out = sys.stderr if args.json == "-" else sys.stdout
     rows = doc["verdicts"]
     if not quiet:
@@ -67,14 +62,8 @@ def litmus_main(args):
                 print(f"# replay: {r['replay']}", file=out)
                 print("", file=out)
         print(summary(doc), file=out)
-    code = exit_code(doc)
-    if args.json:
-        from .. import documents
-        if not documents.write(doc, args.json, "--json", "litmus") and code == EXIT_PASS:
-            code = EXIT_UNSUPPORTED
-    if not record(store, doc, tags, "pyharness litmus"):
-        return EXIT_UNSUPPORTED
-    return code
+    from ._tty import deliver
+    return deliver(doc, args, "litmus", exit_code(doc), store, tags)
 
 
 def exit_code(doc):

@@ -24,20 +24,15 @@ def mutate_main(args):
         from ..outputs import check_output_path
         check_output_path(args.json)
     quiet = getattr(args, "quiet", False)
-    show = sys.stderr.isatty() and not quiet
-
-    def progress(text):
-        if show:
-            sys.stderr.write("\r" + text[:110].ljust(110))
-            sys.stderr.flush()
+    from ._tty import Progress
+    progress = Progress(quiet)
     interrupted = False
     try:
         rows = evaluate(mutants, runs=args.runs, seconds=args.seconds, cpus=args.cpus,
                         progress=progress, keep=args.keep, root=root)
     except MutateInterrupted as exc:     # keep and show what was measured
         rows, interrupted = exc.rows, True
-    if show:
-        sys.stderr.write("\r" + " " * 110 + "\r")
+    progress.clear()
     out = sys.stderr if args.json == "-" else sys.stdout
     got, total = score(rows)
     if not quiet:

@@ -3,7 +3,7 @@ published schema (pyharness/documents/schemas/litmus-test.schema.json),
 then compiled to the C core's struct ph_lit_test.
 
 The vocabulary (stores, syncs, executor sides, outcomes) is the C table
-csrc/litmus/litmus.def, read by name; the site shapes are shapes.py.
+csrc/litmus/*.def, read by name; the site shapes are shapes.py.
 """
 import hashlib
 import json

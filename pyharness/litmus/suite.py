@@ -7,17 +7,10 @@ import time
 from .. import errors
 from ..machine import machine_info
 from ..platform import evidence
+from ..platform.placement import _int
 from . import run, spec, verdict
 
 SCHEMA = "pyharness.litmus/1"
-
-
-def _int(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _where(c):
@@ -61,13 +54,17 @@ def run_suite(tests, cpus, seconds, positive_min=verdict.POSITIVE_MIN, positive_
     """Every test on every placement.  The positive control runs until
     positive_min raced executions, or positive_cap seconds."""
     places = placements(cpus)
-    if not places and any(t.side != "same-thread" for t in tests):
+    if not places and all(t.side != "same-thread" for t in tests):
         raise errors.UnsupportedError("litmus tests need two CPUs (a writer and an executor): "
                                       f"only CPU {cpus[0]} is usable here")
     rows, t0 = [], time.monotonic()
     vendor = verdict.cpu_vendor()
     for test in tests:
         where = [("same-thread", cpus[0], [])] if test.side == "same-thread" else places
+        if not where:
+            rows.append({"test": test.name, "placement": "-", "cpus": [cpus[0]],
+                         "replay": replay(test, [cpus[0]], seconds),
+                         "unavailable": "needs two CPUs (a writer and an executor)"})
         for name, w, execs in where:
             if progress:
                 progress(f"litmus {test.name} on {name} (CPUs {w}{''.join(',' + str(e) for e in execs)})")
