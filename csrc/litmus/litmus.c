@@ -52,7 +52,10 @@ static struct {
     uint64_t seq __attribute__((aligned(64)));   /* odd: a trial's writes are under way */
     uint64_t stop __attribute__((aligned(64)));
     uint64_t ack[PH_LIT_MAX_EXEC] __attribute__((aligned(64)));
-    uint64_t in_run_since[PH_LIT_MAX_EXEC];      /* ph_now_ns() a run began, 0 outside */
+    /* now_ns() a run began, 0 outside: relaxed on both sides, read only by
+     * the writer's watchdog (a stale read delays a kill by one look; the
+     * handler checks in_run itself, so a late signal only returns). */
+    uint64_t in_run_since[PH_LIT_MAX_EXEC];
     pthread_t tids[PH_LIT_MAX_EXEC];
     uint64_t ready __attribute__((aligned(64)));
     uint8_t data[2][64] __attribute__((aligned(64)));   /* the floor's data word */

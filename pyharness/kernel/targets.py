@@ -175,11 +175,14 @@ class TraceEventItem(Item):
                       for c in sorted(os.listdir(os.path.join(inst, "per_cpu")))]
 
     def _entries(self):
+        """Records written to the instance's buffer so far: the entries it
+        holds plus those a full buffer overwrote (entries alone stops
+        growing, and even shrinks, once the buffer is full)."""
         n = 0
         for s in self.stats:
             try:
                 for ln in open(s):
-                    if ln.startswith("entries:"):
+                    if ln.startswith(("entries:", "overrun:")):
                         n += int(ln.split()[1])
             except OSError:
                 pass
