@@ -91,6 +91,7 @@ def test_the_ansible_role_runs_two_boxes_into_one_store_and_one_merge(tmp_path, 
     # an unreachable host fails the play: its exit status says not every host passed
     assert r.returncode != 0, out
     assert "box-gone" in out and "UNREACHABLE" in out, out[-3000:]
+    assert (fleet / "results" / "merge.json").exists(), out[-4000:]
     merged = json.loads((fleet / "results" / "merge.json").read_text())
     boxes = {b for row in merged["rows"] for b in row["boxes"]}
     assert {"fleet-box-a", "fleet-box-b"} <= boxes, merged
