@@ -177,7 +177,8 @@ MinJobAge=600
 NodeName={host} CPUs={os.cpu_count()} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
-    (d / "cgroup.conf").write_text("CgroupPlugin=disabled\n")
+    # no systemd here: slurmd makes its own cgroup (cgroup/v2 needs IgnoreSystemd)
+    (d / "cgroup.conf").write_text("CgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
     env = dict(os.environ, SLURM_CONF=str(conf))
     for b in ("slurmctld", "slurmd"):
         procs.append(subprocess.Popen([bins[b], "-D"], env=env, stdout=subprocess.DEVNULL,
