@@ -279,6 +279,10 @@ class SharedView:
             out.append((c.tid, c.where, tuple(getattr(c, f) for f in self.PROGRESS_FIELDS)))
         return out
 
+    def tids(self):
+        """Each thread's kernel tid (0 before it registered)."""
+        return [lib.ph_shared_counters(self.base, i).tid for i in range(self.nthreads)]
+
     def wait_stalls(self):
         """[(thread, stall_ns, stall_end, awaited, where, on)]: each thread's
         longest wait stall as its wait steps kept it, read field by field."""

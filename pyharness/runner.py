@@ -168,7 +168,7 @@ def _supervise(spec, fd, view, progress, log=None, evidence=None, health=None):
     interrupted = hung = False
     overloaded = None
     watch = _ProgressWatch(view)
-    stalls = _StallWatch(view, cfg)
+    stalls = _StallWatch(view, cfg, pid=child.pid)
     caught_at = None
     try:
         if log:
@@ -285,8 +285,10 @@ class _StallWatch:
     STALL_WARMUP_ROUNDS = 8
     STEAL_KEEP = 4096            # steal samples kept (decimated beyond)
 
-    def __init__(self, view, cfg):
-        self.view, self.cfg = view, cfg
+    def __init__(self, view, cfg, pid=None):
+        self.view, self.cfg, self.pid = view, cfg, pid
+        self.delay = {}              # thread -> [(ph_now_ns, s it sat runnable, off CPU)]
+        self.since_delay = {}
         self.last = None
         self.since = self.since_steal = None
         self.worst = None            # the longest stall past its bound: a dict
@@ -303,9 +305,36 @@ class _StallWatch:
         mean = (lib.ph_now_ns() - sh.t_start) / 1e9 / rounds
         return min(max(self.STALL_MIN_S, self.STALL_ROUNDS * mean), self.cfg.deadline / 2)
 
-    def _stolen_between(self, t0_ns, t1_ns):
-        """Steal over [t0, t1] from the samples (linear between them)."""
-        pts = self.steal
+    def _run_delays(self):
+        """Each worker thread's time runnable but not running so far
+        (/proc/PID/task/TID/schedstat's run_delay): the guest's own
+        competition for its CPUs, as the host's steal is the host's."""
+        if not self.pid or not hasattr(self.view, "tids"):
+            return {}
+        out = {}
+        for i, tid in enumerate(self.view.tids()):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                    out[i] = int(f.read().split()[1]) / 1e9
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def _off_cpu_between(self, awaited, t0_ns, t1_ns):
+        """How long the awaited thread sat runnable but off CPU over [t0, t1]
+        (-1: the primary, whose publication was awaited; -3: any other)."""
+        if awaited == -1:
+            who = [self.cfg.primary]
+        elif awaited >= 0:
+            who = [awaited]
+        else:
+            who = list(self.delay)
+        return max([self._stolen_between(t0_ns, t1_ns, self.delay.get(i, [])) for i in who] or [0.0])
+
+    def _stolen_between(self, t0_ns, t1_ns, pts=None):
+        """Steal (or another series) over [t0, t1] from the samples (linear
+        between them)."""
+        pts = self.steal if pts is None else pts
         if len(pts) < 2:
             return 0.0
 
@@ -333,17 +362,28 @@ class _StallWatch:
         running = (sh.t_start and not sh.t_end and sh.status == 0
                    and not ((r & 7) == 4 and sh.final_session))
         steal = _steal_s(self.cfg.cpus)
+        t_ns = lib.ph_now_ns()
         if steal is not None:
-            self.steal.append((lib.ph_now_ns(), steal))
+            self.steal.append((t_ns, steal))
             if len(self.steal) > self.STEAL_KEEP:
                 self.steal = self.steal[::2]
+        delays = self._run_delays()
+        for i, d in delays.items():
+            pts = self.delay.setdefault(i, [])
+            pts.append((t_ns, d))
+            if len(pts) > self.STEAL_KEEP:
+                self.delay[i] = pts[::2]
         self._sample_waits()
         if final:
             return
         if not running or r != self.last:
             self.last, self.since, self.since_steal = r, now, steal
+            self.since_delay = delays
             return
         stolen = (steal - self.since_steal) if steal is not None and self.since_steal is not None else 0.0
+        # and the longest any thread sat runnable but off CPU meanwhile: a
+        # box that starves the run's threads is not the protocol standing still
+        stolen = max(0.0, stolen) + max([d - self.since_delay.get(i, d) for i, d in delays.items()] or [0.0])
         still = now - self.since - max(0.0, stolen)
         self.longest = max(self.longest, still)
         b = self.bound()
@@ -363,7 +403,7 @@ class _StallWatch:
             old = self.waits.get(i)
             if old and old["ns"] == ns:
                 continue
-            stolen = self._stolen_between(end - ns, end)
+            stolen = self._stolen_between(end - ns, end) + self._off_cpu_between(int(awaited), end - ns, end)
             net = max(0.0, ns / 1e9 - stolen)
             rec = {"thread": i, "ns": ns, "stall_s": round(ns / 1e9, 3), "net_s": round(net, 3),
                    "stolen_s": round(stolen, 3), "awaited": int(awaited),
@@ -394,7 +434,8 @@ class _StallWatch:
             out.append({"invariant": "progress", "reason": "stall",
                         "detail": (f"the published state stood at seq {w['round'] >> 3} "
                                    f"{STATE_NAMES.get(w['round'] & 7)} for {w['still_s']:g} s net of "
-                                   f"{w['stolen_s']:g} s stolen by the host, past the bound {w['bound_s']:g} s "
+                                   f"{w['stolen_s']:g} s the host stole or the run's threads sat runnable "
+                                   f"off CPU, past the bound {w['bound_s']:g} s "
                                    f"({self.STALL_ROUNDS} times this run's mean round, at least "
                                    f"{self.STALL_MIN_S:g} s): {who}"),
                         "thread": None, "cpu": None, "role": None, "site": None, "seq": w["round"] >> 3,
@@ -403,7 +444,8 @@ class _StallWatch:
             out.append({"invariant": "progress", "reason": "wait-stall",
                         "detail": (f"thread {i}'s wait ({w['where']}, on seq {w['on_seq']} "
                                    f"{w['on_state']}) saw {self._awaited(w)} make no progress for "
-                                   f"{w['net_s']:g} s net of {w['stolen_s']:g} s stolen by the host, past "
+                                   f"{w['net_s']:g} s net of {w['stolen_s']:g} s the host stole or it sat "
+                                   "runnable off CPU, past "
                                    f"the bound {w['bound_s']:g} s ({self.STALL_ROUNDS} times this run's "
                                    f"mean round, at least {self.STALL_MIN_S:g} s)"),
                         "thread": i, "cpu": None, "role": None, "site": None, "seq": w["on_seq"],

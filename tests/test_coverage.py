@@ -167,3 +167,44 @@ def test_a_wait_on_a_thread_that_makes_no_progress_is_named(monkeypatch):
     assert v["seq"] == 9 and v["state"] == "SYNC_2"
     (row,) = w.wait_table()
     assert row["awaited"] == "thread 1" and row["net_s"] == pytest.approx(2.2, abs=0.01)
+
+
+def test_a_thread_starved_by_the_guest_is_not_the_protocol_standing_still(monkeypatch):
+    """Time the run's threads sat runnable but off CPU (schedstat's
+    run_delay: the guest's own competition, as steal is the host's) is
+    netted like steal; a standstill past that is still a stall."""
+    from pyharness import runner
+    from pyharness._ffi import lib
+
+    class Sh:
+        t_start, t_end, status, final_session, oracle_rounds, round = 1, 0, 0, 0, 1000, (5 << 3) | 1
+
+    class View:
+        sh = Sh()
+        nthreads = 2
+
+        def all_counters(self):
+            return [{"where": lib.PH_WHERE_WAIT_ACKS, "seen_round": 0}] * 2
+
+        def wait_stalls(self):
+            return []
+
+        def tids(self):
+            return [11, 12]
+
+    clock = {"t": 100.0, "ns": 2_000_000_000}
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(runner, "lib", type("Lib", (), {"ph_now_ns": staticmethod(lambda: clock["ns"])}))
+    monkeypatch.setattr(runner, "_steal_s", lambda cpus: 0.0)
+    delay = {0: 0.0, 1: 0.0}
+    w = runner._StallWatch(View(), Config(cpus=[0, 1], sites=8), pid=1)
+    monkeypatch.setattr(w, "_run_delays", lambda: dict(delay))
+    w.sample()
+    clock["t"] += 1.6
+    delay[1] += 1.2                                   # thread 1 sat runnable, off CPU
+    w.sample()
+    assert not w.violations()                         # 1.6 s still, 0.4 s net
+    clock["t"] += 1.5
+    w.sample()
+    (v,) = w.violations()
+    assert v["reason"] == "stall" and "sat runnable off CPU" in v["detail"]

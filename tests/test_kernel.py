@@ -32,6 +32,18 @@ def _snapshot():
     return snapshot()
 
 
+def _settles_to(want, seconds=15):
+    """The box comes back to `want` (the kernel frees a dead process's BPF
+    objects a moment after it dies): a deadline, not a sleep."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        got = _snapshot()
+        if got == want or time.monotonic() > deadline:
+            return got == want
+        time.sleep(0.1)
+
+
 def _cli(*args, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "pyharness", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -70,7 +82,7 @@ def test_a_clean_run_patches_with_evidence_and_leaves_the_box_as_it_found_it(rec
     r = _cli("kernel", "--duration", "3", "--json", str(out), "--store", str(db),
              env=dict(os.environ, PYHARNESS_KERNEL_RECORD=record))
     assert r.returncode in (0, 1), r.stdout + r.stderr
-    assert _snapshot() == before and not os.path.exists(record)
+    assert _settles_to(before) and not os.path.exists(record)
     doc = json.loads(out.read_text())
     assert doc["restored"] and doc["targets"]["static-key"]["available"]
     na = {x["target"] for x in doc["not_available"]}
@@ -109,7 +121,7 @@ def test_kill_9_of_pyharness_is_restored_by_the_restorer_that_outlives_it(record
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=10)
     assert _wait_gone(record), "the restorer did not replay the record"
-    assert _snapshot() == before
+    assert _settles_to(before)
 
 
 def test_a_kill_of_the_group_and_restorer_leaves_a_record_that_refuses_runs_until_restore(record):
@@ -127,7 +139,7 @@ def test_a_kill_of_the_group_and_restorer_leaves_a_record_that_refuses_runs_unti
     assert len(r.stderr.strip().splitlines()) == 1
     r = _cli("kernel", "--restore", env=env)
     assert r.returncode == 0 and "restored" in r.stdout, r.stdout + r.stderr
-    assert _snapshot() == before and not os.path.exists(record)
+    assert _settles_to(before) and not os.path.exists(record)
     r = _cli("kernel", "--restore", env=env)
     assert r.returncode == 0 and "nothing to restore" in r.stdout
 
@@ -148,10 +160,10 @@ def test_the_snapshot_sees_a_restorer_that_does_not_restore(record):
             break
         time.sleep(0.05)
     assert os.path.exists(record)
-    assert _snapshot() != before          # an instance or a mount is left: visible
+    assert not _settles_to(before, seconds=2)   # an instance or a mount is left: visible
     r = _cli("kernel", "--restore", env=dict(os.environ, PYHARNESS_KERNEL_RECORD=record))
     assert r.returncode == 0, r.stderr
-    assert _snapshot() == before
+    assert _settles_to(before)
 
 
 def test_a_flip_that_did_not_take_effect_is_seen():
@@ -178,3 +190,20 @@ def test_without_root_it_says_so_in_one_line_and_exits_3(record):
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYHARNESS_KERNEL_RECORD=record))
     assert r.returncode == 3 and "needs root" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_trace_event_that_records_nothing_while_enabled_is_seen(tmp_path):
+    """The trace-event evidence reads the instance's buffer: records that
+    do not appear while the event is on (or appear while it is off) fail
+    the flip."""
+    from pyharness.kernel.targets import TraceEventItem
+    inst = tmp_path / "inst"
+    (inst / "per_cpu" / "cpu0").mkdir(parents=True)
+    (inst / "events" / "sched" / "sched_switch").mkdir(parents=True)
+    stats = inst / "per_cpu" / "cpu0" / "stats"
+    stats.write_text("entries: 10\noverrun: 0\n")
+    it = TraceEventItem(str(inst), "sched:sched_switch")
+    assert not it.evidence(True)["ok"]          # nothing new while "enabled"
+    assert it.evidence(False)["ok"]             # nothing new while disabled
+    stats.write_text("entries: 5\noverrun: 40\n")   # a full buffer overwrote: 45 written
+    assert it._entries() == 45

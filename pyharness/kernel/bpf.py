@@ -59,6 +59,26 @@ def _ret(v):
 
 
 OBJ_GET_INFO_BY_FD = 15
+PROG_GET_NEXT_ID, MAP_GET_NEXT_ID = 11, 12
+
+
+def object_ids():
+    """{"progs": [...], "maps": [...]}: the IDs of every BPF program and map
+    the kernel holds now (any process's), or None where it will not say."""
+    out = {}
+    for key, cmd in (("progs", PROG_GET_NEXT_ID), ("maps", MAP_GET_NEXT_ID)):
+        ids, cur = [], 0
+        while True:
+            try:
+                _, buf = _bpf(cmd, struct.pack("<III", cur, 0, 0))
+            except OSError as exc:
+                if exc.errno == 2:      # ENOENT: no more
+                    break
+                return None
+            cur = struct.unpack_from("<I", buf, 4)[0]
+            ids.append(cur)
+        out[key] = ids
+    return out
 PROG_INFO_RUN_CNT = 200          # offsetof(struct bpf_prog_info, run_cnt)
 
 

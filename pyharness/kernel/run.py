@@ -280,10 +280,13 @@ def run(targets, cpus, duration, progress=None):
 
 def snapshot():
     """Everything a run may change, as it is now: the targets' sysctls,
-    tracefs mounts, tracefs instances, uprobe_events (the tests hold a run
-    to leaving it as it found it)."""
+    tracefs mounts, tracefs instances, the enabled events, uprobe_events and
+    the kernel's BPF objects (the tests hold a run to leaving it as it found
+    it)."""
     from .targets import TRACEFS, StaticKeys
-    out = {"sysctls": {}, "tracefs_mounts": [], "instances": None, "uprobe_events": None}
+    from .bpf import object_ids
+    out = {"sysctls": {}, "tracefs_mounts": [], "instances": None, "uprobe_events": None,
+           "events_enabled": None, "bpf": object_ids()}
     for name, _, _ in StaticKeys.SYSCTLS:
         p = os.path.join("/proc/sys", *name.split("."))
         try:
@@ -295,11 +298,12 @@ def snapshot():
         out["tracefs_mounts"] = sorted(ln.split()[1] for ln in f if ln.split()[2] == "tracefs")
     if os.path.isdir(os.path.join(TRACEFS, "instances")):
         out["instances"] = sorted(os.listdir(os.path.join(TRACEFS, "instances")))
-        try:
-            with open(os.path.join(TRACEFS, "uprobe_events")) as f:
-                out["uprobe_events"] = f.read()
-        except OSError:
-            pass
+        for key, name in (("uprobe_events", "uprobe_events"), ("events_enabled", "set_event")):
+            try:
+                with open(os.path.join(TRACEFS, name)) as f:
+                    out[key] = f.read()
+            except OSError:
+                pass
     return out
 
 

@@ -485,12 +485,12 @@ def fleet_section(page, fleet):
     rows = []
     for r in fleet.get("rows") or []:
         fails = r.get("failed_steps") or 0
-        rows.append([_e(r["cpu_model"]), _e(r["microcode"]), _e(r["kernel"]), str(len(r["boxes"])),
+        rows.append([_e(r["cpu_model"]), _e(r["microcode"]), _e(r["kernel"]), _e(", ".join(r["boxes"])),
                      _e(", ".join(r["failed_boxes"]) or "-"),
                      f'<span class="{"bad" if fails else "ok"}">{fails}/{r["steps"]}</span>',
                      _e(r.get("first_failure") or "-"), _e(r.get("last_failure") or "-")])
     parts.append(_table(["CPU model", "microcode", "kernel", "boxes", "failed boxes", "failed results",
-                         "first failure", "last failure"], rows, num=(3,), anchor="fleet-table"))
+                         "first failure", "last failure"], rows, anchor="fleet-table"))
     if len(fleet.get("builds") or {}) > 1:
         parts.append("<p>boxes ran different builds: " + "; ".join(
             f"<code>{_e(b[:12])}</code>: {_e(', '.join(h))}" for b, h in fleet["builds"].items()) + "</p>")
