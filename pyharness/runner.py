@@ -76,12 +76,8 @@ class _Progress:
 
 
 def _worker_env():
-    """Start the worker from the package the parent imported: run from a
-    source checkout, `-m` would otherwise find the uncompiled tree first."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return {"cwd": root, "env": env}
+    from .spawn import worker_env
+    return worker_env()
 
 
 def _raise_worker_error(err):
@@ -287,8 +283,9 @@ class _StallWatch:
 
     def __init__(self, view, cfg, pid=None):
         self.view, self.cfg, self.pid = view, cfg, pid
-        self.delay = {}              # thread -> [(ph_now_ns, s it sat runnable, off CPU)]
+        self.delay = {}              # thread -> [(ph_now_ns, s it has been off CPU so far)]
         self.since_delay = {}
+        self.exec0 = {}              # thread -> (ph_now_ns, its CPU time) at its first look
         self.last = None
         self.since = self.since_steal = None
         self.worst = None            # the longest stall past its bound: a dict
@@ -306,23 +303,31 @@ class _StallWatch:
         return min(max(self.STALL_MIN_S, self.STALL_ROUNDS * mean), self.cfg.deadline / 2)
 
     def _run_delays(self):
-        """Each worker thread's time runnable but not running so far
-        (/proc/PID/task/TID/schedstat's run_delay): the guest's own
-        competition for its CPUs, as the host's steal is the host's."""
+        """Each worker thread's time off CPU so far (the wall clock since our
+        first look, less its CPU time from /proc/PID/task/TID/schedstat):
+        runnable but waiting for its CPU (the guest's own competition, as the
+        host's steal is the host's) or blocked in the kernel (an mprotect
+        behind another's mmap lock).  The protocols' waits spin: a thread
+        stuck in one stays on CPU, so this never hides a protocol's stall."""
         if not self.pid or not hasattr(self.view, "tids"):
             return {}
         out = {}
+        now = lib.ph_now_ns()
         for i, tid in enumerate(self.view.tids()):
+            if not tid:
+                continue
             try:
                 with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
-                    out[i] = int(f.read().split()[1]) / 1e9
+                    run = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
+            t0, r0 = self.exec0.setdefault(i, (now, run))
+            out[i] = max(0.0, ((now - t0) - (run - r0)) / 1e9)
         return out
 
     def _off_cpu_between(self, awaited, t0_ns, t1_ns):
-        """How long the awaited thread sat runnable but off CPU over [t0, t1]
-        (-1: the primary, whose publication was awaited; -3: any other)."""
+        """How long the awaited thread was off CPU over [t0, t1] (-1: the
+        primary, whose publication was awaited; -3: any other)."""
         if awaited == -1:
             who = [self.cfg.primary]
         elif awaited >= 0:
@@ -381,8 +386,9 @@ class _StallWatch:
             self.since_delay = delays
             return
         stolen = (steal - self.since_steal) if steal is not None and self.since_steal is not None else 0.0
-        # and the longest any thread sat runnable but off CPU meanwhile: a
-        # box that starves the run's threads is not the protocol standing still
+        # and the longest any thread spent off CPU meanwhile (runnable, or
+        # blocked in the kernel): a box that starves or blocks the run's
+        # threads is not the protocol standing still
         stolen = max(0.0, stolen) + max([d - self.since_delay.get(i, d) for i, d in delays.items()] or [0.0])
         still = now - self.since - max(0.0, stolen)
         self.longest = max(self.longest, still)
@@ -434,8 +440,8 @@ class _StallWatch:
             out.append({"invariant": "progress", "reason": "stall",
                         "detail": (f"the published state stood at seq {w['round'] >> 3} "
                                    f"{STATE_NAMES.get(w['round'] & 7)} for {w['still_s']:g} s net of "
-                                   f"{w['stolen_s']:g} s the host stole or the run's threads sat runnable "
-                                   f"off CPU, past the bound {w['bound_s']:g} s "
+                                   f"{w['stolen_s']:g} s the host stole or a thread of the run spent off CPU "
+                                   f"(runnable or blocked), past the bound {w['bound_s']:g} s "
                                    f"({self.STALL_ROUNDS} times this run's mean round, at least "
                                    f"{self.STALL_MIN_S:g} s): {who}"),
                         "thread": None, "cpu": None, "role": None, "site": None, "seq": w["round"] >> 3,
@@ -444,8 +450,8 @@ class _StallWatch:
             out.append({"invariant": "progress", "reason": "wait-stall",
                         "detail": (f"thread {i}'s wait ({w['where']}, on seq {w['on_seq']} "
                                    f"{w['on_state']}) saw {self._awaited(w)} make no progress for "
-                                   f"{w['net_s']:g} s net of {w['stolen_s']:g} s the host stole or it sat "
-                                   "runnable off CPU, past "
+                                   f"{w['net_s']:g} s net of {w['stolen_s']:g} s the host stole or it spent off "
+                                   "CPU (runnable or blocked), past "
                                    f"the bound {w['bound_s']:g} s ({self.STALL_ROUNDS} times this run's "
                                    f"mean round, at least {self.STALL_MIN_S:g} s)"),
                         "thread": i, "cpu": None, "role": None, "site": None, "seq": w["on_seq"],

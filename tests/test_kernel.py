@@ -45,15 +45,16 @@ def _settles_to(want, seconds=15):
 
 
 def _cli(*args, env=None, timeout=120):
+    # from "/": the installed package, never a source tree in the current directory
     return subprocess.run([sys.executable, "-m", "pyharness", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, cwd="/")
 
 
 def _start(record, duration, extra_env=None):
     env = dict(os.environ, PYHARNESS_KERNEL_RECORD=record, **(extra_env or {}))
     p = subprocess.Popen([sys.executable, "-m", "pyharness", "kernel", "--duration", str(duration)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         start_new_session=True)
+                         start_new_session=True, cwd="/")
     # until the run has changed something (its record lists the changes)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -185,9 +186,14 @@ def test_without_root_it_says_so_in_one_line_and_exits_3(record):
     import shutil
     if not shutil.which("setpriv"):
         pytest.skip("setpriv (util-linux) is not installed")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(nobody + [sys.executable, "-c", "import psutil, pyharness._ffi"], capture_output=True,
+                           text=True, timeout=60, cwd="/")
+    if probe.returncode:
+        pytest.skip("this environment is not readable by an unprivileged user (a private virtualenv)")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                         sys.executable, "-m", "pyharness", "kernel", "--duration", "1"],
-                       capture_output=True, text=True, timeout=60,
+                       capture_output=True, text=True, timeout=60, cwd="/",
                        env=dict(os.environ, PYHARNESS_KERNEL_RECORD=record))
     assert r.returncode == 3 and "needs root" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 

@@ -84,9 +84,10 @@ def dry_run(targets):
 
 def _spawn_restorer(rec):
     r, w = os.pipe()
+    from ..spawn import worker_env
     child = subprocess.Popen([sys.executable, "-m", "pyharness.kernel.restorer", rec.path, str(r)],
                              pass_fds=(r,), start_new_session=True, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **worker_env())
     os.close(r)
     rec.set_restorer(child.pid)
     return child, w
@@ -138,8 +139,9 @@ def run(targets, cpus, duration, progress=None):
         for t in chosen:
             if hasattr(t, "start"):
                 t.start(cpus, duration)   # the target's own executors (bpf-jump, uprobe)
+        from ..spawn import worker_env
         drivers = [subprocess.Popen([sys.executable, "-m", "pyharness.kernel.drive", str(c),
-                                     f"{duration:g}"], stdout=subprocess.PIPE, text=True)
+                                     f"{duration:g}"], stdout=subprocess.PIPE, text=True, **worker_env())
                    for c in cpus]
         stats = {(t.name, it.name): {"lat": [], "ipis": [], "tlb": [], "ok": 0, "bad": [], "flips": 0}
                  for t, it in items}

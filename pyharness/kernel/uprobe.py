@@ -109,9 +109,11 @@ class Uprobes:
         return items
 
     def start(self, cpus, duration):
+        from ..spawn import worker_env
         self.worker = subprocess.Popen([sys.executable, "-m", "pyharness.kernel.uprobe", self.path,
                                         f"{duration:g}", ",".join(map(str, cpus))],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       **worker_env())
 
     def stop(self):
         out, err = "", ""

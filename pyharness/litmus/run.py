@@ -46,9 +46,10 @@ def run_one(test, writer, execs, seconds, stuck=1.0, floor=0.2):
         req = {"toml": test.text, "path": test.path, "fd": fd, "writer": writer,
                "execs": list(execs), "seconds": seconds, "stuck": stuck, "floor": floor}
         t0 = time.monotonic()
+        from ..spawn import worker_env
         child = subprocess.Popen([sys.executable, "-m", "pyharness.litmus.worker"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, pass_fds=(fd,), text=True)
+                                 stderr=subprocess.PIPE, pass_fds=(fd,), text=True, **worker_env())
         hung = False
         try:
             out, err = child.communicate(json.dumps(req), timeout=seconds + floor + GRACE_S)
