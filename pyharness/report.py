@@ -128,11 +128,11 @@ def summary_text(rep):
         lines.append("  progress: the published state "
                      + (f"stood still at most {still:g} s" if still else
                         "never stood still across two of the supervisor's looks")
-                     + f" (net of host steal; bound {pg['bound_s']:g} s from this run's rounds)")
+                     + f" (net of host steal and time off CPU; bound {pg['bound_s']:g} s from this run's rounds)")
         w = (pg.get("longest_waits") or [None])[0]
         if w:
             lines.append(f"  longest wait stall: thread {w['thread']} {w['net_s']:g} s in {w['where']}, "
-                         f"{w['awaited']} making no progress (net of host steal)")
+                         f"{w['awaited']} making no progress (net of host steal and its time off CPU)")
     cov = rep.get("coverage") or {}
     if cov:
         short = {k: v for k, v in cov.items() if v["floor"] >= 1 and v["counted"] < v["floor"]}
