@@ -140,16 +140,9 @@ def merge_store(url, machine=None):
             for (m_, mc, k), g in sorted(groups.items())]
     lit = {}
     for v in st.litmus_verdicts():
-        key = (v["cpu_model"] or "?", v["microcode"] or "?", v["test"])
-        g = lit.setdefault(key, {"boxes": set(), "obs": {}, "positive": 0, "raced": 0, "untrusted": 0})
-        g["boxes"].add(v["hostname"] or "?")
-        g["obs"][v["observation"]] = g["obs"].get(v["observation"], 0) + 1
-        g["positive"] += v["positive"] or 0
-        g["raced"] += v["raced"] or 0
-        g["untrusted"] += 0 if v["trusted"] or v["observation"] != "Never" else 1
-    litmus = [{"cpu_model": m_, "microcode": mc, "test": t, "boxes": sorted(g["boxes"]),
-               "observations": g["obs"], "positive": g["positive"], "raced": g["raced"],
-               "untrusted_never": g["untrusted"]} for (m_, mc, t), g in sorted(lit.items())]
+        _litmus_add(lit, v["cpu_model"] or "?", v["microcode"] or "?", v["hostname"] or "?", v,
+                    bool(v["trusted"]))
+    litmus = _litmus_list(lit)
     return {"schema": SCHEMA, "rows": rows, "litmus": litmus, "missing": [],
             "builds": {b: sorted(h) for b, h in sorted(builds.items())}, "store": st.describe()}
 
@@ -175,19 +168,26 @@ def _litmus_rows(summaries):
             host = (doc.get("machine") or {}).get("hostname") or d
             trusted = (doc.get("controls") or {}).get("trusted", False)
             for v in doc["verdicts"]:
-                if "observation" not in v:
-                    continue
-                g = groups.setdefault((model, mc, v["test"]), {"boxes": set(), "obs": {}, "positive": 0,
-                                                                "raced": 0, "untrusted": 0})
-                g["boxes"].add(host)
-                g["obs"][v["observation"]] = g["obs"].get(v["observation"], 0) + 1
-                g["positive"] += v["positive"]
-                g["raced"] += v["raced"]
-                g["untrusted"] += 0 if trusted or v["observation"] != "Never" else 1
+                if "observation" in v:
+                    _litmus_add(groups, model, mc, host, v, trusted)
+    return _litmus_list(groups)
+
+
+def _litmus_add(groups, model, mc, host, v, trusted):
+    """One verdict into its (CPU model, microcode, test) group."""
+    g = groups.setdefault((model, mc, v["test"]), {"boxes": set(), "obs": {}, "positive": 0,
+                                                    "raced": 0, "untrusted": 0})
+    g["boxes"].add(host)
+    g["obs"][v["observation"]] = g["obs"].get(v["observation"], 0) + 1
+    g["positive"] += v["positive"] or 0
+    g["raced"] += v["raced"] or 0
+    g["untrusted"] += 0 if trusted or v["observation"] != "Never" else 1
+
+
+def _litmus_list(groups):
     return [{"cpu_model": m_, "microcode": mc, "test": t, "boxes": sorted(g["boxes"]),
              "observations": g["obs"], "positive": g["positive"], "raced": g["raced"],
-             "untrusted_never": g["untrusted"]}
-            for (m_, mc, t), g in sorted(groups.items())]
+             "untrusted_never": g["untrusted"]} for (m_, mc, t), g in sorted(groups.items())]
 
 
 def litmus_table(doc, fmt="text"):
@@ -200,16 +200,7 @@ def litmus_table(doc, fmt="text"):
             obs += f" ({r['untrusted_never']} untrusted)"
         rows.append([r["test"], r["cpu_model"], r["microcode"], str(len(r["boxes"])), obs,
                      str(r["positive"]), str(r["raced"])])
-    if not rows:
-        return ""
-    if fmt == "md":
-        out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in rows]
-        return "\n".join(out)
-    w = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    out = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head))]
-    out += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
-    return "\n".join(out)
+    return _render(head, rows, fmt) if rows else ""
 
 
 def table(doc, fmt="text"):
@@ -230,6 +221,11 @@ def _table(doc, fmt="text"):
         how = ", ".join(f"{k} ({v})" for k, v in sorted(r["how"].items(), key=lambda x: -x[1])) or "-"
         rows.append([r["cpu_model"], r["microcode"], r["kernel"], str(len(r["boxes"])),
                      ", ".join(r["failed_boxes"]) or "-", f"{r['failed_steps']}/{r['steps']}", how])
+    return _render(head, rows, fmt)
+
+
+def _render(head, rows, fmt):
+    """A table as Markdown or aligned text."""
     if fmt == "md":
         out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in rows]

@@ -54,6 +54,13 @@ def _prog(insns):
     return fd
 
 
+def _test_run(fd, data, repeat=1):
+    """BPF_PROG_TEST_RUN of the program on data: its return value."""
+    attr = struct.pack("<IIIIQQII", fd, 0, len(data), 0, ctypes.addressof(data), 0, repeat, 0)
+    _, buf = _bpf(PROG_TEST_RUN, attr.ljust(80, b"\0"))
+    return struct.unpack_from("<I", buf, 4)[0]
+
+
 def _ret(v):
     return [_insn(0xb7, dst=0, imm=v), _insn(0x95)]          # mov r0, v; exit
 
@@ -98,8 +105,7 @@ class Counted:
         return struct.unpack_from("<Q", info, PROG_INFO_RUN_CNT)[0]
 
     def run(self, n):
-        attr = struct.pack("<IIIIQQII", self.fd, 0, len(self.data), 0, ctypes.addressof(self.data), 0, n, 0)
-        _bpf(PROG_TEST_RUN, attr.ljust(80, b"\0"))
+        _test_run(self.fd, self.data, n)
 
     def close(self):
         os.close(self.fd)
@@ -131,9 +137,7 @@ class ProgArray:
                 raise
 
     def run(self, data, repeat=1):
-        attr = struct.pack("<IIIIQQII", self.caller, 0, len(data), 0, ctypes.addressof(data), 0, repeat, 0)
-        _, buf = _bpf(PROG_TEST_RUN, attr.ljust(80, b"\0"))
-        return struct.unpack_from("<I", buf, 4)[0]
+        return _test_run(self.caller, data, repeat)
 
     def close(self):
         for fd in (self.caller, self.a, self.b, self.map):
