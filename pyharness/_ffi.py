@@ -1,7 +1,7 @@
 """The compiled core, loaded once and checked against the ABI we expect."""
 from .errors import UnsupportedError
 
-ABI_VERSION = 19
+ABI_VERSION = 20
 
 try:
     from ._core import ffi, lib  # noqa: F401

@@ -110,6 +110,18 @@ def summary_text(rep):
     if rep["verdict"] == "incomplete":
         lines.insert(1, f"  no violation in the {rep['elapsed_s']:.2f} s that ran, but the run was "
                         "interrupted before its end: it did not pass")
+    reduced = rep.get("stress_reduced") or []
+    if reduced:
+        lines[0] += ", stress reduced by the box"
+        # one line per leading cause: the conditions it reduced, and what to change
+        by = {}
+        for r in reduced:
+            top = r["causes"][0] if r["causes"] else {"cause": "?", "what": "unknown", "count": 0}
+            by.setdefault((top["cause"], top["what"], r["advice"]), []).append(r)
+        for at, ((_, what, advice), rs) in enumerate(by.items(), 1):
+            got = ", ".join(f"{r['name']} {r['delivered']} of {r['configured']:.0f}" for r in rs)
+            lines.insert(at, f"  stress reduced by the box (no defect found; not the stress asked for): "
+                             f"{got} delivered: {what}; for the full stress, {advice or 'a larger box'}")
     d = rep.get("distributions", {}).get("site_ns", {})
     if d.get("count"):
         lines.append(f"  per-site patch time: p50 {d['p50'] / 1000:.1f} us, p99 {d['p99'] / 1000:.1f} us, "
@@ -135,17 +147,22 @@ def summary_text(rep):
                          f"{w['awaited']} making no progress (net of host steal and its time off CPU)")
     cov = rep.get("coverage") or {}
     if cov:
-        short = {k: v for k, v in cov.items() if v["floor"] >= 1 and v["counted"] < v["floor"]}
+        # per condition: delivered / could deliver / configured
+        short = [k for k, v in cov.items() if v.get("judged") == "harness-short"]
         nmis = [v for k, v in cov.items() if k.startswith("nmis/")]
         parts = []
+
+        def three(d, c, f):
+            return f"{d:.0f}/{c:.0f}/{f:.0f}"
         if nmis:
-            parts.append(f"NMIs delivered {sum(v['counted'] for v in nmis)} "
-                         f"(floor {sum(v['floor'] for v in nmis)} over {len(nmis)} threads)")
+            parts.append("NMIs " + three(sum(v["delivered"] for v in nmis), sum(v["could"] for v in nmis),
+                                         sum(v["configured"] for v in nmis))
+                         + f" over {len(nmis)} threads")
         for k, v in cov.items():
             if not k.startswith("nmis/"):
-                parts.append(f"{k} {v['counted']} (floor {v['floor']})")
-        lines.append("  stress coverage: " + ", ".join(parts)
-                     + (f" -- {len(short)} below the floor" if short else ""))
+                parts.append(f"{k} {three(v['delivered'], v['could'], v['configured'])}")
+        lines.append("  stress coverage (delivered/could deliver/configured): " + ", ".join(parts)
+                     + (f" -- {len(short)} short of what the box could deliver" if short else ""))
     h = rep.get("health") or {}
     logs = [h.get("kernel_log")] if "kernel_log" in h else [x.get("kernel_log") for x in
                                                             h.get("segments", []) if x]

@@ -612,6 +612,7 @@ def build_report(spec, view, result, exit_info, interrupted, elapsed, caught_at=
         "distributions": rpt.distributions(view) if laid_out else {},
         "checks": rpt.checks_section(view, cfg) if laid_out else {},
         "coverage": coverage,
+        "stress_reduced": checker.box_reductions(coverage) if status == "complete" else [],
         "progress": exit_info.get("progress"),
         "crash": crash,
         "stuck_threads": exit_info.get("stuck") or [],

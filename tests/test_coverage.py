@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pyharness import Config, Engine, checker
+from pyharness._ffi import lib
 
 
 def _run(run_cli, tmp_path, *args):
@@ -29,11 +30,15 @@ def test_a_default_run_reports_its_coverage_above_every_floor(run_cli, tmp_path,
     assert items <= set(cov), cov
     for name, it in cov.items():
         assert it["floor"] >= 1 and it["counted"] >= it["floor"], (name, it)
-        # a tenth of what the run implies: a tenfold drop fails, a wobble
-        # does not; sessions: every one but a last the stop cut short
-        want = it["expected"] - 1 if name.startswith("sessions/") else it["expected"] // 10
+        assert it["judged"] == "ok", (name, it)
+        # the harness is held to what the box could deliver: three quarters
+        # of it, so a halved condition fails; sessions: every one but a last
+        # the stop cut short
+        want = it["expected"] - 1 if name.startswith("sessions/") else it["could"] * checker.HARNESS_SHARE
         assert it["floor"] == int(want), (name, it)
-    assert "stress coverage:" in r.stdout
+        assert it["could"] == pytest.approx(it["configured"] - sum(it["box"].values()), abs=0.2)
+    assert not rep["stress_reduced"]
+    assert "stress coverage (delivered/could deliver/configured):" in r.stdout
     # every protocol wait kept its longest stall: short, and whom it waited for
     waits = rep["progress"]["longest_waits"]
     assert waits and all(w["net_s"] < rep["progress"]["bound_s"] for w in waits), waits
@@ -59,6 +64,73 @@ def test_a_run_short_of_its_stress_fails_by_name(two_cpus):
         bad = checker.coverage_violations(checker.stress_coverage(V(o.view), cfg, 500))
     assert {v["reason"] for v in bad} == {"nmis"} and len(bad) == 2
     assert all(v["invariant"] == "stress-coverage" and "below the floor" in v["detail"] for v in bad)
+
+
+def _counts(view, **scale):
+    class V:   # a view whose counters are the run's, some of them changed
+        def __init__(self):
+            self.sh = view.sh
+            self._cs = view.all_counters()
+
+        def all_counters(self):
+            return [dict(c, **{k: f(c) for k, f in scale.items()}) for c in self._cs]
+    return V()
+
+
+def test_a_halved_condition_fails_and_a_box_that_took_it_does_not(two_cpus):
+    """The harness is held to what the box could deliver: half the aimed
+    NMIs landing, with nothing to show the box took the rest, is the
+    harness's fault (a FAIL, now at a factor of two, not ten); the same
+    shortfall with the box's evidence for it (timer NMIs that took the
+    windows first, timer expirations merged) is reported as stress reduced
+    by the box, with its cause and what to change, and fails nothing."""
+    cfg = Config(cpus=two_cpus, sites=64, bp="native", secondary_sync="ack",
+                 aim=lib.PH_AIM_PRIMARY | lib.PH_AIM_SECONDARY)
+    with Engine(cfg) as e:
+        o = e.run(duration=2, nmi_rate=500)
+        good = checker.stress_coverage(o.view, cfg, 500)
+        assert not checker.coverage_violations(good) and not checker.box_reductions(good), good
+        half = _counts(o.view, aim_landed=lambda c: [n // 2 for n in c["aim_landed"]],
+                       nmi_timer=lambda c: c["nmi_timer"] // 2)
+        bad = checker.coverage_violations(checker.stress_coverage(half, cfg, 500))
+        names = {v["reason"] for v in bad}
+        assert names == {"nmis", "primary-aim", "secondary-aim"}, bad
+        assert all("could deliver" in v["detail"] for v in bad)
+        # the same deficits, each with the box's own evidence for it
+        took = _counts(o.view,
+                       aim_landed=lambda c: [n // 5 for n in c["aim_landed"]],
+                       aim_taken=lambda c: [c["aim_taken"][st] + c["aim_landed"][3 + st]
+                                            - c["aim_landed"][3 + st] // 5 for st in range(3)],
+                       nmi_timer=lambda c: c["nmi_timer"] // 5,
+                       nmi_overrun=lambda c: c["nmi_overrun"] + c["nmi_timer"] - c["nmi_timer"] // 5)
+        cov = checker.stress_coverage(took, cfg, 500)
+    assert {k.split("/")[0] for k, it in cov.items() if it["judged"] == "harness-short"} == {"primary-aim"}
+    reduced = {r["name"]: r for r in checker.box_reductions(cov)}
+    assert {"secondary-aim/SYNC_0", "secondary-aim/SYNC_1", "secondary-aim/SYNC_2",
+            "nmis/thread-0", "nmis/thread-1"} <= set(reduced), reduced
+    assert reduced["secondary-aim/SYNC_1"]["causes"][0]["cause"] == "taken"
+    assert "--nmi-rate" in reduced["secondary-aim/SYNC_1"]["advice"]
+    assert reduced["nmis/thread-0"]["causes"][0]["cause"] == "overrun"
+
+
+def test_a_box_reduced_run_passes_and_says_so(run_cli, tmp_path):
+    """20,000 timer NMIs a second take most secondary windows before the
+    aimed NMI can (issue 26): not a FAIL, and not a silent PASS."""
+    r, rep = _run(run_cli, tmp_path, "--scenario", "rfc-native", "--nmi-rate", "20000",
+                  "--site-kinds", "block", "--duration", "3", "--seed", "2")
+    assert r.returncode == 0 and rep["verdict"] == "pass", r.stdout + r.stderr
+    assert not [v for v in rep["violations"] if v["invariant"] == "stress-coverage"]
+    # (on this 2-vCPU VM the timer takes over 80% of them, every run; a
+    # faster box may take fewer: then nothing is reduced, and nothing said)
+    reduced = {x["name"] for x in rep["stress_reduced"]}
+    assert reduced == {k for k, it in rep["coverage"].items() if it["judged"] == "box-reduced"}
+    assert ("stress reduced by the box" in r.stdout.splitlines()[0]) == bool(reduced)
+    assert ("a lower --nmi-rate" in r.stdout) == bool(reduced)
+    # every secondary aim accounted for: landed, or taken by what the box did
+    for st in range(3):
+        it = rep["coverage"][f"secondary-aim/SYNC_{st}"]
+        assert it["delivered"] + sum(it["box"].values()) + sum(it["harness"].values()) == \
+            pytest.approx(it["configured"], abs=max(3, it["configured"] * 0.002)), it
 
 
 def test_the_primarys_breakpoint_writes_are_held_to_a_sync(run_cli, tmp_path):

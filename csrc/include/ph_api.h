@@ -12,7 +12,7 @@
  * exactly one place (pyharness/errors.py).
  */
 
-#define PH_ABI_VERSION 19
+#define PH_ABI_VERSION 20
 
 enum {
     PH_MAX_THREADS = 1024,      /* participants (threads), one ack word each */
@@ -350,7 +350,38 @@ struct ph_counters {
     int64_t stall_where;
     uint64_t sync_tried;       /* round seen before the last serializing instruction, proved
                                   or not: its wrapper's, before any subscriber hears of it */
-    uint64_t pad2[7];          /* to a multiple of 64 bytes (asserted) */
+    /* Stress accounting: each aimed NMI as the harness sent it and as the
+     * kernel delivered it, and what competed with it (checker.py judges the
+     * harness against what the box could deliver).  Index: the aim, 0..2
+     * the primary's steps (INT3, tail, first byte), 3..5 a secondary's
+     * states SYNC_0..2 (PH_AIM_SLOT_*). */
+    uint64_t aim_sent[6];      /* stress: queued to this thread by its aim (the tag in si_value) */
+    uint64_t aim_refused[6];   /* stress: ... the kernel refused to queue (EAGAIN: its queue full) */
+    uint64_t aim_landed[6];    /* observer: arrived inside the window it was aimed at */
+    uint64_t aim_behind[6];    /* observer: arrived after the window closed, another NMI first */
+    uint64_t aim_missed[6];    /* observer: arrived outside its window with none before it */
+    uint64_t aim_taken[3];     /* observer: an aimed state acked by a handler (another NMI's
+                                  breakpoint path) before the thread's own loop reached it */
+    uint64_t aim_nmis;         /* stress: nmi_entered when the last aim was queued */
+    uint64_t obs_began;        /* observer: the last round this thread began a sync of, in
+                                  thread context (SYNC_BEGIN) */
+    uint64_t nmi_overrun;      /* observer: timer expirations the kernel merged into one
+                                  pending signal (si_overrun) */
+    uint64_t nb_chances;       /* stress, as a sender: states new to it (one neighbour NMI each) */
+    uint64_t nb_sent;          /* ... queued to the neighbour */
+    uint64_t nb_inflight;      /* ... not sent: the neighbour still had one pending (latched) */
+    uint64_t nb_stale;         /* ... not sent: latched, yet all it was sent had arrived */
+    uint64_t nb_refused;       /* ... the kernel refused to queue */
+    uint64_t nb_round;         /* stress: the last state it counted a chance for */
+    uint64_t nb_to;            /* as a receiver: neighbour NMIs queued to it (senders add) */
+    uint64_t obs_acked_handler; /* observer: the last round a handler (NMI, breakpoint) acked */
+    uint64_t nb_held;          /* stress, as a sender: not sent, the neighbour inside a handler
+                                  that holds NMIs off by design (a breakpoint, a NMI-mode session) */
+    uint64_t exec_in_round;    /* observer: an executor's runs of any site while a round was
+                                  below SYNC_DONE (half of them aim at a site under patch) */
+    uint64_t aim_taken_nb[3];  /* observer: ... of aim_taken, by a neighbour's NMI */
+    uint64_t nmi_from;         /* observer: who sent the NMI being handled (PH_FROM_*) */
+    uint64_t pad2[5];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

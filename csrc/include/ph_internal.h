@@ -60,6 +60,19 @@ static inline void ph_count(uint64_t *p, uint64_t n)
 
 static inline void ph_cpu_relax(void) { __builtin_ia32_pause(); }
 
+/* An aimed NMI's tag, in the si_value it is queued with (a neighbour's
+ * is its sender's index + 1, positive): the sign bit, the aim's slot
+ * (0..2 the primary's steps INT3, tail, first byte; 3..5 a secondary's
+ * states SYNC_0..2) and the low bits of the round it aims at, so that the
+ * observer can tell where it landed against where it was aimed. */
+#define PH_AIM_TAG          0x80000000u
+#define PH_AIM_SLOT(t)      ((int)(((t) >> 24) & 7))
+#define PH_AIM_SEQ_MASK     0x00ffffffu
+#define PH_AIM_SLOT_SYNC0   3
+#define PH_AIM_SLOTS        6
+/* Who sent the NMI a thread is handling (its counters' nmi_from). */
+enum { PH_FROM_NONE, PH_FROM_TIMER, PH_FROM_NEIGHBOUR, PH_FROM_AIM, PH_FROM_SELF };
+
 /* round = (site sequence << 3) | state; rounds only grow. */
 #define PH_ROUND(seq, st)   (((uint64_t)(seq) << 3) | (uint64_t)(st))
 #define PH_ROUND_STATE(r)   ((int)((r) & 7))

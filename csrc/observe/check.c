@@ -463,6 +463,8 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     int ctx = x->ctx, in_sync_loop = x->arg;
     if (r > c->obs_acked)
         ph_store_relaxed(&c->obs_acked, r);
+    if (ctx != PH_CTX_THREAD && r > c->obs_acked_handler)
+        ph_store_relaxed(&c->obs_acked_handler, r);
     /* NMI mode: a secondary's session, its acks included, runs inside its
      * own NMI -- as the signal entries counted, not as the protocol's
      * context flag says. */
@@ -472,6 +474,16 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
     ph_count(&c->acks[st], 1);
     if (ctx & PH_CTX_BP)
         ph_count(&c->acks_bp, 1);
+    /* An aimed state (round k aims at state k % 4) acked by a handler
+     * before this thread's own loop began its sync: another NMI took the
+     * window the aim would have opened (stress coverage, box-reduced). */
+    if (ctx != PH_CTX_THREAD && st < PH_SYNC_DONE && (int)(PH_ROUND_SEQ(r) & 3) == st &&
+        c->role == PH_ROLE_SECONDARY && (e->cfg.aim & PH_AIM_SECONDARY) && e->orc.active &&
+        ph_load_relaxed(&c->obs_began) < r) {
+        ph_count(&c->aim_taken[st], 1);
+        if (c->in_nmi && c->nmi_from == PH_FROM_NEIGHBOUR)
+            ph_count(&c->aim_taken_nb[st], 1);
+    }
     if (in_sync_loop && st == PH_SYNC_DONE) {
         ph_count(&c->acks_done_in_sync_loop, 1);
         ph_violation(e, PH_R_DONE_IN_SYNC_LOOP, ph_self.idx, -1, ctx, r, r, 0, 0);
@@ -803,10 +815,14 @@ void ph_obs_exec_enter(struct ph_engine *e, struct ph_ev *x)
      * last_seq in ph_oracle_next(). */
     x->f[3] = ph_load_acquire(&e->sh->round);
     x->f[4] = o->last_seq ? ph_load_acquire(&o->last_seq[x->site]) : 0;
-    /* an executor's run inside the window of a round that patches the site */
-    if (c->role == PH_ROLE_EXECUTOR && x->f[4] == PH_ROUND_SEQ(x->f[3]) &&
-        PH_ROUND_STATE(x->f[3]) < PH_SYNC_DONE)
-        ph_count(&c->exec_in_window, 1);
+    /* an executor's run inside the window of a round that patches the site,
+     * of all its runs while a round was under way */
+    if (c->role == PH_ROLE_EXECUTOR && PH_ROUND_STATE(x->f[3]) < PH_SYNC_DONE &&
+        x->ctx == PH_CTX_THREAD) {
+        ph_count(&c->exec_in_round, 1);
+        if (x->f[4] == PH_ROUND_SEQ(x->f[3]))
+            ph_count(&c->exec_in_window, 1);
+    }
 }
 
 void ph_obs_exec_exit(struct ph_engine *e, struct ph_ev *x)
@@ -938,6 +954,55 @@ void ph_obs_trap_exit(struct ph_engine *e, struct ph_ev *x)
     c->in_bp--;
 }
 
+/* An aimed NMI arrived (its tag: the slot and round it was aimed at):
+ * inside that window, as the observer sees the run; or after it closed,
+ * with another NMI taken since it was queued (it competed: a timer's or a
+ * neighbour's already pending, whose handler may close the window); or
+ * outside it with none before it (aimed at nothing: the harness's fault).
+ * c->nmi_entered already counts this one. */
+static void aim_arrived(struct ph_engine *e, struct ph_counters *c, uint32_t tag)
+{
+    int slot = PH_AIM_SLOT(tag), in = 0;
+    uint64_t seq = tag & PH_AIM_SEQ_MASK;
+    if (slot >= PH_AIM_SLOTS)
+        return;
+    if (!c->in_bp && !c->in_nmi && e->orc.active) {
+        if (slot < PH_AIM_SLOT_SYNC0) {
+            in = ph_self.idx == e->cfg.primary && e->orc.step_pending == STEP_INT3 + slot &&
+                 (e->orc.seq & PH_AIM_SEQ_MASK) == seq;
+        } else {
+            uint64_t seen = c->ev_seen[PH_CTX_THREAD];
+            in = c->role == PH_ROLE_SECONDARY &&
+                 PH_ROUND_STATE(seen) == slot - PH_AIM_SLOT_SYNC0 &&
+                 (PH_ROUND_SEQ(seen) & PH_AIM_SEQ_MASK) == seq &&
+                 ph_load_relaxed(&c->sync_tried) < seen && ph_load_relaxed(&c->obs_acked) < seen;
+        }
+    }
+    /* A secondary's window closes at its ack.  An ack of the round aimed at
+     * that a handler gave (another NMI, between the loop's reading the
+     * round and the aim's send) closed it first: competition, as behind.
+     * The loop's own sync or ack before the aim arrived is the aim's fault. */
+    uint64_t hr = ph_load_relaxed(&c->obs_acked_handler);
+    int overtaken = slot >= PH_AIM_SLOT_SYNC0 && (PH_ROUND_SEQ(hr) & PH_AIM_SEQ_MASK) == seq &&
+                    PH_ROUND_STATE(hr) >= slot - PH_AIM_SLOT_SYNC0;
+    if (in)
+        ph_count(&c->aim_landed[slot], 1);
+    else if (overtaken || ph_load_relaxed(&c->nmi_entered) > ph_load_relaxed(&c->aim_nmis) + 1)
+        ph_count(&c->aim_behind[slot], 1);
+    else
+        ph_count(&c->aim_missed[slot], 1);
+}
+
+/* SYNC_BEGIN in thread context: the round a secondary's own loop reached
+ * (its aim fires here, after this line).  An aimed state acked by a
+ * handler before it was taken from the aim by another NMI (ph_obs_ack). */
+void ph_obs_sync_begin(struct ph_engine *e, struct ph_ev *x)
+{
+    (void)e;
+    if (x->ctx == PH_CTX_THREAD && x->r > x->c->obs_began)
+        ph_store_relaxed(&x->c->obs_began, x->r);
+}
+
 /* NMI_ENTER: in NMI mode a NMI may land in a breakpoint handler (the RFC's
  * breakpoint, NMI, breakpoint); never inside a NMI.  a: bp depth, b: NMI
  * depth, as the entries counted them. */
@@ -958,8 +1023,20 @@ void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
             ph_load_relaxed(&c->sync_tried) < seen && ph_load_relaxed(&c->obs_acked) < seen)
             ph_count(&c->nmi_in_state[PH_ROUND_STATE(seen)], 1);
     }
-    if (x->si && x->si->si_code == SI_TIMER)
+    /* who sent it (the handler's acks are charged to it); NMIs never nest
+     * (the signal is blocked while its handler runs) */
+    c->nmi_from = !x->si ? PH_FROM_SELF : x->si->si_code == SI_TIMER ? PH_FROM_TIMER
+                : x->si->si_code != SI_QUEUE ? PH_FROM_SELF
+                : ((uint32_t)x->si->si_value.sival_int & PH_AIM_TAG) ? PH_FROM_AIM
+                : x->si->si_value.sival_int > 0 && x->si->si_value.sival_int - 1 != ph_self.idx
+                ? PH_FROM_NEIGHBOUR : PH_FROM_SELF;
+    if (x->si && x->si->si_code == SI_TIMER) {
         ph_count(&c->nmi_timer, 1);        /* the timer's, not an aimed one */
+        if (x->si->si_overrun > 0)         /* expirations merged while one was pending */
+            ph_count(&c->nmi_overrun, (uint64_t)x->si->si_overrun);
+    }
+    if (x->si && x->si->si_code == SI_QUEUE && ((uint32_t)x->si->si_value.sival_int & PH_AIM_TAG))
+        aim_arrived(e, c, (uint32_t)x->si->si_value.sival_int);
     if (x->si && x->si->si_code == SI_QUEUE && x->si->si_value.sival_int > 0 &&
         x->si->si_value.sival_int - 1 != ph_self.idx)
         ph_count(&c->nmi_neighbour, 1);     /* another thread's, as the kernel delivered it */

@@ -36,6 +36,27 @@ static int is_role(const struct ph_ev *x, int role)
 /* ------------------------------------------------------------------ */
 /* Aim: executions and NMIs into the windows between a round's pokes.  */
 
+/* Queue this thread an aimed NMI, tagged with where it is aimed (slot,
+ * round): the observer's NMI_ENTER holds where it landed against that
+ * (csrc/observe/check.c).  The count of NMIs already taken goes first:
+ * one that enters before the aimed one competed with it.  Plain stores:
+ * the signal is delivered to this thread, after the syscall returns. */
+static void aim_nmi(struct ph_engine *e, struct ph_counters *c, int slot, uint64_t seq)
+{
+    ph_store_relaxed(&c->aim_nmis, ph_load_relaxed(&c->nmi_entered));   /* first: see above */
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    si.si_signo = e->nmi_signal;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = (int)(PH_AIM_TAG | (uint32_t)slot << 24 | (uint32_t)(seq & PH_AIM_SEQ_MASK));
+    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)ph_load_relaxed(&c->tid), e->nmi_signal, &si) == 0)
+        ph_count(&c->aim_sent[slot], 1);
+    else
+        ph_count(&c->aim_refused[slot], 1);   /* EAGAIN: the signal queue is full */
+}
+
 /* STEP_DONE: the primary wrote one step (x->arg) of a round. */
 void ph_st_aim_primary(struct ph_engine *e, struct ph_ev *x)
 {
@@ -47,7 +68,7 @@ void ph_st_aim_primary(struct ph_engine *e, struct ph_ev *x)
      * RFC selftest's primary): a breakpoint outside any NMI. */
     int aim = (int)(e->orc.seq & 3) + 1;
     if (aim == step)
-        ph_nmi_self(e);
+        aim_nmi(e, x->c, step - 1, e->orc.seq);
     else if (aim == 4 && step == 1) {
         int32_t n = ph_load_acquire(&e->cur_n);   /* pairs: patch_batch() */
         if (n > 0)
@@ -65,7 +86,7 @@ void ph_st_aim_secondary(struct ph_engine *e, struct ph_ev *x)
         x->ctx != PH_CTX_THREAD || c->in_nmi || c->in_bp || PH_ROUND_STATE(x->r) >= PH_SYNC_DONE)
         return;
     if ((int)(PH_ROUND_SEQ(x->r) & 3) == PH_ROUND_STATE(x->r))
-        ph_nmi_self(e);
+        aim_nmi(e, c, PH_AIM_SLOT_SYNC0 + PH_ROUND_STATE(x->r), PH_ROUND_SEQ(x->r));
 }
 
 /* SEEN (without acks) or the executor's own ACK (with them: the window
@@ -175,19 +196,56 @@ void ph_st_nmi_latch(struct ph_engine *e, struct ph_ev *x)
 /* ------------------------------------------------------------------ */
 /* The RFC selftest's conditions                                       */
 
-/* SEEN: a secondary NMIs its neighbour at every state change. */
+/* SEEN: a secondary NMIs its neighbour at every state change.
+ *
+ * Accounting (checker.py's stress coverage): each state new to the sender
+ * is one chance, and its fate is counted: queued, not sent because the
+ * neighbour still had one pending (the box held it: a handler, off CPU),
+ * not sent although everything queued to it had arrived (a latch that
+ * never reopened: the harness's fault), or refused by the kernel.  This
+ * sender is the neighbour's only one (a ring), so its queued count is
+ * read before the latch is taken: a latch seen set with nothing in
+ * flight is stale, never an arrival between the two. */
 void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
 {
     if (!(e->cfg.stress & PH_STRESS_NEIGHBOUR_NMI) || !is_role(x, PH_ROLE_SECONDARY))
         return;
+    struct ph_counters *c = x->c;
     int n = (ph_self.idx + 1) % e->cfg.nthreads;
     pid_t tid = (pid_t)ph_load_relaxed(&e->thr[n].tid);
+    int chance = x->r > c->nb_round;
+    if (chance) {
+        c->nb_round = x->r;
+        ph_count(&c->nb_chances, 1);
+    }
+    if (tid <= 0)
+        return;
+    /* What had arrived, read before the latch: the receiver's NMI_ENTER
+     * clears the latch before it counts the arrival (subscribers.def), so
+     * an arrival counted here means a clear the exchange below will see;
+     * acquire pairs with that count's store after the latch's release. */
+    uint64_t got = ph_load_acquire(&e->thr[n].nmi_neighbour);
+    /* relaxed: a count, read only against `got` by this thread */
+    uint64_t to = __atomic_fetch_add(&e->thr[n].nb_to, 1, __ATOMIC_RELAXED);
     /* A NMI latches: one pending at most.  The signal standing in for it
      * would queue (a real-time signal), and a target that spends a session
      * inside its own NMI would collect thousands, up to the queue's limit,
      * after which no NMI could be sent at all.  acq_rel: pairs with the
      * release store that clears the latch (ph_st_nmi_latch). */
-    if (tid > 0 && !__atomic_exchange_n(&e->thr[n].nmi_latch, 1, __ATOMIC_ACQ_REL)) {
+    if (__atomic_exchange_n(&e->thr[n].nmi_latch, 1, __ATOMIC_ACQ_REL)) {
+        __atomic_fetch_sub(&e->thr[n].nb_to, 1, __ATOMIC_RELAXED);   /* not sent */
+        /* One queued and not yet arrived: held off by design while the
+         * neighbour is inside a breakpoint handler or its own NMI (a
+         * NMI-mode session), else the box holds it (off CPU, slow).
+         * Relaxed: another thread's counts, read as a snapshot. */
+        if (chance && to <= got)
+            ph_count(&c->nb_stale, 1);
+        else if (chance)
+            ph_count(ph_load_relaxed(&e->thr[n].in_nmi) || ph_load_relaxed(&e->thr[n].in_bp)
+                     ? &c->nb_held : &c->nb_inflight, 1);
+        return;
+    }
+    {
         /* Queued with the sender in si_value (the kernel delivers it), so
          * that the receiver's entry can count a neighbour's NMI as such. */
         siginfo_t si;
@@ -197,8 +255,14 @@ void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
         si.si_pid = getpid();
         si.si_uid = getuid();
         si.si_value.sival_int = ph_self.idx + 1;
-        if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, e->nmi_signal, &si) < 0)
+        if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, e->nmi_signal, &si) < 0) {
+            __atomic_fetch_sub(&e->thr[n].nb_to, 1, __ATOMIC_RELAXED);
             ph_store_release(&e->thr[n].nmi_latch, 0);   /* not sent: not pending */
+            if (chance)
+                ph_count(&c->nb_refused, 1);
+        } else if (chance) {
+            ph_count(&c->nb_sent, 1);
+        }
     }
 }
 
