@@ -220,3 +220,50 @@ def test_ctrl_c_during_a_run_stops_it_and_frees_the_engine(two_cpus):
     assert o.view.violations() == []
     e.close()
     assert e._e is None and not e._in_c      # destroyed: nobody was left in C
+
+
+# Every run option that changes the primary's work, against every protocol in
+# the table (issue 26): poke_sync() is one skeleton (csrc/core/driver.c), and
+# this is what keeps it so.  Each option's effect is seen in the evidence.
+from pyharness.protocols import get as protocol_of  # noqa: E402
+from pyharness.engine import PROTOCOLS  # noqa: E402
+
+OPT_SITES = 24
+
+
+def _quiet_run(cpus, protocol, **kw):
+    """A --sites run without NMIs or aims: every protocol in the table,
+    the RFC as posted included, completes it."""
+    cfg = Config(cpus=cpus, sites=OPT_SITES, protocol=protocol, **kw)
+    with Engine(cfg) as e:
+        o = e.run(sites=OPT_SITES)
+        assert o.status == "complete" and o.view.violations() == [], (protocol, kw, o)
+        sh = o.view.sh
+        return {"elapsed_ns": sh.t_end - sh.t_start, "counters": o.view.all_counters(),
+                "rounds": sh.oracle_rounds}
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_inject_delay_is_honoured_by_every_protocol(two_cpus, protocol):
+    """--inject-delay-ns busy-waits after each step's writes: every state
+    of every round takes at least that long, whatever the protocol (the
+    ticket protocol's copy of the skeleton once skipped it)."""
+    delay = 2_000_000
+    r = _quiet_run(two_cpus, protocol, inject_delay_ns=delay)
+    states = 4 * r["rounds"]
+    assert r["elapsed_ns"] >= states * delay, (protocol, r["elapsed_ns"], states)
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_batch_and_secondary_sync_are_honoured_by_every_protocol(two_cpus, protocol):
+    """--batch sets the rounds; --secondary-sync membarrier makes the
+    primary serialize the secondaries by the kernel's membarrier after
+    each state (where the protocol runs with it), and acks do not."""
+    r = _quiet_run(two_cpus, protocol, batch=4)
+    assert r["rounds"] == OPT_SITES // 4
+    assert r["counters"][1]["acks"][0] == OPT_SITES // 4
+    if "membarrier" in protocol_of(protocol).secondary_syncs:
+        m = _quiet_run(two_cpus, protocol, secondary_sync="membarrier")
+        assert m["counters"][0]["mb_calls"] >= 3 * m["rounds"]     # SYNC_0..2 of each round
+        r2 = _quiet_run(two_cpus, protocol)
+        assert r2["counters"][0]["mb_calls"] == 0

@@ -78,6 +78,45 @@ void ph_fill_patch(struct ph_engine *e, struct ph_patch *p, int site)
 
 /* The default steps a seeded bug may replace (struct ph_steps; ph_poke_tail()
  * in primitives.c). */
+
+/*
+ * poke_sync(): the one skeleton every protocol's steps plug into (struct
+ * ph_proto): write one step's bytes, publish state st, serialize ourselves,
+ * get every secondary serialized.  A run option that changes the
+ * primary's work (--inject-delay-ns, the secondary sync) acts here, once,
+ * for every protocol: tests/test_protocol.py runs each against every
+ * protocol in the table.
+ */
+static int poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+{
+    struct ph_counters *c = ph_self.c;
+    const struct ph_proto *p = e->proto;
+    ph_poke_step(e, vec, n, step);
+    if (e->cfg.inject_delay_ns)
+        ph_busy_wait(e->cfg.inject_delay_ns);
+    uint64_t r = PH_ROUND(e->seq, st);
+    /* Counted before it is published: the checker holds each secondary's
+     * acks to the primary's count, and a crash between publish and count
+     * must not show a secondary acking a round never counted. */
+    ph_count(&c->acks[st], 1);
+    ph_count(&c->rounds, 1);
+    if (p->before_publish)
+        p->before_publish(e, r);
+    uint64_t t_pub = p->publish ? p->publish(e, r, step) : ph_publish(e, r, step);
+    if (p->self_sync)
+        p->self_sync(e);
+    else
+        ph_sync_core(e);
+    /* The primary acks itself (its publish event already says so, so no
+     * trace event here on the critical path). */
+    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
+    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
+        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)
+            return -errno;
+        return 0;
+    }
+    return PH_STEP(e, await_acks, p->await_acks, e, r, t_pub);
+}
 /* Wait until no handler holds a reference to the retracted descriptor `d`. */
 static int await_refs(struct ph_engine *e, struct ph_bp_desc *d, int site, int rc)
 {
@@ -151,7 +190,7 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     ph_store_release(&e->bp_desc, d);
 
     /* first step: INT3 over byte 0 (e->steps.order: the write of each step) */
-    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_0, e->steps.order[0])))
+    if ((rc = poke_sync(e, vec, n, PH_SYNC_0, e->steps.order[0])))
         goto out;
     struct ph_ev x;         /* every participant acked SYNC_0: its subscribers (stress) */
     x.c = c;
@@ -159,14 +198,14 @@ static int patch_batch(struct ph_engine *e, int *ids, int n)
     x.site = ids[0];
     ph_emit(e, PH_E_STATE_ACKED, &x);
     /* second step: the tail */
-    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_1, e->steps.order[1])))
+    if ((rc = poke_sync(e, vec, n, PH_SYNC_1, e->steps.order[1])))
         goto out;
     /* third step: the new first byte */
-    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_2, e->steps.order[2])))
+    if ((rc = poke_sync(e, vec, n, PH_SYNC_2, e->steps.order[2])))
         goto out;
     /* Every secondary acks SYNC_DONE from thread context: no laggard can
      * still be in a breakpoint handler for this round. */
-    if ((rc = e->proto->poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
+    if ((rc = poke_sync(e, vec, n, PH_SYNC_DONE, STEP_NONE)))
         goto out;
 
 out:

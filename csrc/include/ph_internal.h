@@ -225,8 +225,9 @@ enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
 
 /*
  * A protocol behind one small interface (proto_rfc.c, proto_posted.c):
- *   poke_sync   -- the primary: write one step's bytes, publish state st,
- *                  get every secondary serialized;
+ *   (poke_sync  -- the primary: write one step's bytes, publish state st,
+ *                  get every secondary serialized: one skeleton for all,
+ *                  core/driver.c, with the steps below plugged in;)
  *   sync_site   -- text_poke_sync_site(): a secondary's sync loop, in thread
  *                  or breakpoint context; min_seq: the round owning the INT3
  *                  a breakpoint hit (0 in thread context);
@@ -242,7 +243,12 @@ enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
 
 struct ph_proto {
     const char *name;
-    int (*poke_sync)(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step);
+    /* poke_sync()'s steps (core/driver.c), NULL: the default: before the
+     * state is published (its own bookkeeping), the publication
+     * (ph_publish), the primary's own sync (ph_sync_core) */
+    void (*before_publish)(struct ph_engine *e, uint64_t r);
+    uint64_t (*publish)(struct ph_engine *e, uint64_t r, int step);
+    void (*self_sync)(struct ph_engine *e);
     void (*sync_site)(struct ph_engine *e, int ctx, uint64_t min_seq);
     int (*finish)(struct ph_engine *e, int ctx);
     void (*executor_ack)(struct ph_engine *e, struct ph_counters *c, uint64_t r);

@@ -166,25 +166,21 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     return 0;
 }
 
-static int posted_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+/* poke_sync()'s publication as posted: "we could hit a BP right after
+ * patching memory below ... The primary BP handler allows us to make
+ * forward-progress"; smp_store_release(&tps->state, state); then
+ * cpumask_clear(), nothing of ours between them (the trace comes after). */
+static uint64_t posted_publish(struct ph_engine *e, uint64_t r, int step)
 {
-    struct ph_counters *c = ph_self.c;
-    /* "we could hit a BP right after patching memory below ... The primary
-     * BP handler allows us to make forward-progress" */
-    ph_poke_step(e, vec, n, step);
-    if (e->cfg.inject_delay_ns)
-        ph_busy_wait(e->cfg.inject_delay_ns);
-    uint64_t r = PH_ROUND(e->seq, st);
-    ph_count(&c->acks[st], 1);
-    ph_count(&c->rounds, 1);
-    /* smp_store_release(&tps->state, state); then cpumask_clear(), nothing
-     * of ours between them (the trace comes after). */
     ph_publish_store(e, r);
     ph_map_clear(e);
-    uint64_t t_pub = ph_publish_trace(e, r, step);
+    return ph_publish_trace(e, r, step);
+}
+
+/* ... and the primary's own sync_one() (CPUID in NMI context). */
+static void posted_self_sync(struct ph_engine *e)
+{
     sync_one(e, ph_current_ctx());
-    ph_store_release(&c->acked_round, r);   /* for reports: nobody waits on it */
-    return PH_STEP(e, await_acks, wait_for_acks, e, r, t_pub);
 }
 
 /* Executors are not part of the posted code (stop_machine has none). */
@@ -225,7 +221,8 @@ static int posted_bp_primary(struct ph_engine *e, const struct ph_patch *p, int 
 
 const struct ph_proto ph_proto_posted = {
     .name = "rfc-as-posted",
-    .poke_sync = posted_poke_sync,
+    .publish = posted_publish,
+    .self_sync = posted_self_sync,
     .sync_site = posted_sync_site,
     .finish = posted_finish,
     .executor_ack = posted_executor_ack,

@@ -120,31 +120,6 @@ static int wait_for_acks(struct ph_engine *e, uint64_t r, uint64_t t0)
     return 0;
 }
 
-static int rfc_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
-{
-    struct ph_counters *c = ph_self.c;
-    ph_poke_step(e, vec, n, step);
-    if (e->cfg.inject_delay_ns)
-        ph_busy_wait(e->cfg.inject_delay_ns);
-    uint64_t r = PH_ROUND(e->seq, st);
-    /* Counted before it is published: the checker holds each secondary's
-     * acks to the primary's count, and a crash between publish and count
-     * must not show a secondary acking a round never counted. */
-    ph_count(&c->acks[st], 1);
-    ph_count(&c->rounds, 1);
-    uint64_t t_pub = ph_publish(e, r, step);
-    ph_sync_core(e);
-    /* The primary acks itself (its publish event already says so, so no
-     * trace event here on the critical path). */
-    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
-    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER) {
-        if (st < PH_SYNC_DONE && ph_membarrier_core(e) < 0)
-            return -errno;
-        return 0;
-    }
-    return PH_STEP(e, await_acks, wait_for_acks, e, r, t_pub);
-}
-
 /* text_poke_sync_finish(): the secondaries' loop until DONE (one session). */
 static int rfc_finish(struct ph_engine *e, int ctx)
 {
@@ -206,7 +181,6 @@ static int rfc_stuck(struct ph_engine *e, int *out, int max)
 
 const struct ph_proto ph_proto_rfc = {
     .name = "rfc",
-    .poke_sync = rfc_poke_sync,
     .sync_site = rfc_sync_site,
     .finish = rfc_finish,
     .executor_ack = rfc_executor_ack,

@@ -133,22 +133,14 @@ static int wait_tickets(struct ph_engine *e, uint64_t r, uint64_t t0)
     return 0;
 }
 
-static int ticket_poke_sync(struct ph_engine *e, struct ph_patch *vec, int n, int st, int step)
+/* Before each state is published: the tickets it will require (a run's
+ * first state: no ack of this engine is owed). */
+static void ticket_before_publish(struct ph_engine *e, uint64_t r)
 {
-    struct ph_counters *c = ph_self.c;
-    ph_poke_step(e, vec, n, step);
-    uint64_t r = PH_ROUND(e->seq, st);
-    ph_count(&c->acks[st], 1);
-    ph_count(&c->rounds, 1);
-    if (e->seq == 1 && st == PH_SYNC_0)
-        tk.tickets = tk.required = 0;   /* a run's first state: no ack of this engine is owed */
-    tk.required += (uint64_t)ackers(e);
-    uint64_t t_pub = ph_publish(e, r, step);
-    ph_sync_core(e);
-    ph_store_release(&c->acked_round, r);         /* pairs: nobody waits on it */
-    if (e->cfg.secsync == PH_SECSYNC_MEMBARRIER)
-        return st < PH_SYNC_DONE && ph_membarrier_core(e) < 0 ? -errno : 0;
-    return PH_STEP(e, await_acks, wait_tickets, e, r, t_pub);
+    if (r == PH_ROUND(1, PH_SYNC_0))
+        tk.tickets = tk.required = 0;
+    if (e->cfg.secsync == PH_SECSYNC_ACK)
+        tk.required += (uint64_t)ackers(e);
 }
 
 static void ticket_executor_ack(struct ph_engine *e, struct ph_counters *c, uint64_t r)
@@ -171,7 +163,7 @@ static int ticket_stuck(struct ph_engine *e, int *out, int max)
 
 const struct ph_proto ph_proto_ticket = {
     .name = "rfc-ticket",
-    .poke_sync = ticket_poke_sync,
+    .before_publish = ticket_before_publish,
     .sync_site = ticket_sync_site,
     .finish = ticket_finish,
     .executor_ack = ticket_executor_ack,
