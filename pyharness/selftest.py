@@ -174,3 +174,95 @@ def run_litmus_controls(cpus=None):
                         {"skipped": "the negative control saw no tearing: this box could not see it"}),
                      "totals": {"raced": v["raced"], "positive": v["positive"]}, "replay": v["replay"]})
     return rows
+
+
+# ---------------------------------------------------------------------------
+# The false-positive matrix (`pyharness selftest --false-positives`): the
+# correct protocols under every condition a user can ask for, several seeds
+# each.  A FAIL here is a FAIL of a correct protocol: a defect of the harness
+# or a model of the box that did not hold.  "reduced" (the box took over half
+# of some stress condition) is no failure, and is counted apart.
+
+def correct_protocols():
+    """The protocols in the table that are not known to fail."""
+    from .protocols import REGISTRY
+    return [p.name for p in REGISTRY.values() if not p.must_fail]
+
+
+def matrix_configs(subset=False):
+    """[(label, scenario, {RunOptions field: value})]: every scenario with
+    every correct protocol, then one condition at a time on rfc-native
+    (each --sync, --poke, block sites, --nmi-rate 0 / 2,000 / 20,000,
+    --sessions 1 / 20 / 100, --threads 2 / 4 / 8, --stress all, NMI mode,
+    --deadline 2).  subset: a few of them, for CI."""
+    from .engine import available_syncs
+    from .scenarios import SCENARIOS
+    out = []
+    for sc in SCENARIOS:
+        for proto in correct_protocols():
+            out.append((f"{sc} --protocol {proto}", sc, {"protocol": proto}))
+    base = "rfc-native"
+    for s in available_syncs():
+        out.append((f"--sync {s}", base, {"sync": s}))
+    for p in ("mprotect", "alias", "rwx"):
+        out.append((f"--poke {p}", base, {"poke": p}))
+    out.append(("--site-kinds block", base, {"site_kinds": "block"}))
+    for rate in (0, 2000, 20000):
+        out.append((f"--nmi-rate {rate}", base, {"nmi_rate": float(rate)}))
+    out.append(("--nmi-rate 20000 --site-kinds block", base, {"nmi_rate": 20000.0, "site_kinds": "block"}))
+    for n in (1, 20, 100):
+        out.append((f"--sessions {n}", base, {"sessions": n}))
+    out.append(("--sessions 100 --nmi-rate 20000 --deadline 2", base,
+                {"sessions": 100, "nmi_rate": 20000.0, "deadline": 2.0}))
+    for t in (2, 4, 8):
+        out.append((f"--threads {t}", base, {"threads": t}))
+    out.append(("--stress all", base, {"stress": "all"}))
+    out.append(("--nmi-mode", base, {"nmi_mode": True}))
+    out.append(("--deadline 2", base, {"deadline": 2.0}))
+    out.append(("--threads 4 --nmi-rate 20000", "batch", {"threads": 4, "nmi_rate": 20000.0}))
+    if subset:
+        keep = {"rfc-native --protocol rfc", "rfc-selftest --protocol rfc", "upstream-emulated --protocol rfc-ticket",
+                "--nmi-rate 20000 --site-kinds block", "--threads 4", "--nmi-mode"}
+        out = [c for c in out if c[0] in keep]
+    return out
+
+
+def run_matrix(seeds=10, seconds=5.0, cpus=None, subset=False, on_row=None):
+    """Each configuration, each seed: [{config, scenario, seed, verdict,
+    reduced, invariants, status, replay}].  on_row(row) after each run."""
+    from .runner import run_stress
+    rows = []
+    for label, scenario, extra in matrix_configs(subset):
+        for seed in range(1, seeds + 1):
+            spec = resolve(scenario, RunOptions(cpus=cpus, seed=seed, duration=seconds).replace(**extra))
+            rep = run_stress(spec, progress=False)
+            if rep["status"] == "interrupted":
+                raise SelftestInterrupted(rows)
+            row = {"config": label, "scenario": scenario, "seed": seed, "verdict": rep["verdict"],
+                   "status": rep["status"], "reduced": [r["name"] for r in rep.get("stress_reduced") or []],
+                   "invariants": sorted(rep["violation_counts"]), "replay": rep["replay"]}
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    return rows
+
+
+def format_matrix(rows):
+    """One line per configuration: runs, pass, reduced (a pass the box cut
+    short of some stress), FAIL and by what."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["config"], []).append(r)
+    w = max([len("configuration")] + [len(k) for k in by])
+    lines = [f"{'configuration':{w}s} {'runs':>4s} {'pass':>4s} {'reduced':>7s} {'FAIL':>4s}  failed by / reduced"]
+    for k, rs in by.items():
+        fails = [r for r in rs if r["verdict"] != "pass"]
+        red = [r for r in rs if r["verdict"] == "pass" and r["reduced"]]
+        what = sorted({i for r in fails for i in r["invariants"]} or
+                      {n.split("/")[0] for r in red for n in r["reduced"]})
+        lines.append(f"{k:{w}s} {len(rs):4d} {len(rs) - len(fails):4d} {len(red):7d} {len(fails):4d}  "
+                     + (",".join(what) or "-"))
+    fails = [r for r in rows if r["verdict"] != "pass"]
+    lines.append(f"{len(rows)} runs of {len(by)} configurations: {len(fails)} FAIL of a correct protocol"
+                 + (f" (first: {fails[0]['replay']})" if fails else ""))
+    return "\n".join(lines)

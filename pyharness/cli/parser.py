@@ -207,6 +207,13 @@ def build_parser():
     s.add_argument("--seconds", type=_positive_duration, default=3.0, metavar="TIME",
                    help="length of each correct-protocol run (mutants stop when caught, 10 s max)")
     s.add_argument("--cpus", default=None, help="CPU list (default: every usable CPU)")
+    s.add_argument("--false-positives", action="store_true",
+                   help="instead: the correct protocols under every condition (scenarios, protocols, "
+                        "syncs, pokes, NMI rates, sessions, threads, stress, NMI mode, deadline), "
+                        "--seeds runs of --seconds each; exit 1 on any FAIL")
+    s.add_argument("--seeds", type=_pos_int, default=10, help="with --false-positives: runs per configuration")
+    s.add_argument("--subset", action="store_true",
+                   help="with --false-positives: six configurations only (CI)")
     _json_option(s, "the selftest's rows")
     _quiet(s)
 

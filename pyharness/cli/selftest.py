@@ -11,6 +11,8 @@ def selftest_main(args):
         from ..outputs import check_output_path
         check_output_path(args.json)
     quiet = getattr(args, "quiet", False)
+    if getattr(args, "false_positives", False):
+        return _false_positives(args, quiet)
     interrupted = False
     try:
         rows = run_selftest(seconds=args.seconds, cpus=args.cpus,
@@ -39,6 +41,48 @@ def selftest_main(args):
         cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
         doc = {"schema": documents.KINDS["selftest"], "pass": ok, "interrupted": interrupted,
                "rows": rows, "evidence": evidence.finish(evidence.collect(cpus), cpus)}
+        if not documents.write(doc, args.json, "--json", "selftest") and code == 0:
+            code = EXIT_UNSUPPORTED
+    return code
+
+
+def _false_positives(args, quiet):
+    from ..errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED
+    from ..selftest import format_matrix, matrix_configs, run_matrix
+    out = sys.stderr if args.json == "-" else sys.stdout
+    total = len(matrix_configs(args.subset)) * args.seeds
+    tty = sys.stderr.isatty() and not quiet
+    done = []
+
+    def on_row(row):
+        done.append(row)
+        if tty:
+            sys.stderr.write(f"\r{len(done)}/{total} runs, {sum(r['verdict'] != 'pass' for r in done)} FAIL: "
+                             f"{row['config'][:50]:50s}")
+            sys.stderr.flush()
+    interrupted = False
+    try:
+        rows = run_matrix(seeds=args.seeds, seconds=args.seconds, cpus=args.cpus, subset=args.subset,
+                          on_row=on_row)
+    except (SelftestInterrupted, KeyboardInterrupt):
+        rows, interrupted = list(done), True
+    if tty:
+        sys.stderr.write("\n")
+    if not quiet:
+        print(format_matrix(rows), file=out)
+    fails = [r for r in rows if r["verdict"] != "pass"]
+    print("selftest --false-positives: " + ("interrupted: no verdict (the runs above finished)"
+                                            if interrupted else "FAIL" if fails else
+                                            "PASS: no FAIL of a correct protocol"), file=out)
+    code = EXIT_INTERRUPTED if interrupted else 1 if fails else 0
+    if args.json:
+        from .. import documents
+        from ..cpus import parse_cpu_list, usable_cpus
+        from ..platform import evidence
+        cpus = parse_cpu_list(args.cpus) if args.cpus else usable_cpus()
+        doc = {"schema": documents.KINDS["selftest"], "pass": not fails and not interrupted,
+               "interrupted": interrupted, "rows": [], "matrix": rows,
+               "evidence": evidence.finish(evidence.collect(cpus), cpus)}
         if not documents.write(doc, args.json, "--json", "selftest") and code == 0:
             code = EXIT_UNSUPPORTED
     return code
