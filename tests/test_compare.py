@@ -132,12 +132,33 @@ def test_a_slower_machine_is_not_a_protocol_regression_under_a_hypervisor():
     assert compare(old, new)[1] == 1
 
 
-def test_a_floor_that_moved_far_is_reported_not_gated():
-    old = bench({"rfc/x": figure(draw(1, 700), draw(11, 500))}, hypervisor=True)
-    new = bench({"rfc/x": figure(draw(2, 2400), draw(12, 1500))}, hypervisor=True)
+def test_a_floor_that_moved_far_gates_when_time_and_ratio_are_both_slower():
+    """Issue 27: a moved floor vetoed the gate, and a raw time that tripled
+    beside it (1.30x -> 15.2x of the floor) was left 'ok'.  The rule is the
+    one for every figure: slower when both the time and the ratio are."""
+    old = bench({"rfc/x": figure(draw(1, 2884), draw(11, 2228))}, hypervisor=True)
+    new = bench({"rfc/x": figure(draw(2, 8964), draw(12, 585))}, hypervisor=True)
     rows, summ, code = compare_figures(old, new)
-    assert code == 0 and not rows[0]["gates"] and rows[0]["floor_moved"] == pytest.approx(3, rel=0.05)
-    assert "floor moved" in compare(old, new)[0]
+    assert code == 1 and rows[0]["verdict"] == "REGRESSED" and rows[0]["gates"]
+    assert rows[0]["floor_moved"] == pytest.approx(585 / 2228, rel=0.05)
+    text = compare(old, new)[0]
+    assert "floor moved 0.26x" in text and "REGRESSED" in text
+
+
+@pytest.mark.parametrize("raw,floor", [
+    (2400, 1500),     # the host put the vCPUs 3x apart: time up 3.4x, ratio up 14%
+    (1900, 1500),     # ... time up 2.7x, ratio down
+    (560, 150),       # the vCPUs 3x closer: ratio up 2.7x, time down
+])
+def test_a_moved_floor_alone_is_no_regression(raw, floor):
+    """Only both together: a machine that moved the floor moves the time or
+    the ratio, one against the other, unless the code slowed too."""
+    old = bench({"rfc/x": figure(draw(1, 700), draw(11, 500))}, hypervisor=True)
+    new = bench({"rfc/x": figure(draw(2, raw), draw(12, floor))}, hypervisor=True)
+    rows, summ, code = compare_figures(old, new)
+    both = rows[0]["raw_ratio"] > 1.1 and rows[0]["normalized_ratio"] > 1.1
+    assert rows[0]["floor_moved"] and rows[0]["gates"]
+    assert (code == 1) == both and (rows[0]["verdict"] == "REGRESSED") == both
 
 
 def test_primitives_do_not_gate_under_a_hypervisor_but_do_on_bare_metal():

@@ -210,13 +210,17 @@ def test_thirty_real_benches_find_no_change_point_and_an_injected_delay_is_flagg
 
 
 def test_thirty_real_benches_as_a_ci_gate_raise_no_false_alarm(real):
-    """--check after every result from the fourth on, as CI would run it:
-    27 checks of 15 judged figures on a noisy VM, none fails."""
+    """--check after every result from the third on, as CI would run it:
+    28 checks of 15 judged figures on a noisy VM, none fails (the young
+    ones, up to five results, judged as `compare` judges; at two results
+    `compare` itself flags rfc/alias/cpuid, +18.5% relative to the floor,
+    raw +31%, p = 7.9e-3: one build's noise on this VM, which a history of
+    two results cannot tell apart either)."""
     alarms = []
     with open_store("sqlite://", announce=False, allow_memory=True) as st:
         for n, d in enumerate(real["results"], 1):
             st.add(d)
-            if n >= 4:
+            if n >= 3:
                 hist = build_history(st)
                 if check_code(hist):
                     alarms.append((n, [s["why"] for s in hist["series"] if s["regressed"]]))
@@ -451,3 +455,77 @@ def test_store_paths_are_paths_and_memory_is_refused(run_cli, tmp_path, real):
     empty.write_bytes(b"")
     r = run_cli("history", "--store", str(empty))                     # an empty store
     assert r.returncode == 0 and "0 results" in r.stdout, r.stderr
+
+
+def _moved_floor(doc, scale=0.26):
+    """The same result with its IRET figures' floors as the host left them
+    in issue 27's store: 2,228 -> 585 ns, the ratios computed again."""
+    d = copy.deepcopy(doc)
+    for name, f in d["figures"].items():
+        if "/iret/" in name and f.get("floor_samples"):
+            f["floor_samples"] = [x * scale for x in f["floor_samples"]]
+            f["ratio_to_floor_samples"] = [s / fl for s, fl in zip(f["samples"], f["floor_samples"])]
+    return d
+
+
+@pytest.mark.parametrize("floor", ["steady", "moved"])
+def test_two_clean_and_one_injected_agree_in_compare_history_and_the_report(real, floor):
+    """Issue 27: two clean `bench --quick` results and one with
+    --inject-delay-ns 2000.  Every figure `compare` flags (each clean one
+    against the injected) is REGRESSED in `history --check`, in the HTML
+    report's summary and in its every-figure table -- the IRET figures
+    included, whose floor the host moved in the issue's store (a moved
+    floor once vetoed the gate beside a tripled raw time)."""
+    from pyharness.compare import compare_figures
+    from pyharness.viz import html as report_html
+    clean = real["results"][:2]
+    inj = real["inject"] if floor == "steady" else _moved_floor(real["inject"])
+    flagged = set()
+    for c in clean:
+        rows, summ, code = compare_figures(c, inj)
+        flagged |= set(summ["regressed"])
+        if floor == "moved":
+            moved = [r for r in rows if "/iret/" in r["figure"] and r["figure"].startswith("rfc/")]
+            assert moved and all(r["floor_moved"] and r["verdict"] == "REGRESSED" for r in moved)
+    assert {"rfc/alias/iret/secondaries=1", "rfc/rwx/iret/secondaries=1"} <= flagged
+    with open_store("sqlite://", announce=False, allow_memory=True) as st:
+        for d in clean + [inj]:
+            st.add(d)
+        hist = build_history(st)
+    assert check_code(hist) == 1
+    by = {s["figure"]: s for s in hist["series"]}
+    for name in flagged:
+        s = by[name]
+        assert s["regressed"] and s["verdict"] == "REGRESSED", (name, s["verdict"], s["young"])
+        assert "as `pyharness compare` judges" in s["why"]
+        if floor == "moved" and "/iret/" in name:
+            assert "floor moved" in s["why"]
+    # nothing gating says "ok" beside a change point of its own
+    for s in hist["series"]:
+        if s["gates"] and s["change_points"] and s["change_points"][-1]["direction"] == "slower":
+            assert s["verdict"] != "ok", s["figure"]
+        assert all(c.get("gate") for c in s["change_points"])
+    page = report_html.build_report([], hist)
+    summary = page[page.index('id="summary-changes"'):]
+    summary = summary[:summary.index("</table>")]
+    table = page[page.index('id="history-table"'):]
+    table = table[:table.index("</table>")]
+    for name in flagged:
+        row = summary[summary.index(f"<code>{name}</code>"):]
+        assert row[:row.index("</tr>")].count("REGRESSED") == 1, name
+        row = table[table.index(f"<code>{name}</code>"):]
+        assert "REGRESSED" in row[:row.index("</tr>")], name
+
+
+def test_a_two_result_history_judges_as_compare_does(real):
+    """Same data, same judgement: a history of two results and `compare`
+    of the same two agree on every figure."""
+    from pyharness.compare import compare_figures
+    a, b = real["results"][3], real["inject"]
+    rows, summ, _ = compare_figures(a, b)
+    with open_store("sqlite://", announce=False, allow_memory=True) as st:
+        st.add(a)
+        st.add(b)
+        hist = build_history(st)
+    reg = {s["figure"] for s in hist["series"] if s["regressed"]}
+    assert reg == set(summ["regressed"]) and reg

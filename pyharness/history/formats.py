@@ -30,11 +30,9 @@ def _cp_text(s, c):
 
 
 def _verdict(s):
-    if s["regressed"]:
-        return "REGRESSED"
-    if not s["gates"]:
-        return "not gating"
-    return "ok"
+    from .series import series_verdict
+    return s.get("verdict") or series_verdict(s["gates"], s["regressed"], s["change_points"],
+                                              s.get("young"))
 
 
 def history_text(hist, check=False):

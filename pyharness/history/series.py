@@ -18,7 +18,7 @@ time); results without the tag are left out of that view.
 """
 import datetime as dt
 
-from ..compare import ALPHA, FLOOR_MOVED
+from ..compare import ALPHA, FLOOR_MOVED, judge_figure
 from ..documents import KINDS
 from ..errors import UsageError
 from ..stats import summary
@@ -26,6 +26,12 @@ from .changes import change_points
 
 SCHEMA = KINDS["history"]
 BASES = ("auto", "raw", "normalized")
+# A history of at most this many results is too young for change points to
+# be told from noise (the noise between results needs several differences):
+# its newest result is judged against the ones before it exactly as
+# `pyharness compare` judges two results (pyharness.compare.judge_figure:
+# the same threshold, the same test), so the two never disagree.
+YOUNG_MAX = 5
 
 
 def parse_tags(items):
@@ -103,8 +109,10 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
             if not pts:
                 continue
             cps = change_points(pts, threshold, alpha)
+            young = (_young_judgement(pts, threshold, basis, virtual)
+                     if gates and 2 <= len(pts) <= YOUNG_MAX else None)
             series.append(_series_json(name, mrows[-1], pts, cps, normalized, gates, by,
-                                       threshold))
+                                       threshold, young))
     return {"schema": SCHEMA, "by": by, "basis": basis, "threshold": threshold, "alpha": alpha,
             "change_points": sum(len(s["change_points"]) for s in series if s["gates"]),
             "host_phases": sum(len(s["change_points"]) for s in series if not s["gates"]),
@@ -113,7 +121,17 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
             "series": series}
 
 
-def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
+def _young_judgement(pts, threshold, basis, virtual):
+    """The newest point against the ones before it, pooled, as `compare`
+    judges two results."""
+    def pooled(ps):
+        return {"samples": [x for p in ps for x in p["raw"]],
+                "ratio_to_floor_samples": [x for p in ps for x in p["ratios"]],
+                "floor_samples": [x for p in ps for x in p["floors"]]}
+    return judge_figure(pooled(pts[:-1]), pooled(pts[-1:]), threshold, basis, virtual)
+
+
+def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold, young=None):
     points = []
     for p in pts:
         r = p["result"]
@@ -147,19 +165,35 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
             d["floor_ratio"] = fa / fb
         out_cps.append(d)
     regressed, why = False, None
-    if out_cps and gates:
+    if young is not None:
+        # A young history: the gate is `compare`'s, newest against the rest.
+        regressed = young["verdict"] == "REGRESSED"
+        if regressed:
+            moved = (f"; the floor moved {young['floor_moved']:.2f}x, and the raw time is slower "
+                     "too" if young["floor_moved"] else "")
+            why = (f"the newest result is {young['ratio'] - 1:+.1%} "
+                   f"({young['basis']}; raw {young['raw_ratio'] - 1:+.1%}) against the "
+                   f"{len(points) - 1} before it, p={young['p']:.1e}, as `pyharness compare` judges "
+                   f"two results (a history of {len(points)} is too young for change points){moved}")
+    elif out_cps and gates:
         last = out_cps[-1]
         floor_moved = last.get("floor_ratio") and normalized and \
             max(last["floor_ratio"], 1 / last["floor_ratio"]) > FLOOR_MOVED
         # The newest result itself must be slower too: a gate does not
-        # fail a build whose own result is back at the old level.
+        # fail a build whose own result is back at the old level.  A moved
+        # floor vetoes nothing: the change point held the raw time to the
+        # same threshold already (both slower), and the line says so.
         newest_ratio = points[-1]["value"] / last["before_median"] if last["before_median"] else None
-        if last["direction"] == "slower" and last["ratio"] > 1 + threshold and not floor_moved \
+        if last["direction"] == "slower" and last["ratio"] > 1 + threshold \
                 and newest_ratio and newest_ratio > 1 + threshold:
             regressed = True
             why = (f"the newest point {'starts' if last['index'] == len(points) - 1 else 'belongs to'}"
                    f" a segment {last['magnitude']:+.1%} slower than the one before "
-                   f"(from {last['at']}, p={last['p']:.1e})")
+                   f"(from {last['at']}, p={last['p']:.1e})"
+                   + (f"; the floor moved {last['floor_ratio']:.2f}x there, and the raw time is "
+                      f"{last['raw_ratio'] - 1:+.1%}" if floor_moved and last.get("raw_ratio") else ""))
+    for c in out_cps:
+        c["gate"] = cp_gate(gates, regressed, c, c is out_cps[-1], points, threshold)
     return {"figure": name, "machine": {"hostname": mrow.get("hostname"),
                                         "cpu_model": mrow.get("cpu_model"),
                                         "microcode": mrow.get("microcode"),
@@ -168,7 +202,38 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold):
             "kind": pts[0]["kind"], "unit": pts[0]["unit"],
             "series_key": mrow.get("series_key"),
             "basis": "normalized" if normalized else "raw", "gates": gates,
-            "points": points, "change_points": out_cps, "regressed": regressed, "why": why}
+            "points": points, "change_points": out_cps, "regressed": regressed, "why": why,
+            "young": young, "verdict": series_verdict(gates, regressed, out_cps, young)}
+
+
+def cp_gate(gates, regressed, c, last, points, threshold):
+    """What the gate says beside one change point: never nothing."""
+    if not gates:
+        return "not gating"
+    if c["direction"] == "faster":
+        return "faster"
+    if not last:
+        return "slower, earlier: a later change follows"
+    if regressed:
+        return "REGRESSED"
+    newest = points[-1]["value"] / c["before_median"] if c.get("before_median") else None
+    return (f"slower, but the newest result is back within {threshold:.0%}"
+            + (f" ({newest - 1:+.1%})" if newest else ""))
+
+
+def series_verdict(gates, regressed, cps, young=None):
+    """The series' verdict: REGRESSED, not gating, ok, or what keeps it
+    from being ok (never "ok" beside a slower change at its newest
+    results)."""
+    if regressed:
+        return "REGRESSED"
+    if not gates:
+        return "not gating"
+    if young is not None and young["verdict"] in ("slower", "changed<thr"):
+        return f"newest {young['raw_ratio'] - 1:+.1%} raw: {young['verdict']}, not a regression"
+    if cps and cps[-1]["direction"] == "slower":
+        return cps[-1]["gate"]
+    return "ok"
 
 
 def check_code(hist):
@@ -181,18 +246,15 @@ def judged(hist):
 
 
 def young(hist):
-    """Gating series with too few results for any change to be told from
-    noise (fewer than changes.MIN_POINTS): not judged yet."""
-    from .changes import MIN_POINTS
-    return [s for s in judged(hist) if len(s["points"]) < MIN_POINTS]
+    """Gating series with a single result: nothing to judge it against yet."""
+    return [s for s in judged(hist) if len(s["points"]) < 2]
 
 
 def young_line(hist):
     """The one line that says what a young history cannot judge, or None."""
-    from .changes import MIN_POINTS
     y = young(hist)
     if not y:
         return None
-    n = max(len(s["points"]) for s in y)
-    return (f"{len(y)} figure(s) have {n if len(y) == 1 else 'at most ' + str(n)} result(s): a "
-            f"change needs {MIN_POINTS} to be told from noise, so they are not judged yet")
+    return (f"{len(y)} figure(s) have one result: nothing to judge it against yet; from the second "
+            f"result on, a history of up to {YOUNG_MAX} is judged as `pyharness compare` judges two "
+            "results, newest against the rest")

@@ -131,14 +131,25 @@ def changes(hist):
     from ..history.formats import _val
     rows = []
     for s in hist["series"] if hist else []:
+        y = s.get("young")
+        if s["regressed"] and y and not any(c.get("index") == len(s["points"]) - 1
+                                            for c in s["change_points"]):
+            # a young history's gate (`compare`'s): the newest result itself
+            new = s["points"][-1]
+            cp = {"at": new["label"], "newest": True, "magnitude": y["ratio"] - 1,
+                  "raw_ratio": y["raw_ratio"], "p": y["p"], "direction": "slower"}
+            rows.append((0, -abs(cp["magnitude"]), {
+                "series": s, "cp": cp, "slower": True, "gates": True,
+                "before": _val(s, s["points"][-2]["value"]), "after": _val(s, new["value"]),
+                "gate": "REGRESSED"}))
         for c in s["change_points"]:
             slower = c.get("direction") == "slower"
             rank = (0 if s["gates"] and slower else 1 if s["gates"] else 2)
             rows.append((rank, -abs(c.get("magnitude") or 0), {
                 "series": s, "cp": c, "slower": slower, "gates": s["gates"],
                 "before": _val(s, c.get("before_median")), "after": _val(s, c.get("after_median")),
-                "gate": ("REGRESSED" if s["regressed"] and c is s["change_points"][-1] else
-                         "not gating" if not s["gates"] else "")}))
+                "gate": c.get("gate") or ("REGRESSED" if s["regressed"] and c is s["change_points"][-1]
+                                          else "not gating" if not s["gates"] else "ok")}))
     return [r for _, _, r in sorted(rows, key=lambda t: (t[0], t[1]))]
 
 
