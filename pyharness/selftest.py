@@ -230,12 +230,17 @@ def matrix_configs(subset=False):
 def run_matrix(seeds=10, seconds=5.0, cpus=None, subset=False, on_row=None):
     """Each configuration, each seed: [{config, scenario, seed, verdict,
     reduced, invariants, status, replay}].  on_row(row) after each run."""
+    from .run import run_mixed
     from .runner import run_stress
+    from .scenarios import SCENARIOS
     rows = []
     for label, scenario, extra in matrix_configs(subset):
         for seed in range(1, seeds + 1):
-            spec = resolve(scenario, RunOptions(cpus=cpus, seed=seed, duration=seconds).replace(**extra))
-            rep = run_stress(spec, progress=False)
+            opts = RunOptions(cpus=cpus, seed=seed, duration=seconds).replace(**extra)
+            if "segments" in SCENARIOS[scenario]:
+                rep = run_mixed(opts, scenario, progress=False)
+            else:
+                rep = run_stress(resolve(scenario, opts), progress=False)
             if rep["status"] == "interrupted":
                 raise SelftestInterrupted(rows)
             row = {"config": label, "scenario": scenario, "seed": seed, "verdict": rep["verdict"],

@@ -69,11 +69,15 @@ def merge_reports(parts, scenario, opts):
                 "totals": totals, "elapsed_s": sum(p["elapsed_s"] for p in parts),
                 "checks": {"evidence": evidence, "not_observable": gaps},
                 "health": {"segments": [p.get("health") for p in parts]},
+                # the first segment's coverage stays; what the box reduced, in any segment
+                "stress_reduced": [dict(r, name=f"segment {p['segment']} ({p['scenario']}): {r['name']}")
+                                   for p in parts for r in p.get("stress_reduced") or []],
                 "segments": [{k: p[k] for k in ("scenario", "verdict", "status", "exit_code", "totals",
                                                  "distributions", "config", "replay", "elapsed_s")}
                              for p in parts],
                 "replay": "pyharness run " + " ".join(
                     ["--scenario", scenario, "--seed", str(opts.seed)] +
+                    (["--protocol", opts.protocol] if opts.protocol != "rfc" else []) +
                     (["--duration", f"{opts.duration:g}"] if opts.duration is not None else []) +
                     (["--cpus", opts.cpus] if opts.cpus else []))})
     return rep
