@@ -10,20 +10,19 @@ def store_main(args):
     if args.store_command == "import":
         from .. import documents
         tags = parse_tags(args.tag)
-        # Every file is read and validated first; one that is not a result is
-        # one line and exit 2, and the others still go in.
-        docs, failed = [], []
+        # One file at a time (memory bounded by the largest, not the sum):
+        # one that is not a result is one line and exit 2, and the others
+        # still go in; the store is opened once the first file reads.
+        failed, store, added = [], None, 0
         for path in args.files:
             try:
-                docs.append((path, documents.load(path, ("bench", "run"))))
+                doc = documents.load(path, ("bench", "run"))
             except PyharnessError as exc:
                 sys.stderr.write(f"pyharness: error: {exc}\n")
                 failed.append(exc)
-        if not docs:
-            return max(e.exit_code for e in failed)
-        store = open_store(args.store)
-        added = 0
-        for path, doc in docs:
+                continue
+            if store is None:
+                store = open_store(args.store)
             try:
                 rid, new = store.add(doc, tags=tags, source=path)
             except PyharnessError as exc:      # one line per file; the others still go in
@@ -32,6 +31,8 @@ def store_main(args):
                 continue
             added += new
             print(f"{path}: result {rid}" + ("" if new else " (already stored)"))
+        if store is None:
+            return max(e.exit_code for e in failed)
         print(f"{added} of {len(args.files)} imported into {store.describe()}"
               + (f"; {len(failed)} failed" if failed else ""))
         return max((e.exit_code for e in failed), default=0)

@@ -11,7 +11,9 @@ the migrated schema and these tables agree).
     results   one per bench or run document, with its whole JSON kept
               (zlib), so nothing a later pyharness wants is lost
     tags      user tags of a result (--tag kernel=6.18-rc1)
-    figures   one row per figure of a result: its median, floor, ratio
+    figures   one row per figure of a result: its median, floor, ratio, and
+              the summary of its samples a history reads (count, p10/p90,
+              the medians of its ratios and floors)
     samples   each figure's per-run samples: value, floor, ratio
     litmus_verdicts  one per litmus test and placement of a litmus
               document: the test (name, hash), its observation, Positive,
@@ -88,6 +90,16 @@ figures = Table(
     Column("median", Float),
     Column("floor_median", Float),
     Column("ratio_median", Float),
+    # the per-result summary of its samples (history/summaries.py; schema 3):
+    # what a history reads instead of every sample
+    Column("n", Integer),
+    Column("raw_med", Float),
+    Column("raw_p10", Float),
+    Column("raw_p90", Float),
+    Column("ratio_med", Float),
+    Column("ratio_p10", Float),
+    Column("ratio_p90", Float),
+    Column("floor_med", Float),
     UniqueConstraint("result_id", "name", name="uq_figures_result_name"),
 )
 Index("ix_figures_name", figures.c.name)

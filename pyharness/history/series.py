@@ -77,7 +77,9 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
         raise UsageError("--threshold must not be negative")
     rows = store.results(machine=machine, tags=tags, kind=kind)
     rows = _order(rows, by)
-    figs = store.figure_samples([r["id"] for r in rows], figure)
+    # One summary row per result and figure (kept when the result was
+    # written); the samples only where a test needs them (fetch).
+    figs = store.figure_summaries(kind=kind, figure_glob=figure, result_ids={r["id"] for r in rows})
     by_machine = {}
     for r in rows:
         by_machine.setdefault(r["series_key"], []).append(r)
@@ -89,22 +91,21 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
             pts = []
             for r in mrows:
                 f = figs.get(r["id"], {}).get(name)
-                if not f or not f["samples"]:
+                if not f or not f.get("n"):
                     continue
-                raw = [s[0] for s in f["samples"]]
-                ratios = [s[2] for s in f["samples"] if s[2] is not None]
-                floors = [s[1] for s in f["samples"] if s[1] is not None]
-                pts.append({"result": r, "raw": raw, "ratios": ratios, "floors": floors,
-                            "kind": f["kind"], "unit": f["unit"]})
+                pts.append({"result": r, "sum": f, "kind": f["kind"], "unit": f["unit"]})
             if not pts:
                 continue
-            protocol = all(p["ratios"] for p in pts)
+            protocol = all(p["sum"].get("ratio_med") is not None for p in pts)
             normalized = protocol and (basis == "normalized" or (basis == "auto" and virtual))
             gates = protocol or basis == "raw" or not virtual
+            fetch = _fetcher(store, name, normalized)
             for p in pts:
-                p["judged"] = p["ratios"] if normalized else p["raw"]
-                p["confirm"] = p["raw"] if normalized else None
-                p["value"] = summary(p["judged"])["median"] if p["judged"] else None
+                f = p["sum"]
+                p["value"] = f["ratio_med"] if normalized else f["raw_med"]
+                p["raw_median"] = f["raw_med"]
+                p["normalized"] = normalized
+                p["fetch"] = fetch
             pts = [p for p in pts if p["value"] and p["value"] > 0]   # nothing to judge else
             if not pts:
                 continue
@@ -121,9 +122,26 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
             "series": series}
 
 
+def _fetcher(store, name, normalized):
+    """Loads the samples of some points of one figure's series, on demand."""
+    def fetch(points):
+        got = store.figure_samples([p["result"]["id"] for p in points], [name])
+        for p in points:
+            smp = got.get(p["result"]["id"], {}).get(name, {}).get("samples") or []
+            p["raw"] = [v for v, _, _ in smp]
+            p["ratios"] = [r for _, _, r in smp if r is not None]
+            p["floors"] = [fl for _, fl, _ in smp if fl is not None]
+            p["judged"] = p["ratios"] if normalized else p["raw"]
+            p["confirm"] = p["raw"] if normalized else None
+    return fetch
+
+
 def _young_judgement(pts, threshold, basis, virtual):
     """The newest point against the ones before it, pooled, as `compare`
     judges two results."""
+    from .changes import _ensure
+    _ensure(pts)
+
     def pooled(ps):
         return {"samples": [x for p in ps for x in p["raw"]],
                 "ratio_to_floor_samples": [x for p in ps for x in p["ratios"]],
@@ -134,18 +152,19 @@ def _young_judgement(pts, threshold, basis, virtual):
 def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold, young=None):
     points = []
     for p in pts:
-        r = p["result"]
-        js, rs = summary(p["judged"]), summary(p["raw"])
-        points.append({"result_id": r["id"], "started": _iso(r["started"]), "label": _label(r, by),
+        r, f = p["result"], p["sum"]
+        if "_iso" not in r:                    # once per result, not per figure
+            r["_iso"], r["_label"] = _iso(r["started"]), _label(r, by)
+        points.append({"result_id": r["id"], "started": r["_iso"], "label": r["_label"],
                        # the spread of the point's per-run samples (p10-p90), judged and raw
-                       "spread": [js.get("p10"), js.get("p90")],
-                       "raw_spread": [rs.get("p10"), rs.get("p90")],
+                       "spread": ([f["ratio_p10"], f["ratio_p90"]] if normalized
+                                  else [f["raw_p10"], f["raw_p90"]]),
+                       "raw_spread": [f["raw_p10"], f["raw_p90"]],
                        "commit": r.get("commit"), "dirty": r.get("dirty"), "tags": r["tags"],
                        "kernel": r.get("kernel"), "microcode": r.get("microcode"),
                        "inject_delay_ns": r.get("inject_delay_ns") or 0,
-                       "value": p["value"], "raw_median": summary(p["raw"])["median"],
-                       "floor_median": summary(p["floors"])["median"] if p["floors"] else None,
-                       "samples": len(p["judged"])})
+                       "value": p["value"], "raw_median": f["raw_med"],
+                       "floor_median": f["floor_med"], "samples": f["n"]})
     out_cps = []
     for c in cps:
         at = points[c["index"]]

@@ -27,6 +27,7 @@ from .. import documents
 from ..errors import StoreError, UsageError
 from ..report import as_dict, finite
 from . import models as m
+from .summaries import FIELDS as SUMMARY_FIELDS, summarise
 
 ENV_URL = "PYHARNESS_STORE"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -439,53 +440,73 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{what}: {self.describe()}: {_db_message(exc)}") from None
 
+    def add_many(self, docs, tags=None):
+        """Record many documents in one transaction (a generator's, an
+        import's batch): [(result id, new)].  Any failure adds none."""
+        import sqlalchemy as sa
+        out = []
+        try:
+            with self.engine.begin() as conn:
+                for doc in docs:
+                    digest = _digest(doc)
+                    blob = zlib.compress(json.dumps(doc).encode("utf-8", "surrogatepass"), 6)
+                    out.append(self._insert(conn, doc, {_str(k): _str(v) for k, v in
+                                                        (tags or {}).items()},
+                                            None, doc.get("schema"), digest, blob, figures_of(doc)))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{self.describe()}: {_db_message(exc)}") from None
+        return out
+
     def _add(self, doc, tags, source, schema, digest, blob, figs):
+        with self.engine.begin() as conn:
+            return self._insert(conn, doc, tags, source, schema, digest, blob, figs)
+
+    def _insert(self, conn, doc, tags, source, schema, digest, blob, figs):
         import sqlalchemy as sa
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         cfg = as_dict(doc.get("config"))
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(m.results.c.id).where(m.results.c.digest == digest)).first()
-            if row:
-                return row[0], False
-            mid = self._get_or_add(conn, m.machines, machine_identity(doc))
-            bid = self._get_or_add(conn, m.builds, build_identity(doc))
-            cpus = doc.get("cpus") or cfg.get("cpus") or []
-            inject = doc.get("inject_delay_ns") or cfg.get("inject_delay_ns") or 0
-            rid = conn.execute(m.results.insert().values(
-                digest=digest, kind=KINDS[schema], started=_started(doc) or now, recorded=now,
-                machine_id=mid, build_id=bid, quick=_bool(doc.get("quick")),
-                inject_delay_ns=int(inject) if isinstance(inject, int) and 0 <= inject < 2 ** 63
-                else None,
-                cpus=_str(",".join(str(c) for c in cpus) if isinstance(cpus, list) else cpus),
-                verdict=_str(doc.get("verdict"), 32), source=_str(source), schema=schema,
-                document=blob)).inserted_primary_key[0]
-            if tags:
-                conn.execute(m.tags.insert(), [{"result_id": rid, "key": k, "value": v}
-                                               for k, v in sorted(tags.items())])
-            seen = set()
-            for name, kind, unit, med, floor, ratio, smp in figs:
-                if name in seen:
-                    continue
-                seen.add(name)
-                fid = conn.execute(m.figures.insert().values(
-                    result_id=rid, name=name, kind=kind, unit=unit, median=med,
-                    floor_median=floor, ratio_median=ratio)).inserted_primary_key[0]
-                rows = [{"figure_id": fid, "seq": i, "value": v, "floor": f, "ratio": r}
-                        for i, (v, f, r) in enumerate(smp)]
-                if rows:
-                    conn.execute(m.samples.insert(), rows)
-            if schema == documents.KINDS["litmus"]:
-                vs = [v for v in doc.get("verdicts") or [] if isinstance(v, dict) and "observation" in v]
-                if vs:
-                    conn.execute(m.litmus_verdicts.insert(), [{
-                        "result_id": rid, "test": _str(v.get("test")) or "?", "hash": _str(v.get("hash"), 64),
-                        "placement": _str(v.get("placement"), 32),
-                        "cpus": _str(",".join(str(c) for c in v.get("cpus") or [])),
-                        "observation": _str(v.get("observation"), 16),
-                        "positive": _int_or_none(v.get("positive")), "negative": _int_or_none(v.get("negative")),
-                        "raced": _int_or_none(v.get("raced")), "trusted": _bool(v.get("trusted")),
-                        "trials_per_s": finite(v.get("trials_per_s")),
-                        "floor_trials_per_s": finite(v.get("floor_trials_per_s"))} for v in vs])
+        row = conn.execute(sa.select(m.results.c.id).where(m.results.c.digest == digest)).first()
+        if row:
+            return row[0], False
+        mid = self._get_or_add(conn, m.machines, machine_identity(doc))
+        bid = self._get_or_add(conn, m.builds, build_identity(doc))
+        cpus = doc.get("cpus") or cfg.get("cpus") or []
+        inject = doc.get("inject_delay_ns") or cfg.get("inject_delay_ns") or 0
+        rid = conn.execute(m.results.insert().values(
+            digest=digest, kind=KINDS[schema], started=_started(doc) or now, recorded=now,
+            machine_id=mid, build_id=bid, quick=_bool(doc.get("quick")),
+            inject_delay_ns=int(inject) if isinstance(inject, int) and 0 <= inject < 2 ** 63
+            else None,
+            cpus=_str(",".join(str(c) for c in cpus) if isinstance(cpus, list) else cpus),
+            verdict=_str(doc.get("verdict"), 32), source=_str(source), schema=schema,
+            document=blob)).inserted_primary_key[0]
+        if tags:
+            conn.execute(m.tags.insert(), [{"result_id": rid, "key": k, "value": v}
+                                           for k, v in sorted(tags.items())])
+        seen = set()
+        for name, kind, unit, med, floor, ratio, smp in figs:
+            if name in seen:
+                continue
+            seen.add(name)
+            fid = conn.execute(m.figures.insert().values(
+                result_id=rid, name=name, kind=kind, unit=unit, median=med,
+                floor_median=floor, ratio_median=ratio, **summarise(smp))).inserted_primary_key[0]
+            rows = [{"figure_id": fid, "seq": i, "value": v, "floor": f, "ratio": r}
+                    for i, (v, f, r) in enumerate(smp)]
+            if rows:
+                conn.execute(m.samples.insert(), rows)
+        if schema == documents.KINDS["litmus"]:
+            vs = [v for v in doc.get("verdicts") or [] if isinstance(v, dict) and "observation" in v]
+            if vs:
+                conn.execute(m.litmus_verdicts.insert(), [{
+                    "result_id": rid, "test": _str(v.get("test")) or "?", "hash": _str(v.get("hash"), 64),
+                    "placement": _str(v.get("placement"), 32),
+                    "cpus": _str(",".join(str(c) for c in v.get("cpus") or [])),
+                    "observation": _str(v.get("observation"), 16),
+                    "positive": _int_or_none(v.get("positive")), "negative": _int_or_none(v.get("negative")),
+                    "raced": _int_or_none(v.get("raced")), "trusted": _bool(v.get("trusted")),
+                    "trials_per_s": finite(v.get("trials_per_s")),
+                    "floor_trials_per_s": finite(v.get("floor_trials_per_s"))} for v in vs])
         return rid, True
 
     def litmus_verdicts(self):
@@ -570,6 +591,38 @@ class Store:
                     for fid, v, fl, ra in conn.execute(q):
                         rid, name = fmap[fid]
                         out[rid][name]["samples"].append((v, fl, ra))
+        return out
+
+    def figure_summaries(self, kind=None, figure_glob=None, result_ids=None):
+        """{result id: {figure name: {"kind", "unit", "median", "n", "raw_p10",
+        "raw_p90", "ratio_med", "ratio_p10", "ratio_p90", "floor_med"}}}: one
+        row per result and figure, no sample read (what a history needs)."""
+        import sqlalchemy as sa
+        if self.empty:
+            return {}
+        f, r = m.figures, m.results
+        cols = [f.c.result_id, f.c.name, f.c.kind, f.c.unit, f.c.median] + \
+            [getattr(f.c, c) for c in SUMMARY_FIELDS]
+        q = sa.select(*cols)
+        if kind:
+            q = q.select_from(f.join(r, f.c.result_id == r.c.id)).where(r.c.kind == kind)
+        if figure_glob and all(not any(ch in g for ch in "*?[") for g in figure_glob):
+            q = q.where(f.c.name.in_(list(figure_glob)))
+        keep = set(result_ids) if result_ids is not None else None
+        keys = ("kind", "unit", "median") + SUMMARY_FIELDS
+        out, names = {}, {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                rid, name = row[0], row[1]
+                if keep is not None and rid not in keep:
+                    continue
+                if figure_glob:
+                    ok = names.get(name)
+                    if ok is None:
+                        ok = names[name] = any(fnmatch.fnmatchcase(name, g) for g in figure_glob)
+                    if not ok:
+                        continue
+                out.setdefault(rid, {})[name] = dict(zip(keys, row[2:]))
         return out
 
     def document(self, result_id):

@@ -43,12 +43,49 @@ def y_range(lows, highs, values, log=False):
     return max(0.0, start) if lo >= 0 else start, end
 
 
-def segments(values, change_points):
-    """[(first index, last index, median)] of each segment between changes."""
-    bounds = [0] + [c["index"] for c in change_points] + [len(values)]
+def segments(values, change_points, xs=None, n=None):
+    """[(first x, last x, median)] of each segment between changes.  xs:
+    each value's position in the series (a drawn series skips points; n
+    its whole length); the medians are over the values drawn."""
+    xs = list(range(len(values))) if xs is None else xs
+    n = len(values) if n is None else n
+    bounds = [0] + [c["index"] for c in change_points] + [n]
     out = []
     for a, b in zip(bounds, bounds[1:]):
-        seg = [v for v in values[a:b] if v is not None]
+        seg = [v for v, x in zip(values, xs) if v is not None and a <= x < b]
         if seg:
             out.append((a, b - 1, summary(seg)["median"]))
+    return out
+
+
+# A chart draws at most this many points of a series, whatever its length:
+# the newest NEWEST_DRAWN, each change point and the point before it, the
+# first, and of the rest the highest and the lowest of each stretch, so
+# that a spike still shows.  The judged points are all judged; only the
+# drawing is thinned (the page stays within its budget at 10,000 results).
+DRAW_LIMIT = 200
+NEWEST_DRAWN = 60
+
+
+def drawn(series, limit=DRAW_LIMIT):
+    """A copy of the series whose points are the ones to draw, each with
+    "x", its index in the whole series; "n_points": the whole length."""
+    pts = series["points"]
+    n = len(pts)
+    out = dict(series, n_points=n)
+    if n <= limit:
+        out["points"] = [dict(p, x=i) for i, p in enumerate(pts)]
+        return out
+    keep = {0} | set(range(max(0, n - NEWEST_DRAWN), n))
+    for c in series.get("change_points") or []:
+        keep |= {c["index"], max(0, c["index"] - 1)}
+    rest = [i for i in range(n) if i not in keep]
+    buckets = max(1, (limit - len(keep)) // 2)
+    size = -(-len(rest) // buckets) if rest else 1
+    for k in range(0, len(rest), size):
+        chunk = [i for i in rest[k:k + size] if pts[i].get("value") is not None]
+        if chunk:
+            keep.add(max(chunk, key=lambda i: pts[i]["value"]))
+            keep.add(min(chunk, key=lambda i: pts[i]["value"]))
+    out["points"] = [dict(pts[i], x=i) for i in sorted(keep)]
     return out

@@ -32,8 +32,10 @@ import re
 from .. import __version__
 from ..report import as_dict, finite
 from . import interactive, plots
+from .chartdata import DRAW_LIMIT
 
 SIZE_BUDGET = 5 * 1024 * 1024      # the report of a store of benches and a few runs
+MAX_CHARTS = 16                    # history charts drawn at most (regressions first)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -75,6 +77,7 @@ class Page:
 
     def __init__(self, plt, bokeh):
         self.plt, self.bokeh = plt, bokeh
+        self.max_charts = MAX_CHARTS
         self.toc = []                  # (level, anchor, text)
         self.models = []               # (placeholder, bokeh model)
 
@@ -278,9 +281,24 @@ def history_section(page, hist, by="time"):
     parts.append(page.heading(3, "history-table", "Every figure's history"))
     parts.append(_table(["figure", "machine", "basis", "points", "latest", "change points",
                          "verdict"], rows, num=(3,)))
+    # Charts for the figures that changed (a change point, a regression, a
+    # newest point that moved) or that the user named (--figure); every
+    # other figure is its one row above, whatever the store holds.
+    asked = bool((hist.get("filters") or {}).get("figure"))
+    changed = [s for s in ordered if asked or s["regressed"] or s["change_points"] or id(s) in moved]
+    charted = changed[:page.max_charts]
     if page.plt:
         parts.append(page.heading(3, "history-charts", "History charts"))
-        for s in ordered:     # regressed first, then judged with change points, then the rest
+        if len(charted) < len(ordered):
+            parts.append(f'<p class="dim">Charts of {len(charted)} figure(s)'
+                         + (f" (the first {len(charted)} of the {len(changed)} that changed, "
+                            "regressions first: the page keeps to its size budget)"
+                            if len(charted) < len(changed) else " that changed")
+                         + f"; the other {len(ordered) - len(charted)} are a row each above (name "
+                         "one with <code>--figure</code> to draw it). A chart draws at most "
+                         f"{DRAW_LIMIT} points of a series (the newest, every change point, and "
+                         "each stretch's highest and lowest); every point is judged.</p>")
+        for s in charted:     # regressed first, then judged with change points, then the rest
             anchor = slug("h", s["figure"], s.get("series_key"))
             model = interactive.history_model(s, anchor, by) if page.bokeh else None
             parts.append(page.chart(plots.history_plot(page.plt, s, by), "history", anchor,
@@ -515,7 +533,19 @@ def build_report(docs, hist=None, plt=None, bokeh=None, by="time", fleet=None):
     if bokeh is None:
         bokeh = interactive.available()
     bokeh = bool(bokeh and plt)
+    # Within the size budget whatever the store holds: as many history
+    # charts as fit (regressions first), the rest a table row each.
+    text = None
+    for max_charts in (MAX_CHARTS, MAX_CHARTS // 2, MAX_CHARTS // 4, 0):
+        text = _build(docs, hist, plt, bokeh, by, fleet, max_charts)
+        if len(text.encode()) <= SIZE_BUDGET or hist is None:
+            break
+    return text
+
+
+def _build(docs, hist, plt, bokeh, by, fleet, max_charts):
     page = Page(plt, bokeh)
+    page.max_charts = max_charts
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [summary_section(page, hist, docs)]
     if fleet is not None:

@@ -57,16 +57,18 @@ def history_model(series, anchor, by="time", width=1050):
                               Whisker)
     from bokeh.plotting import figure
 
+    from .chartdata import drawn
+    series = drawn(series)
     pts = series["points"]
-    n = len(pts)
-    xs = list(range(n))
+    n = series["n_points"]
+    xs = [p["x"] for p in pts]
     div, unit = time_unit([p.get("raw_median") for p in pts])
     raw = [p.get("raw_median") / div if p.get("raw_median") else None for p in pts]
     raw_lo = [(p.get("raw_spread") or [None, None])[0] for p in pts]
     raw_hi = [(p.get("raw_spread") or [None, None])[1] for p in pts]
     raw_lo = [v / div if v else r for v, r in zip(raw_lo, raw)]
     raw_hi = [v / div if v else r for v, r in zip(raw_hi, raw)]
-    labels = [short_label(i, p, by) for i, p in enumerate(pts)]
+    labels = {p["x"]: short_label(p["x"], p, by) for p in pts}
     data = dict(
         x=xs, raw=raw, raw_lo=raw_lo, raw_hi=raw_hi, label=[p.get("label") or "" for p in pts],
         commit=[((p.get("commit") or "")[:12] + ("+dirty" if p.get("dirty") else "")) or "-"
@@ -105,7 +107,7 @@ def history_model(series, anchor, by="time", width=1050):
         p.add_layout(w)
         p.line("x", y, source=src, line_width=1, color="#1f77b4")
         dots = p.scatter("x", y, source=src, size=7, color="#1f77b4", name=f"{anchor}-{name}-points")
-        segs = segments(data[y], cps)
+        segs = segments(data[y], cps, xs, n)
         if segs:
             p.segment(x0=[a - 0.4 for a, _, _ in segs], x1=[b + 0.4 for _, b, _ in segs],
                       y0=[m for _, _, m in segs], y1=[m for _, _, m in segs],
@@ -122,7 +124,7 @@ def history_model(series, anchor, by="time", width=1050):
             ("raw time", "@rtext"), ("commit", "@commit"), ("tags", "@tags"),
             ("started", "@started")]
         p.add_tools(HoverTool(renderers=[dots], tooltips=tips))
-        step = max(1, -(-n // MAX_TICKS))
+        step = max(1, -(-len(xs) // MAX_TICKS))
         p.xaxis.ticker = FixedTicker(ticks=xs[::step])
         p.xaxis.major_label_overrides = {i: labels[i] for i in xs}
         p.xaxis.major_label_orientation = 0.35

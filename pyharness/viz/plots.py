@@ -201,6 +201,12 @@ def run_plots(plt, data, stem=""):
     return made
 
 
+# A history chart of more points than this draws its data rasterized (an
+# image inside the SVG; axes and text stay text): 400 points of error bars
+# were 375 KB of SVG each.
+RASTER_ABOVE = 80
+
+
 def history_plot(plt, series, by="time"):
     """One figure's series, as the interactive chart draws it (viz/interactive.py):
     on the normalized basis the cost relative to the floor above the raw
@@ -208,10 +214,11 @@ def history_plot(plt, series, by="time"):
     segment's median over that segment, a dashed line at each change point
     (red slower, green faster), a y-range at least 20% of the median wide,
     one unit per panel, the legend below the axes."""
-    from .chartdata import MAX_TICKS, segments, short_label, time_unit, y_range
+    from .chartdata import MAX_TICKS, drawn, segments, short_label, time_unit, y_range
+    series = drawn(series)
     pts = series["points"]
-    n = len(pts)
-    xs = list(range(n))
+    n = series["n_points"]
+    xs = [p["x"] for p in pts]
     div, unit = time_unit([p.get("raw_median") for p in pts])
     raw = [(p.get("raw_median") or 0) / div for p in pts]
     rsp = [p.get("raw_spread") or [None, None] for p in pts]
@@ -230,8 +237,11 @@ def history_plot(plt, series, by="time"):
         h = ax.errorbar(xs, ys, yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]],
                         marker="o", markersize=3, linewidth=0.8, color="C0", ecolor="C0",
                         elinewidth=0.8, capsize=2)
+        if len(xs) > RASTER_ABOVE:      # many points: the data as an image, the text as text
+            for art in [h.lines[0], *h.lines[1], *h.lines[2]]:
+                art.set_rasterized(True)
         handles["median of the runs, p10-p90"] = h
-        for a, b, med in segments(ys, cps):
+        for a, b, med in segments(ys, cps, xs, n):
             handles["segment median"] = ax.hlines(med, a - 0.4, b + 0.4, colors="C1", linewidth=2.5)
         for c in cps:
             color = "C3" if c["direction"] == "slower" else "C2"
@@ -244,9 +254,9 @@ def history_plot(plt, series, by="time"):
         ax.set_ylabel(_t(yunit))
         ax.set_title(_t(f"{series['figure']} on {series['machine']['hostname']}: {what} ({yunit})"),
                      fontsize=9)
-    step = max(1, -(-n // MAX_TICKS))
+    step = max(1, -(-len(xs) // MAX_TICKS))
     axes[-1, 0].set_xticks(xs[::step])
-    axes[-1, 0].set_xticklabels([_t(short_label(i, p, by)) for i, p in enumerate(pts)][::step],
+    axes[-1, 0].set_xticklabels([_t(short_label(p["x"], p, by)) for p in pts][::step],
                                 rotation=20, ha="right", fontsize=6)
     axes[-1, 0].set_xlim(-0.6, n - 0.4)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
