@@ -529,3 +529,54 @@ def test_a_two_result_history_judges_as_compare_does(real):
         hist = build_history(st)
     reg = {s["figure"] for s in hist["series"] if s["regressed"]}
     assert reg == set(summ["regressed"]) and reg
+
+
+@BOTH
+def test_schema_3_summarises_the_results_a_store_already_held(store_url, real):
+    """A store written before schema 3 (figures without summaries) is
+    upgraded with each figure's summary computed from its samples, the
+    same as one written now; history reads the summaries."""
+    import sqlalchemy as sa
+    from alembic import command
+    from pyharness.history.store import _alembic_config
+    with open_store(store_url, announce=False) as st:
+        for d in real["results"][:3]:
+            st.add(d)
+        want = st.figure_summaries(kind="bench")
+        with st.engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), "0002")
+        with st.engine.connect() as conn:
+            cols = {c["name"] for c in sa.inspect(conn).get_columns("figures")}
+        assert "ratio_med" not in cols
+    with open_store(store_url, announce=False) as st:       # opening upgrades it
+        got = st.figure_summaries(kind="bench")
+        assert st.revision() == head_revision()
+        assert got.keys() == want.keys()
+        for rid in want:
+            for name, f in want[rid].items():
+                for k, v in f.items():
+                    assert got[rid][name][k] == (pytest.approx(v) if isinstance(v, float) else v), \
+                        (name, k)
+        assert build_history(st)["results"] == 3
+
+
+def test_the_generator_knows_where_its_steps_are(tmp_path):
+    """scripts/gen_history.py: realistic results with steps at known
+    positions, and the history finds the step there."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    db, truth = str(tmp_path / "g.db"), str(tmp_path / "t.json")
+    subprocess.run([sys.executable, os.path.join(root, "scripts", "gen_history.py"), "--results", "120",
+                    "--store", db, "--truth", truth, "--step", "60:1.2"], check=True,
+                   stdout=subprocess.DEVNULL)
+    t = json.load(open(truth))
+    assert t["steps"][0]["index"] == 60 and t["results"] == 120
+    with open_store(db, announce=False) as st:
+        hist = build_history(st)
+    assert hist["results"] == 120
+    for s in hist["series"]:
+        if s["figure"] in t["steps"][0]["figures"]:
+            assert [c["index"] for c in s["change_points"]] == [60], (s["figure"], s["change_points"])
+        else:
+            assert s["change_points"] == []
