@@ -109,8 +109,8 @@ def judge_figure(fo, fn, fail_above=0.10, basis="auto", virtual=False):
         why = ("the protocol, relative to its floor" if
                _verdict(norm_ratio, norm_p, fail_above) == "slower"
                else "the primitives (machine, kernel, hypervisor): not relative to the floor")
-    return {"old_median": summary(fo["samples"]).get("median"),
-            "new_median": summary(fn["samples"]).get("median"),
+    return {"old_median": (fo.get("summary") or summary(fo["samples"])).get("median"),
+            "new_median": (fn.get("summary") or summary(fn["samples"])).get("median"),
             "raw_ratio": raw_ratio, "raw_p": raw_p,
             "normalized_ratio": norm_ratio, "normalized_p": norm_p if protocol else None,
             "basis": use, "ratio": ratio, "p": p, "gates": gates,

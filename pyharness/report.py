@@ -112,7 +112,9 @@ def summary_text(rep):
                         "interrupted before its end: it did not pass")
     reduced = rep.get("stress_reduced") or []
     if reduced:
-        lines[0] += ", stress reduced by the box"
+        bys = {r.get("by", "box") for r in reduced}
+        lines[0] += ", stress reduced by " + " and ".join(
+            w for b, w in (("box", "the box"), ("stress", "competing stress")) if b in bys)
         # one line per leading cause: the conditions it reduced, and what to change
         by = {}
         for r in reduced:
@@ -120,7 +122,8 @@ def summary_text(rep):
             by.setdefault((top["cause"], top["what"], r["advice"]), []).append(r)
         for at, ((_, what, advice), rs) in enumerate(by.items(), 1):
             got = ", ".join(f"{r['name']} {r['delivered']} of {r['configured']:.0f}" for r in rs)
-            lines.insert(at, f"  stress reduced by the box (no defect found; not the stress asked for): "
+            by = "competing stress" if rs[0].get("by") == "stress" else "the box"
+            lines.insert(at, f"  stress reduced by {by} (no defect found; not the stress asked for): "
                              f"{got} delivered: {what}; for the full stress, {advice or 'a larger box'}")
     d = rep.get("distributions", {}).get("site_ns", {})
     if d.get("count"):
@@ -154,13 +157,15 @@ def summary_text(rep):
 
         def three(d, c, f):
             return f"{d:.0f}/{c:.0f}/{f:.0f}"
+        def dcf(v):     # a report from before the accounting has counted/expected only
+            return (v.get("delivered", v["counted"]), v.get("could", v["expected"]),
+                    v.get("configured", v["expected"]))
         if nmis:
-            parts.append("NMIs " + three(sum(v["delivered"] for v in nmis), sum(v["could"] for v in nmis),
-                                         sum(v["configured"] for v in nmis))
+            parts.append("NMIs " + three(*(sum(dcf(v)[i] for v in nmis) for i in range(3)))
                          + f" over {len(nmis)} threads")
         for k, v in cov.items():
             if not k.startswith("nmis/"):
-                parts.append(f"{k} {three(v['delivered'], v['could'], v['configured'])}")
+                parts.append(f"{k} {three(*dcf(v))}")
         lines.append("  stress coverage (delivered/could deliver/configured): " + ", ".join(parts)
                      + (f" -- {len(short)} short of what the box could deliver" if short else ""))
     h = rep.get("health") or {}

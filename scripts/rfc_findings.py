@@ -32,8 +32,6 @@ CONDITIONS = [
     # on the unlock helps the round finish and runs the new unlock -- any
     # native-breakpoint protocol, ours too (why the RFC's selftest uses NMI
     # mode).  Its fixed-protocol column is expected to fail (pair-matched).
-    ("paired sites without NMI mode (expected: pair-matched, both)",
-     ["--stress", "paired", "--nmi-level", "3", "--batch", "2"]),
     ("20 sessions per run", ["--sessions", "20"]),
     ("all together (rfc-selftest)", ["--scenario", "rfc-selftest"]),
 ]

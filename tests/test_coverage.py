@@ -101,6 +101,8 @@ def test_a_halved_condition_fails_and_a_box_that_took_it_does_not(two_cpus):
                        aim_landed=lambda c: [n // 5 for n in c["aim_landed"]],
                        aim_taken=lambda c: [c["aim_taken"][st] + c["aim_landed"][3 + st]
                                             - c["aim_landed"][3 + st] // 5 for st in range(3)],
+                       aim_taken_timer=lambda c: [c["aim_taken_timer"][st] + c["aim_landed"][3 + st]
+                                                  - c["aim_landed"][3 + st] // 5 for st in range(3)],
                        nmi_timer=lambda c: c["nmi_timer"] // 5,
                        nmi_overrun=lambda c: c["nmi_overrun"] + c["nmi_timer"] - c["nmi_timer"] // 5)
         cov = checker.stress_coverage(took, cfg, 500)

@@ -84,7 +84,8 @@ def test_paired_sites_one_per_round_are_switched_within_one_session(two_cpus):
     (["--mutant", "rfc-bitmap"], "--protocol rfc-as-posted"),
     (["--protocol", "rfc-as-posted", "--scenario", "upstream-emulated"], "stop_machine"),
     (["--protocol", "nope"], "argument --protocol: invalid choice"),
-    (["--stress", "paired", "--sites", "7"], "even"),
+    (["--stress", "paired", "--nmi-mode", "--sites", "7"], "even"),
+    (["--stress", "paired"], "--nmi-mode"),
     (["--nmi-level", "4"], "--nmi-level"),
 ])
 def test_bad_rfc_options_are_one_line_and_exit_2(run_cli, args, needle):

@@ -324,13 +324,6 @@ struct ph_counters {
     uint64_t bp_syncs_checked; /* breakpoint handlers that wrote, held to a sync after */
     uint64_t nmi_timer;        /* NMIs the kernel delivered from this thread's timer (SI_TIMER) */
     uint64_t exec_in_window;   /* an executor's runs of a site while a round patched it */
-    /* Aimed NMIs that landed in the window they aimed at, as the observer
-     * saw the run at the NMI's entry: the primary's, between a step's
-     * writes (as its POKE events showed them) and the next publication
-     * (per step: INT3, tail, first byte); a secondary's, between its
-     * reading a state and its serializing and acking it (SYNC_0..2). */
-    uint64_t nmi_in_step[3];
-    uint64_t nmi_in_state[3];
     uint64_t obs_acked;        /* observer: the last round this thread's ACK event carried */
     uint64_t sessions_seen;    /* observer: sessions in which this thread read a state ... */
     uint64_t sessions_done;    /* ... and in which it read their DONE */
@@ -375,13 +368,18 @@ struct ph_counters {
     uint64_t nb_round;         /* stress: the last state it counted a chance for */
     uint64_t nb_to;            /* as a receiver: neighbour NMIs queued to it (senders add) */
     uint64_t obs_acked_handler; /* observer: the last round a handler (NMI, breakpoint) acked */
+    uint64_t nb_busy;          /* stress: this thread is between its latch's test and set (its
+                                  own handlers leave the neighbour alone meanwhile) */
     uint64_t nb_held;          /* stress, as a sender: not sent, the neighbour inside a handler
                                   that holds NMIs off by design (a breakpoint, a NMI-mode session) */
     uint64_t exec_in_round;    /* observer: an executor's runs of any site while a round was
                                   below SYNC_DONE (half of them aim at a site under patch) */
     uint64_t aim_taken_nb[3];  /* observer: ... of aim_taken, by a neighbour's NMI */
+    uint64_t aim_taken_timer[3]; /* observer: ... by a timer NMI (the rest: other NMIs, traps) */
     uint64_t nmi_from;         /* observer: who sent the NMI being handled (PH_FROM_*) */
-    uint64_t pad2[5];          /* to a multiple of 64 bytes (asserted) */
+    uint64_t pexec_done;       /* stress: the primary's post-SYNC_0 run found its site already
+                                  finished (its own breakpoint path did it earlier this round) */
+    uint64_t pad2[6];          /* to a multiple of 64 bytes (asserted) */
 };
 
 /* Header of the shared region (a memfd both the worker and the parent map). */

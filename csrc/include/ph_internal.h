@@ -235,9 +235,11 @@ enum { STEP_NONE, STEP_INT3, STEP_TAIL, STEP_FIRST };
  *   executor_ack-- an executor's ack of the state it sees (ack style only);
  *   stuck       -- the threads whose ack is missing, for a hang's report.
  */
-/* Call a step: the protocol's own one directly (a correct run takes no
- * indirect call on its hot path), a seeded bug's replacement through the
- * pointer. */
+/* Call a step: the protocol's own one directly where the caller names it
+ * (a protocol's loops), a seeded bug's replacement through the pointer.
+ * The one poke_sync skeleton (core/driver.c) reaches a protocol's steps
+ * through its table: one indirect call per published state, beside the
+ * microseconds that state's acks take. */
 #define PH_STEP(e, step, own, ...) \
     ((e)->steps.step == (own) ? (own)(__VA_ARGS__) : (e)->steps.step(__VA_ARGS__))
 

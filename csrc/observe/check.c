@@ -483,6 +483,8 @@ void ph_obs_ack(struct ph_engine *e, struct ph_ev *x)
         ph_count(&c->aim_taken[st], 1);
         if (c->in_nmi && c->nmi_from == PH_FROM_NEIGHBOUR)
             ph_count(&c->aim_taken_nb[st], 1);
+        else if (c->in_nmi && c->nmi_from == PH_FROM_TIMER)
+            ph_count(&c->aim_taken_timer[st], 1);
     }
     if (in_sync_loop && st == PH_SYNC_DONE) {
         ph_count(&c->acks_done_in_sync_loop, 1);
@@ -1010,19 +1012,6 @@ void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
 {
     struct ph_counters *c = x->c;
     ph_count(&c->nmi_entered, 1);
-    /* Where it landed, as the observer sees the run (stress coverage of
-     * the aims): in thread context, the primary between a step's writes
-     * and their publication; a secondary between reading a state and
-     * serializing (so acking) it.  Whoever sent it. */
-    if (!c->in_bp && !c->in_nmi && e->orc.active) {
-        int step = e->orc.step_pending;
-        if (ph_self.idx == e->cfg.primary && step >= STEP_INT3 && step <= STEP_FIRST)
-            ph_count(&c->nmi_in_step[step - STEP_INT3], 1);
-        uint64_t seen = c->ev_seen[PH_CTX_THREAD];
-        if (c->role == PH_ROLE_SECONDARY && PH_ROUND_STATE(seen) < PH_SYNC_DONE &&
-            ph_load_relaxed(&c->sync_tried) < seen && ph_load_relaxed(&c->obs_acked) < seen)
-            ph_count(&c->nmi_in_state[PH_ROUND_STATE(seen)], 1);
-    }
     /* who sent it (the handler's acks are charged to it); NMIs never nest
      * (the signal is blocked while its handler runs) */
     c->nmi_from = !x->si ? PH_FROM_SELF : x->si->si_code == SI_TIMER ? PH_FROM_TIMER
@@ -1037,9 +1026,13 @@ void ph_obs_nmi_enter(struct ph_engine *e, struct ph_ev *x)
     }
     if (x->si && x->si->si_code == SI_QUEUE && ((uint32_t)x->si->si_value.sival_int & PH_AIM_TAG))
         aim_arrived(e, c, (uint32_t)x->si->si_value.sival_int);
+    /* another thread's, as the kernel delivered it.  A release store (this
+     * thread's handlers are its only writers, one at a time: NMIs never
+     * nest): it pairs with the sender's acquire load in
+     * ph_st_neighbour_nmi(), which so sees the latch's clear before it. */
     if (x->si && x->si->si_code == SI_QUEUE && x->si->si_value.sival_int > 0 &&
         x->si->si_value.sival_int - 1 != ph_self.idx)
-        ph_count(&c->nmi_neighbour, 1);     /* another thread's, as the kernel delivered it */
+        ph_store_release(&c->nmi_neighbour, ph_load_relaxed(&c->nmi_neighbour) + 1);
     if ((c->in_bp && !e->cfg.nmi_mode) || c->in_nmi)
         ph_violation(e, PH_R_NMI_NESTED, ph_self.idx, -1, ph_current_ctx(),
                      ph_load_relaxed(&e->sh->round), (uint64_t)c->in_bp, (uint64_t)c->in_nmi, 0);

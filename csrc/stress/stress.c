@@ -41,17 +41,25 @@ static int is_role(const struct ph_ev *x, int role)
  * (csrc/observe/check.c).  The count of NMIs already taken goes first:
  * one that enters before the aimed one competed with it.  Plain stores:
  * the signal is delivered to this thread, after the syscall returns. */
-static void aim_nmi(struct ph_engine *e, struct ph_counters *c, int slot, uint64_t seq)
+/* Queue the NMI signal to thread tid with value in si_value (the kernel
+ * delivers it to the receiver's entry): 0, or -1 with errno. */
+static int queue_nmi(struct ph_engine *e, pid_t tid, int value)
 {
-    ph_store_relaxed(&c->aim_nmis, ph_load_relaxed(&c->nmi_entered));   /* first: see above */
     siginfo_t si;
     memset(&si, 0, sizeof(si));
     si.si_signo = e->nmi_signal;
     si.si_code = SI_QUEUE;
     si.si_pid = getpid();
     si.si_uid = getuid();
-    si.si_value.sival_int = (int)(PH_AIM_TAG | (uint32_t)slot << 24 | (uint32_t)(seq & PH_AIM_SEQ_MASK));
-    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)ph_load_relaxed(&c->tid), e->nmi_signal, &si) == 0)
+    si.si_value.sival_int = value;
+    return (int)syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, e->nmi_signal, &si);
+}
+
+static void aim_nmi(struct ph_engine *e, struct ph_counters *c, int slot, uint64_t seq)
+{
+    ph_store_relaxed(&c->aim_nmis, ph_load_relaxed(&c->nmi_entered));   /* first: see above */
+    int tag = (int)(PH_AIM_TAG | (uint32_t)slot << 24 | (uint32_t)(seq & PH_AIM_SEQ_MASK));
+    if (queue_nmi(e, (pid_t)ph_load_relaxed(&c->tid), tag) == 0)
         ph_count(&c->aim_sent[slot], 1);
     else
         ph_count(&c->aim_refused[slot], 1);   /* EAGAIN: the signal queue is full */
@@ -153,8 +161,15 @@ void ph_st_primary_exec(struct ph_engine *e, struct ph_ev *x)
         return;
     if (e->cfg.force_nmi & 1)
         ph_nmi_self(e);
-    if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC)
+    if (e->cfg.stress & PH_STRESS_PRIMARY_EXEC) {
+        /* A site the primary's own breakpoint path already finished this
+         * round (native: it writes the whole instruction) has no INT3 left
+         * to take: counted, so that its breakpoint is not asked for.  The
+         * byte as the text holds it (only this thread writes it). */
+        if (*(volatile const uint8_t *)(uintptr_t)e->sites[x->site].addr != 0xCC)
+            ph_count(&x->c->pexec_done, 1);
         ph_site_run(e, x->site, ph_current_ctx(), NULL);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -203,14 +218,12 @@ void ph_st_nmi_latch(struct ph_engine *e, struct ph_ev *x)
  * neighbour still had one pending (the box held it: a handler, off CPU),
  * not sent although everything queued to it had arrived (a latch that
  * never reopened: the harness's fault), or refused by the kernel.  This
- * sender is the neighbour's only one (a ring), so its queued count is
- * read before the latch is taken: a latch seen set with nothing in
- * flight is stale, never an arrival between the two. */
-void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
+ * thread is the neighbour's only sender (a ring; its own handlers wait,
+ * below), so what had arrived is read before the latch is taken: a latch
+ * seen set with nothing in flight is stale, never an arrival between the
+ * two. */
+static void neighbour_nmi(struct ph_engine *e, struct ph_ev *x, struct ph_counters *c)
 {
-    if (!(e->cfg.stress & PH_STRESS_NEIGHBOUR_NMI) || !is_role(x, PH_ROLE_SECONDARY))
-        return;
-    struct ph_counters *c = x->c;
     int n = (ph_self.idx + 1) % e->cfg.nthreads;
     pid_t tid = (pid_t)ph_load_relaxed(&e->thr[n].tid);
     int chance = x->r > c->nb_round;
@@ -222,8 +235,8 @@ void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
         return;
     /* What had arrived, read before the latch: the receiver's NMI_ENTER
      * clears the latch before it counts the arrival (subscribers.def), so
-     * an arrival counted here means a clear the exchange below will see;
-     * acquire pairs with that count's store after the latch's release. */
+     * an arrival counted here means a clear the exchange below will see.
+     * Acquire: pairs with the release store of that count (ph_obs_nmi_enter). */
     uint64_t got = ph_load_acquire(&e->thr[n].nmi_neighbour);
     /* relaxed: a count, read only against `got` by this thread */
     uint64_t to = __atomic_fetch_add(&e->thr[n].nb_to, 1, __ATOMIC_RELAXED);
@@ -248,14 +261,7 @@ void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
     {
         /* Queued with the sender in si_value (the kernel delivers it), so
          * that the receiver's entry can count a neighbour's NMI as such. */
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        si.si_signo = e->nmi_signal;
-        si.si_code = SI_QUEUE;
-        si.si_pid = getpid();
-        si.si_uid = getuid();
-        si.si_value.sival_int = ph_self.idx + 1;
-        if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, e->nmi_signal, &si) < 0) {
+        if (queue_nmi(e, tid, ph_self.idx + 1) < 0) {
             __atomic_fetch_sub(&e->thr[n].nb_to, 1, __ATOMIC_RELAXED);
             ph_store_release(&e->thr[n].nmi_latch, 0);   /* not sent: not pending */
             if (chance)
@@ -264,6 +270,25 @@ void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
             ph_count(&c->nb_sent, 1);
         }
     }
+}
+
+void ph_st_neighbour_nmi(struct ph_engine *e, struct ph_ev *x)
+{
+    if (!(e->cfg.stress & PH_STRESS_NEIGHBOUR_NMI) || !is_role(x, PH_ROLE_SECONDARY))
+        return;
+    struct ph_counters *c = x->c;
+    /* This thread's own handlers (its NMI's or breakpoint's SEEN) re-enter
+     * here.  While the thread is between reading its counts and taking the
+     * latch they leave the neighbour alone, so that neither counts a chance
+     * twice nor takes the other's latch for a stale one.  Signal fences:
+     * the handler runs on this thread, between its instructions. */
+    if (ph_load_relaxed(&c->nb_busy))
+        return;
+    ph_store_relaxed(&c->nb_busy, 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* pairs: the fence before the clear below */
+    neighbour_nmi(e, x, c);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* pairs: the fence after the set above */
+    ph_store_relaxed(&c->nb_busy, 0);
 }
 
 /* SYNC_BEGIN: a secondary runs the site under patch from its own sync

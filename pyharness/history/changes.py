@@ -228,7 +228,13 @@ def _candidates_long(values):
         out.add(_best_split(logs, lo, hi, max(0, lo - b), min(cut, hi + b)))
     out.add(cut)                       # the seam: tested like any candidate, merged if nothing
     out.update(cut + k for k in _exact(values[cut:]))
-    return sorted(i for i in out if MIN_SIZE <= i <= n - 1)
+    # Segments at least MIN_SIZE long, as PELT's own: of two candidates too
+    # close, the later one (the tail's exact search, or the seam) stays.
+    kept = []
+    for i in sorted(out, reverse=True):
+        if MIN_SIZE <= i <= n - MIN_SIZE and (not kept or kept[-1] - i >= MIN_SIZE):
+            kept.append(i)
+    return kept[::-1]
 
 
 def _best_split(logs, lo, hi, a, z):

@@ -125,7 +125,7 @@ def build_history(store, figure=None, machine=None, tags=None, by="time", thresh
 def _fetcher(store, name, normalized):
     """Loads the samples of some points of one figure's series, on demand."""
     def fetch(points):
-        got = store.figure_samples([p["result"]["id"] for p in points], [name])
+        got = store.figure_samples([p["result"]["id"] for p in points], names=[name])
         for p in points:
             smp = got.get(p["result"]["id"], {}).get(name, {}).get("samples") or []
             p["raw"] = [v for v, _, _ in smp]

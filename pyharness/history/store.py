@@ -563,16 +563,20 @@ class Store:
             rows = [r for r in rows if r["tags"].get(k) == v]
         return rows
 
-    def figure_samples(self, result_ids, figure_glob=None):
+    def figure_samples(self, result_ids, figure_glob=None, names=None):
         """{result id: {figure name: {"kind", "unit", "median", "floor", "ratio",
-        "samples": [(value, floor, ratio)]}}}."""
+        "samples": [(value, floor, ratio)]}}}; names: exact figure names
+        (no pattern), instead of globs."""
         import sqlalchemy as sa
         out = {}
         ids = list(result_ids)
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
-                figs = conn.execute(sa.select(m.figures).where(m.figures.c.result_id.in_(chunk)))
+                q = sa.select(m.figures).where(m.figures.c.result_id.in_(chunk))
+                if names is not None:
+                    q = q.where(m.figures.c.name.in_(list(names)))
+                figs = conn.execute(q)
                 fmap = {}
                 for f in figs:
                     if figure_glob and not any(fnmatch.fnmatchcase(f.name, g)

@@ -129,9 +129,20 @@ def resolve(scenario, opts=None, argv_prefix=("pyharness", "run"), duration=None
     if sessions is None:
         sps = sc.get("sessions_per_s")
         sessions = 1 if not sps else (max(1, int(round(duration * sps))) if duration else 4)
+    batch = o.batch or c["batch"]
+    if "paired" in stress and not nmi_mode:
+        # The protocol promises a lock and its unlock switched together only
+        # where the patching runs inside the NMI (NMI mode); outside it a NMI
+        # between their writes sees them apart, and pair-matched would fail a
+        # correct protocol.  `all` means every condition that applies.
+        if (o.stress or "").strip() == "all":
+            stress = tuple(x for x in stress if x != "paired")
+        else:
+            raise UsageError("--stress paired needs --nmi-mode: outside it no protocol promises a "
+                             "NMI sees a lock and its unlock switched together")
     cfg = Config(cpus=thread_cpus, primary=primary, sites=sites, kinds=kinds, poke=o.poke,
                  sync=o.sync, bp=o.bp or c["bp"], secondary_sync=secsync, executors=executors,
-                 batch=o.batch or c["batch"], mutant=o.mutant, seed=o.seed,
+                 batch=batch, mutant=o.mutant, seed=o.seed,
                  deadline=o.deadline, trace_len=o.trace, inject_delay_ns=o.inject_delay_ns,
                  aim=aim_bits(aim), protocol=o.protocol or "rfc",
                  nmi_mode=bool(nmi_mode), stress=stress, nmi_level=nmi_level, sessions=sessions)
