@@ -50,6 +50,7 @@ with a --inject-delay-ns 2000 run appended: 14 of the 15 judged figures
 flagged at that run.
 """
 import math
+import statistics
 
 from ..stats import mann_whitney_u, summary
 
@@ -115,13 +116,27 @@ def _between(points, a0, a1, b0, b1, key, sigma):
     """The change between two segments judged on the results themselves:
     the difference of the medians of the log point values, against the
     noise between results (sigma).  Returns (ratio, p)."""
-    la = [math.log(p) for p in _values(points[a0:a1], key)]
-    lb = [math.log(p) for p in _values(points[b0:b1], key)]
+    la, lb = _logs(points[a0:a1], key), _logs(points[b0:b1], key)
     if not la or not lb:
         return None, 1.0
-    d = summary(lb)["median"] - summary(la)["median"]
+    d = statistics.median(lb) - statistics.median(la)
     se = MEDIAN_EFF * sigma * math.sqrt(1.0 / len(la) + 1.0 / len(lb))
     return math.exp(d), math.erfc(abs(d) / se / math.sqrt(2))
+
+
+def _logs(points, key):
+    """The log of each point's median (judged or raw), computed once per
+    point: a long history is tested many times over."""
+    ck = "_log_" + key
+    out = []
+    for p in points:
+        lv = p.get(ck, False)
+        if lv is False:
+            v = _point_median(p, key)
+            lv = p[ck] = math.log(v) if v and v > 0 else None
+        if lv is not None:
+            out.append(lv)
+    return out
 
 
 def _values(points, key):
@@ -184,7 +199,12 @@ def noise_sigma(values, cuts=()):
     as noise, and they are many; one odd result makes two large
     differences, which the trim drops, so a spike does not blind the test
     for the rest of the history.  None with fewer than two differences."""
-    x = [math.log(v) if v and v > 0 else None for v in values]
+    return _noise([math.log(v) if v and v > 0 else None for v in values], cuts)
+
+
+def _noise(x, cuts=()):
+    """noise_sigma() of log values (None: no value)."""
+    cuts = set(cuts)
     d = sorted(abs(x[i] - x[i - 1]) for i in range(1, len(x))
                if i not in cuts and x[i] is not None and x[i - 1] is not None)
     if len(d) < 2:
@@ -268,8 +288,34 @@ def _exact(values):
     return [int(b) for b in algo.predict(pen=PENALTY * sigma * sigma * math.log(n)) if b < n]
 
 
-def _sigmas(points, cuts):
-    return {"judged": noise_sigma([p["value"] for p in points], cuts)}
+def _diffs(points):
+    """The successive differences of the points' log values (NaN where a
+    value is missing), as an array: computed once per search."""
+    import numpy as np
+    x = []
+    for p in points:
+        lv = p.get("_log_judged", False)
+        if lv is False:
+            v = p.get("value")
+            lv = p["_log_judged"] = math.log(v) if v and v > 0 else None
+        x.append(np.nan if lv is None else lv)
+    return np.abs(np.diff(np.asarray(x, dtype=float)))
+
+
+def _sigmas(points, cuts, diffs=None):
+    """noise_sigma() of the points' values, from their differences (diffs,
+    index i-1 for the step into point i) less those across the cuts."""
+    import numpy as np
+    d = _diffs(points) if diffs is None else diffs
+    keep = ~np.isnan(d)
+    for c in cuts:
+        if 1 <= c <= len(d):
+            keep[c - 1] = False
+    d = np.sort(d[keep])
+    if len(d) < 2:
+        return {"judged": None}
+    d = d[:len(d) - int(len(d) * TRIM)]
+    return {"judged": max(MIN_SIGMA, math.sqrt(float(np.mean(d * d)) / 2))}
 
 
 def _segment(points, threshold, alpha):
@@ -277,9 +323,10 @@ def _segment(points, threshold, alpha):
     [(index, test)]."""
     n = len(points)
     cps = candidates([p["value"] for p in points])
+    diffs = _diffs(points)
     while True:
         bounds = [0] + cps + [n]
-        sigma = _sigmas(points, cps)
+        sigma = _sigmas(points, cps, diffs)
         tests = [_test(points, bounds[i - 1], bounds[i], bounds[i], bounds[i + 1],
                        threshold, alpha, sigma) for i in range(1, len(bounds) - 1)]
         weak = [(t["p"], i) for i, t in enumerate(tests) if not t["significant"]]

@@ -616,7 +616,8 @@ class Store:
         keys = ("kind", "unit", "median") + SUMMARY_FIELDS
         out, names = {}, {}
         with self.engine.connect() as conn:
-            for row in conn.execute(q):
+            rows = conn.execute(q).fetchall()      # one fetch, not one per row
+            for row in rows:
                 rid, name = row[0], row[1]
                 if keep is not None and rid not in keep:
                     continue
