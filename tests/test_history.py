@@ -529,6 +529,13 @@ def test_a_two_result_history_judges_as_compare_does(real):
         hist = build_history(st)
     reg = {s["figure"] for s in hist["series"] if s["regressed"]}
     assert reg == set(summ["regressed"]) and reg
+    # every output form of the check names them, with compare's judgement
+    from pyharness.history.formats import history_json, history_md, history_text
+    doc = json.loads(history_json(hist, check=True, code=check_code(hist)))
+    assert {r["figure"] for r in doc["check"]["regressed"]} == reg
+    assert all(r["change_point"] is None and r["young"]["verdict"] == "REGRESSED"
+               for r in doc["check"]["regressed"])
+    assert all(n in history_md(hist, check=True) and n in history_text(hist, check=True) for n in reg)
 
 
 @BOTH

@@ -102,7 +102,9 @@ def history_json(hist, check=False, code=None):
     if check:
         d["check"] = {"exit_code": code, "regressed": [
             {"figure": s["figure"], "machine": s["machine"]["hostname"], "why": s["why"],
-             "change_point": s["change_points"][-1]} for s in hist["series"] if s["regressed"]]}
+             # a young history's gate is `compare`'s: no change point, its judgement
+             "change_point": s["change_points"][-1] if s["change_points"] else None,
+             "young": s.get("young")} for s in hist["series"] if s["regressed"]]}
     return json.dumps(d, indent=1, default=str)
 
 
