@@ -28,9 +28,10 @@ SCHEMA = KINDS["history"]
 BASES = ("auto", "raw", "normalized")
 # A history of at most this many results is too young for change points to
 # be told from noise (the noise between results needs several differences):
-# its newest result is judged against the ones before it exactly as
-# `pyharness compare` judges two results (pyharness.compare.judge_figure:
-# the same threshold, the same test), so the two never disagree.
+# its newest result is judged against the one before it exactly as
+# `pyharness compare PREVIOUS NEWEST` judges them (pyharness.compare.
+# judge_figure: the same data, threshold and test), so the two never
+# disagree.
 YOUNG_MAX = 5
 
 
@@ -153,9 +154,10 @@ def _fetcher(store, name, normalized):
 
 
 def _young_judgement(pts, threshold, basis, virtual):
-    """The newest point against the ones before it, pooled, as `compare`
-    judges two results."""
+    """The newest point against the one before it, exactly as `pyharness
+    compare PREVIOUS NEWEST` judges them: the same data, the same answer."""
     from .changes import _ensure
+    pts = pts[-2:]
     _ensure(pts)
 
     def pooled(ps):
@@ -212,9 +214,9 @@ def _series_json(name, mrow, pts, cps, normalized, gates, by, threshold, young=N
             moved = (f"; the floor moved {young['floor_moved']:.2f}x, and the raw time is slower "
                      "too" if young["floor_moved"] else "")
             why = (f"the newest result is {young['ratio'] - 1:+.1%} "
-                   f"({young['basis']}; raw {young['raw_ratio'] - 1:+.1%}) against the "
-                   f"{len(points) - 1} before it, p={young['p']:.1e}, as `pyharness compare` judges "
-                   f"two results (a history of {len(points)} is too young for change points){moved}")
+                   f"({young['basis']}; raw {young['raw_ratio'] - 1:+.1%}) against the one before "
+                   f"it, p={young['p']:.1e}, as `pyharness compare` judges the two (a history of "
+                   f"{len(points)} is too young for change points){moved}")
     elif out_cps and gates:
         last = out_cps[-1]
         floor_moved = last.get("floor_ratio") and normalized and \
@@ -296,5 +298,5 @@ def young_line(hist):
     if not y:
         return None
     return (f"{len(y)} figure(s) have one result: nothing to judge it against yet; from the second "
-            f"result on, a history of up to {YOUNG_MAX} is judged as `pyharness compare` judges two "
-            "results, newest against the rest")
+            f"result on, a history of up to {YOUNG_MAX} is judged as `pyharness compare` judges its "
+            "two newest results")
