@@ -29,15 +29,18 @@ def test_a_default_run_reports_its_coverage_above_every_floor(run_cli, tmp_path,
     cov = rep["coverage"]
     assert items <= set(cov), cov
     for name, it in cov.items():
-        assert it["floor"] >= 1 and it["counted"] >= it["floor"], (name, it)
-        assert it["judged"] == "ok", (name, it)
+        assert it["counted"] >= it["floor"], (name, it)
+        # a loaded box may take more than half of a condition (reduced, said
+        # so); the harness is never short of what the box could deliver
+        assert it["judged"] in ("ok", "box-reduced"), (name, it)
         # the harness is held to what the box could deliver: three quarters
         # of it, so a halved condition fails; sessions: every one but a last
         # the stop cut short
         want = it["expected"] - 1 if name.startswith("sessions/") else it["could"] * checker.HARNESS_SHARE
         assert it["floor"] == int(want), (name, it)
         assert it["could"] == pytest.approx(it["configured"] - sum(it["box"].values()), abs=0.2)
-    assert not rep["stress_reduced"]
+    assert {x["name"] for x in rep["stress_reduced"]} == {
+        k for k, it in cov.items() if it["judged"] == "box-reduced"}
     assert "stress coverage (delivered/could deliver/configured):" in r.stdout
     # every protocol wait kept its longest stall: short, and whom it waited for
     waits = rep["progress"]["longest_waits"]
@@ -89,7 +92,7 @@ def test_a_halved_condition_fails_and_a_box_that_took_it_does_not(two_cpus):
     with Engine(cfg) as e:
         o = e.run(duration=2, nmi_rate=500)
         good = checker.stress_coverage(o.view, cfg, 500)
-        assert not checker.coverage_violations(good) and not checker.box_reductions(good), good
+        assert not checker.coverage_violations(good), good      # (a loaded box may reduce it)
         half = _counts(o.view, aim_landed=lambda c: [n // 2 for n in c["aim_landed"]],
                        nmi_timer=lambda c: c["nmi_timer"] // 2)
         bad = checker.coverage_violations(checker.stress_coverage(half, cfg, 500))
