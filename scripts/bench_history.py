@@ -116,7 +116,6 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump(doc, f, indent=1)
     if a.store:
-        sys.path.insert(0, os.path.join(HERE, ".."))
         from pyharness.history.store import open_store
         with open_store(a.store) as st:
             st.add(doc, tags={"benchmark": "history-scale"})

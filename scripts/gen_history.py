@@ -84,7 +84,6 @@ def main(argv=None):
     t0 = dt.datetime(2026, 1, 1)
     store = None
     if a.store:
-        sys.path.insert(0, os.path.join(HERE, ".."))
         from pyharness.history.store import open_store
         store = open_store(a.store, announce=False)
     if a.out_dir:

@@ -33,6 +33,11 @@ BASES = ("auto", "raw", "normalized")
 # judge_figure: the same data, threshold and test), so the two never
 # disagree.
 YOUNG_MAX = 5
+# ... and a history of fewer than YOUNG_MIN is not judged at all: a new CI
+# gate is not broken by its first results (two results of one build on our
+# VM differ by 18% relative to the floor in one figure, p = 0.008, and
+# `compare` of the two says so; a gate learns nothing from that).
+YOUNG_MIN = 3
 
 
 def parse_tags(items):
@@ -128,7 +133,7 @@ def _build_history(store, figure, machine, tags, by, threshold, basis, alpha, ki
                 continue
             cps = change_points(pts, threshold, alpha)
             young = (_young_judgement(pts, threshold, basis, virtual)
-                     if gates and 2 <= len(pts) <= YOUNG_MAX else None)
+                     if gates and YOUNG_MIN <= len(pts) <= YOUNG_MAX else None)
             series.append(_series_json(name, mrows[-1], pts, cps, normalized, gates, by,
                                        threshold, young))
     return {"schema": SCHEMA, "by": by, "basis": basis, "threshold": threshold, "alpha": alpha,
@@ -288,8 +293,8 @@ def judged(hist):
 
 
 def young(hist):
-    """Gating series with a single result: nothing to judge it against yet."""
-    return [s for s in judged(hist) if len(s["points"]) < 2]
+    """Gating series with fewer than YOUNG_MIN results: not judged yet."""
+    return [s for s in judged(hist) if len(s["points"]) < YOUNG_MIN]
 
 
 def young_line(hist):
@@ -297,6 +302,8 @@ def young_line(hist):
     y = young(hist)
     if not y:
         return None
-    return (f"{len(y)} figure(s) have one result: nothing to judge it against yet; from the second "
-            f"result on, a history of up to {YOUNG_MAX} is judged as `pyharness compare` judges its "
-            "two newest results")
+    n = max(len(s["points"]) for s in y)
+    return (f"{len(y)} figure(s) have {n if len(y) == 1 else 'at most ' + str(n)} result(s): a "
+            f"change needs {YOUNG_MIN} to be judged, so they are not judged yet; from the "
+            f"{YOUNG_MIN}rd result on, a history of up to {YOUNG_MAX} is judged as `pyharness "
+            "compare` judges its two newest results")
