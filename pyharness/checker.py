@@ -229,7 +229,6 @@ def stress_coverage(view, config, nmi_rate, live=False):
                      "harness": {k: int(v) for k, v in (harness or {}).items() if v},
                      "judged": judged, "what": what}
 
-    cpus = list(config.cpus)
     if nmi_rate > 0 and not config.nmi_mode:   # NMI mode holds NMIs off for whole sessions
         for i, c in enumerate(cs):
             item(f"nmis/thread-{i}", c["nmi_timer"], nmi_rate * elapsed,

@@ -139,15 +139,6 @@ def _logs(points, key):
     return out
 
 
-def _values(points, key):
-    out = []
-    for p in points:
-        v = _point_median(p, key)
-        if v and v > 0:
-            out.append(v)
-    return out
-
-
 def _test(points, a0, a1, b0, b1, threshold, alpha, sigma):
     """Segment [a0, a1) against [b0, b1): the judged change, and whether it
     counts: significant between results and within them, beyond the
